@@ -1,0 +1,178 @@
+"""Presets, dotted overrides, (de)serialisation and field docs for `--help`."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pydantic
+import yaml
+
+from .schema import Config
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+PRESET_PACKAGE = "clasp_dist.configs"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_preset(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        stem = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml") else path.name
+        res = resources.files(PRESET_PACKAGE) / f"{stem}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"config: unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a YAML file)")
+        text = res.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: preset {name_or_path!r} is not a mapping")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML (numbers, bools, null, lists); plain text stays a string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if value is None and text.strip() not in ("null", "None", "~", "") else (None if text.strip() == "None" else value)
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config: {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_known(key: str) -> None:
+    cls: Any = Config
+    for part in key.split("."):
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if part not in fields:
+            known = ", ".join(sorted(fields)) if fields else "(no sub-keys)"
+            raise ConfigError(f"config: unknown key {key!r} (at {part!r}; known here: {known})")
+        cls = fields[part].type if not isinstance(fields[part].type, str) else _resolve(cls, part)
+
+
+def _resolve(cls: Any, name: str) -> Any:
+    import typing
+
+    return typing.get_type_hints(cls)[name]
+
+
+def from_dict(tree: Mapping) -> Config:
+    """Validate a nested mapping into a Config; errors name the dotted key."""
+    try:
+        return pydantic.TypeAdapter(Config).validate_python(dict(tree))
+    except pydantic.ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"])
+            msg = "unknown key" if e["type"] in ("unexpected_keyword_argument", "extra_forbidden") else e["msg"]
+            lines.append(f"  {key}: {msg} (got {e.get('input')!r})")
+        raise ConfigError("config: invalid configuration:\n" + "\n".join(lines)) from None
+    except ValueError as err:  # __post_init__ cross-field rules
+        raise ConfigError(f"config: {err}") from None
+
+
+def apply_overrides(tree: dict, overrides: Mapping[str, Any] | Iterable[str]) -> dict:
+    """Apply `key=value` strings or a {dotted_key: value} mapping (a Tune param_space) to a tree."""
+    items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
+    for key, value in items:
+        if key == "config":
+            continue
+        _check_known(key)
+        set_dotted(tree, key, value)
+    return tree
+
+
+def _split(override: str) -> tuple[str, Any]:
+    if "=" not in override:
+        raise ConfigError(f"config: override {override!r} is not key=value (e.g. train.epochs=3)")
+    key, text = override.split("=", 1)
+    return key.strip(), parse_value(text)
+
+
+def load_config(overrides: Iterable[str] | Mapping[str, Any] = (), preset: str | None = None) -> Config:
+    """Preset (from `config=NAME` among the overrides, `preset`, or `small`), then dotted overrides."""
+    if not isinstance(overrides, Mapping):
+        overrides = list(overrides)
+        named = [o.split("=", 1)[1] for o in overrides if o.startswith("config=")]
+        preset = named[-1] if named else preset
+    elif "config" in overrides:
+        preset = overrides["config"]
+    tree = _read_preset(preset or "small")
+    return from_dict(apply_overrides(tree, overrides))
+
+
+def to_dict(cfg: Config) -> dict:
+    tree = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(tree))  # tuples -> lists, a plain JSON-able tree
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_saved_config(path_or_text: str | Path) -> Config:
+    text = Path(path_or_text).read_text() if Path(str(path_or_text)).exists() else str(path_or_text)
+    return from_dict(yaml.safe_load(text))
+
+
+def field_docs() -> list[tuple[str, str, Any]]:
+    """(dotted key, one-line doc, default) for every field, read from the attribute docstrings."""
+    rows: list[tuple[str, str, Any]] = []
+    defaults = flatten(to_dict(Config()))
+    for section in dataclasses.fields(Config):
+        cls = _resolve(Config, section.name)
+        docs = _attribute_docstrings(cls)
+        for f in dataclasses.fields(cls):
+            key = f"{section.name}.{f.name}"
+            rows.append((key, docs.get(f.name, ""), defaults.get(key)))
+    return rows
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    tree = ast.parse(inspect.getsource(cls).lstrip())
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for stmt, nxt in zip(body, body[1:]):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            docs[stmt.target.id] = str(nxt.value.value).strip()  # type: ignore[union-attr]
+    return docs
+
+
+def help_text() -> str:
+    lines = [f"Presets (config=NAME): {', '.join(preset_names())}", "", "Override keys (key=value):"]
+    for key, doc, default in field_docs():
+        lines.append(f"  {key} = {default!r}\n      {doc}")
+    return "\n".join(lines)

@@ -1,0 +1,268 @@
+"""Typed configuration: frozen nested dataclasses, one docstring line per field.
+
+Validation (types, literals, unknown keys) is done by pydantic's dataclass support, which names
+the offending dotted key in its error. Cross-field rules live in ``__post_init__``.
+Derived values (DeepSpeed batch arithmetic, grid step in seconds) are computed by functions
+elsewhere and never written back here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+
+_STRICT = ConfigDict(extra="forbid", validate_default=True)
+
+
+def section(cls):
+    """Frozen, validated, unknown keys rejected."""
+    return dataclass(frozen=True, config=_STRICT)(cls)
+
+
+def _default(factory):
+    return dataclasses.field(default_factory=factory)
+
+
+@section
+class DataConfig:
+    root: str = ""
+    """Dataset root (local path or s3://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
+    synth_profile: Literal["tiny", "small", "i3d", "onepeace"] = "small"
+    """Semi-synthetic profile generated when `root` is empty."""
+    synth_limit_per_split: Optional[int] = None
+    """Videos per split for the generated data (None = all annotated videos)."""
+    synth_seed: int = 0
+    """Seed of the semi-synthetic generator."""
+    synth_distractor_rate: Optional[float] = None
+    """Modality-only distractors per event for the generated data (None = profile default)."""
+    cache_dir: str = "~/.cache/clasp_dist/datasets"
+    """Where generated datasets are cached (keyed by profile, limit and seed)."""
+    bad_sample_policy: Literal["error", "skip"] = "error"
+    """On a bad sample: raise naming shard/sample/field, or skip it and count it."""
+    max_skipped_fraction: float = 0.01
+    """With policy `skip`, fail once more than this fraction of a split was skipped."""
+    length_mismatch_tolerance: int = 1
+    """Audio/visual length difference (steps) truncated to the shorter stream and counted; more is an error."""
+    read_num_cpus: float = 0.25
+    """CPUs reserved per Ray Data read/decode task (fractional so reads never starve train workers)."""
+    shuffle_buffer: int = 64
+    """Local shuffle buffer (videos) for the training stream; 0 disables shuffling."""
+
+    def __post_init__(self):
+        if self.synth_limit_per_split is not None and self.synth_limit_per_split < 1:
+            raise ValueError("data.synth_limit_per_split must be >= 1 or None")
+        if not 0.0 <= self.max_skipped_fraction <= 1.0:
+            raise ValueError("data.max_skipped_fraction must be in [0, 1]")
+        if self.read_num_cpus < 0:
+            raise ValueError("data.read_num_cpus must be >= 0")
+
+
+@section
+class StorageConfig:
+    endpoint_url: Optional[str] = None
+    """S3-compatible endpoint (e.g. http://127.0.0.1:9000); None = AWS_ENDPOINT_URL or AWS itself."""
+    region: Optional[str] = None
+    """S3 region; None = AWS_DEFAULT_REGION / AWS_REGION or the SDK default."""
+    anon: bool = False
+    """Anonymous (unsigned) S3 access, for public buckets."""
+    retries: int = 5
+    """Attempts per S3 request before a read or write fails (botocore standard retry mode)."""
+
+
+@section
+class ModelConfig:
+    d_model: int = 256
+    """Hidden width d of every stream."""
+    n_heads: int = 4
+    """Attention heads in encoder and propagation blocks."""
+    n_self_layers: int = 2
+    """Pre-LN self-attention blocks per modality."""
+    ffn_mult: int = 4
+    """FFN hidden width as a multiple of d_model."""
+    dropout: float = 0.1
+    """Dropout in attention and FFN blocks."""
+    max_len: int = 4096
+    """Longest sequence (steps) the sinusoidal position table covers."""
+    mil_pooling: Literal["topk", "attentive"] = "topk"
+    """Video score pooling of a CAS: top-k mean (k = max(1, T // mil_ratio)) or attentive."""
+    mil_ratio: int = 8
+    """r in the top-k MIL: k = max(1, T // r) over valid steps."""
+    use_meae: bool = True
+    """Mutual Event Agreement Evaluation (per-step audio/visual agreement)."""
+    discrepancy: Literal["l1", "js", "argmax"] = "l1"
+    """MEAE discrepancy: mean |sig(Sa)-sig(Sv)| over K, JS over softmax(K + bg), or argmax mismatch."""
+    anchor_score: Literal["agreement_confidence", "agreement"] = "agreement_confidence"
+    """Anchor score alpha_t: s_t * e_t, or agreement s_t alone."""
+    inference_class_threshold: float = 0.1
+    """At inference, MEAE's class set K = base-predicted classes with probability >= this (top-1 at least)."""
+    csai_global: bool = True
+    """CSAI global-video anchors: the top ceil(T / global_ratio) steps by alpha."""
+    global_ratio: int = 8
+    """Global anchors per video = ceil(T_valid / global_ratio)."""
+    csai_local: bool = True
+    """CSAI local-window anchors: each window's best step if alpha >= local_tau."""
+    window: int = 16
+    """Local-window size w (steps)."""
+    local_tau: float = 0.1
+    """Minimum alpha of a local-window anchor."""
+    anchor_fusion: Literal["mlp", "mean"] = "mlp"
+    """Cross-modal anchor integration: LN(ReLU(W[a;v])) or the mean of a and v."""
+    use_atp: bool = True
+    """Anchor-based Temporal Propagation with refined CAS heads and L_prop."""
+    propagation: Literal["attention", "thresholded"] = "attention"
+    """ATP type: full cross-attention to anchors, or with affinities below prop_threshold dropped."""
+    prop_threshold: float = 0.0
+    """Cosine-similarity floor of thresholded propagation."""
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}")
+        if self.use_atp and not self.use_meae:
+            raise ValueError("model.use_atp needs model.use_meae (anchors come from agreement)")
+        if self.use_atp and not (self.csai_global or self.csai_local):
+            raise ValueError("model.use_atp needs model.csai_global or model.csai_local")
+        for name in ("mil_ratio", "global_ratio", "window", "n_self_layers", "ffn_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("model.dropout must be in [0, 1)")
+
+    @property
+    def clasp_enabled(self) -> bool:
+        return self.use_meae and self.use_atp
+
+
+@section
+class LossConfig:
+    lambda_p: float = 1.0
+    """Weight of the propagation loss: L = L_base + lambda_p * L_prop."""
+
+
+@section
+class OptimConfig:
+    lr: float = 1e-4
+    """Peak AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, applied to weight matrices only (not biases, norms, embeddings)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    warmup_epochs: float = 1.0
+    """Linear warm-up length in epochs (fractions allowed)."""
+    min_lr_ratio: float = 0.0
+    """Cosine floor as a fraction of the peak lr."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (0 disables)."""
+    ema_decay: float = 0.999
+    """EMA decay of the weights used for evaluation (0 disables EMA)."""
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError("optim.lr must be > 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("optim.ema_decay must be in [0, 1)")
+
+
+@section
+class DeepSpeedConfig:
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """ZeRO stage."""
+    bf16: bool = False
+    """bf16 mixed precision (use on GPUs that support it)."""
+    micro_batch_size: int = 8
+    """Videos per worker per forward pass; gradient accumulation = batch_size / (micro * workers)."""
+
+
+@section
+class TrainConfig:
+    epochs: int = 12
+    """Training epochs."""
+    batch_size: int = 16
+    """Global batch size in videos (micro_batch_size * grad_accum * workers)."""
+    seed: int = 0
+    """Seed for weights, data order and dropout."""
+    num_workers: int = 1
+    """Ray Train workers."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    cpus_per_worker: float = 0.5
+    """CPUs reserved per train worker (fractional on small machines so Ray Data can read)."""
+    eval_every: int = 2
+    """Evaluate on validation every N epochs (and after the last)."""
+    max_failures: int = 1
+    """Ray Train restarts of the worker group after a worker failure."""
+    log_every_steps: int = 20
+    """Scalars to TensorBoard every N optimizer steps."""
+    progress_bar: Literal["auto", "on", "off"] = "auto"
+    """Per-epoch progress bar on rank 0: auto = only on an interactive terminal."""
+
+
+@section
+class DecodeConfig:
+    class_threshold: float = 0.1
+    """Keep video classes with p_c = sqrt(p_a' p_v') >= this."""
+    max_classes: int = 5
+    """At most this many classes per video (at least the top one)."""
+    loc_thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    """Thresholds on the localisation signal whose runs become proposals."""
+    oic_margin: float = 0.25
+    """Outer-inner-contrast margin as a fraction of the run length, each side."""
+    oic_class_weight: float = 0.2
+    """Weight of p_c added to the outer-inner contrast."""
+    nms_sigma: float = 0.4
+    """Gaussian soft-NMS sigma."""
+    max_segments: int = 100
+    """Predictions kept per video."""
+
+
+@section
+class EvalConfig:
+    tiou_thresholds: Optional[tuple[float, ...]] = None
+    """tIoU thresholds; None = the dataset's protocol (UnAV-100 0.1:0.9, ActivityNet 0.5:0.95)."""
+    batch_size: int = 16
+    """Videos per inference batch."""
+    num_actors: int = 1
+    """Inference actors in the pool (each loads the model once)."""
+    actor_num_cpus: float = 0.5
+    """CPUs per inference actor."""
+    actor_num_gpus: float = 0.0
+    """GPUs per inference actor."""
+    use_ema: bool = True
+    """Evaluate with the EMA weights when present."""
+
+
+@section
+class RunConfig:
+    name: str = "default"
+    """Run name: rerunning with the same name (and storage_path) resumes."""
+    storage_path: str = "runs"
+    """Where Ray Train writes checkpoints (local path or s3://)."""
+    output_dir: str = "runs"
+    """Local directory for the run directory (config, metrics, TensorBoard, exported weights)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept (the best by validation mAP and the latest are always among them)."""
+
+
+@section
+class Config:
+    data: DataConfig = _default(DataConfig)
+    """Dataset and reading."""
+    storage: StorageConfig = _default(StorageConfig)
+    """Object storage access."""
+    model: ModelConfig = _default(ModelConfig)
+    """CLASP architecture and module switches."""
+    loss: LossConfig = _default(LossConfig)
+    """Loss weights."""
+    optim: OptimConfig = _default(OptimConfig)
+    """Optimizer and schedule."""
+    deepspeed: DeepSpeedConfig = _default(DeepSpeedConfig)
+    """DeepSpeed engine."""
+    train: TrainConfig = _default(TrainConfig)
+    """Training loop and scaling."""
+    decode: DecodeConfig = _default(DecodeConfig)
+    """Weak predictions to segments."""
+    eval: EvalConfig = _default(EvalConfig)
+    """Evaluation."""
+    run: RunConfig = _default(RunConfig)
+    """Run naming and storage."""
