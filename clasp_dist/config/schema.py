@@ -190,6 +190,8 @@ class TrainConfig:
     """CPUs reserved per train worker (fractional on small machines so Ray Data can read)."""
     eval_every: int = 2
     """Evaluate on validation every N epochs (and after the last)."""
+    torch_threads: int = 0
+    """torch intra-op threads per worker (0 = CPUs on the node / workers on the node)."""
     max_failures: int = 1
     """Ray Train restarts of the worker group after a worker failure."""
     log_every_steps: int = 20

@@ -1,0 +1,172 @@
+"""Training state on disk: DeepSpeed shards + our own small, pickle-free files.
+
+A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
+  deepspeed/            engine.save_checkpoint(tag="state"): module, optimizer, scheduler (per rank)
+  train_state.json      epoch, global step, best validation score, format version
+  ema.pt                EMA shadow weights (tensors only; loaded with weights_only=True)
+  rng_rank{R}.pt        each rank's torch / numpy / python RNG states (tensors and ints only)
+  weights.pt            consolidated fp32 inference weights (EMA when enabled)
+  model.json            resolved config + dataset description: everything needed to rebuild the model
+
+`export_inference` copies weights.pt + model.json into a stand-alone directory for
+`jobs/predict.py` and `jobs/evaluate.py --checkpoint`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, from_dict, to_dict
+
+FORMAT_VERSION = 1
+DS_SUBDIR, DS_TAG = "deepspeed", "state"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the model needs to know about its dataset (from the manifest)."""
+
+    dataset: str
+    classes: list[str]
+    visual_dim: int
+    audio_dim: int
+    fps: float
+    feat_stride: int
+    window: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    epoch: int
+    """Last completed epoch (0-based)."""
+    global_step: int
+    best_val: float
+    best_epoch: int
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def save_model_description(directory: Path, cfg: Config, info: DatasetInfo) -> None:
+    write_json_atomic(directory / "model.json", {"format_version": FORMAT_VERSION, "config": to_dict(cfg),
+                                                 "dataset": asdict(info)})
+
+
+def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
+    path = Path(directory) / "model.json"
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; is {directory} a clasp-dist checkpoint or export?") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
+    try:
+        return from_dict(payload["config"]), DatasetInfo(**payload["dataset"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: field {err} missing or malformed") from None
+
+
+def save_train_state(directory: Path, state: TrainState) -> None:
+    write_json_atomic(directory / "train_state.json", {"format_version": FORMAT_VERSION, **asdict(state)})
+
+
+def load_train_state(directory: Path) -> TrainState:
+    path = Path(directory) / "train_state.json"
+    payload = json.loads(path.read_text())
+    payload.pop("format_version", None)
+    return TrainState(**payload)
+
+
+def save_tensors(path: Path, payload) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path):
+    """torch.load with weights_only=True: never unpickles arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except Exception as err:  # truncated zip, wrong magic, non-tensor payload
+        raise CheckpointError(f"{path}: unreadable or corrupted ({type(err).__name__}: {err})") from None
+
+
+def rng_state() -> dict:
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": torch.tensor(py_state, dtype=torch.int64),
+            "python_version": py_version, "numpy": torch.from_numpy(np_keys.astype(np.int64)),
+            "numpy_pos": int(np_pos), "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(int(x) for x in state["python"].tolist()), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+
+
+def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> None:
+    """Refuse weights from a different model config, naming the first differing key/shape."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{source}: weights do not match the model config (missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}); was it trained with different model.* settings?")
+    for key, shape in expected.items():
+        if got[key] != shape:
+            raise CheckpointError(f"{source}: weight {key!r} has shape {got[key]}, the model config expects {shape}")
+
+
+def build_model(cfg: Config, info: DatasetInfo) -> torch.nn.Module:
+    from .model import CLASP
+
+    return CLASP(cfg.model, info.visual_dim, info.audio_dim, info.num_classes)
+
+
+def load_inference_model(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Config, DatasetInfo]:
+    """Rebuild the model from a checkpoint or export directory (model.json + weights.pt), eval mode."""
+    directory = Path(directory)
+    cfg, info = load_model_description(directory)
+    model = build_model(cfg, info)
+    weights = load_tensors(directory / "weights.pt")
+    check_weights_match(weights, model, str(directory / "weights.pt"))
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg, info
+
+
+def export_inference(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
+    """Copy the consolidated weights and description into `out_dir` (atomically replaced)."""
+    src, out = Path(checkpoint_dir), Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("weights.pt", "model.json"):
+        shutil.copy2(src / name, tmp / name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out

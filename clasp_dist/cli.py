@@ -1,0 +1,54 @@
+"""Shared command-line plumbing for jobs/: `key=value` overrides, `--help` text, Ray start-up."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .config import ConfigError, help_text, load_config
+
+
+def override_parser(description: str, usage_examples: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"{usage_examples}\n\n{help_text()}")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config=PRESET selects a preset; any other dotted key overrides a field")
+    return parser
+
+
+def config_from_args(overrides: list[str]):
+    try:
+        return load_config(overrides)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join RAY_ADDRESS's cluster if set (ray job submit), else start a local one quietly."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
+    if ray.is_initialized():
+        return
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = sys.stderr.isatty()
+    ctx.print_on_execution_start = False
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "DS_ACCELERATOR": os.environ["DS_ACCELERATOR"]}})
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

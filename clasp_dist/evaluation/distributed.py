@@ -1,0 +1,253 @@
+"""Distributed evaluator: Ray Data `map_batches` over an actor pool that loads the model once per actor.
+
+Every video of the split is predicted exactly once (the count is asserted against the manifest),
+decoded to segments on the actors, and scored on the driver with the ActivityNet-exact metric.
+`predict_local` runs the very same predictor in this process, for checks and small jobs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..checkpoint import DatasetInfo, build_model, check_weights_match, load_inference_model
+from ..config import Config, from_dict, to_dict
+
+
+class EvaluationCountError(RuntimeError):
+    """The evaluator did not see every video of the split exactly once."""
+
+
+@dataclass
+class VideoPrediction:
+    """One video's decoded segments plus what the timeline plots need."""
+
+    video_id: str
+    duration: float
+    predictions: list[dict]  # [{"label": int, "t_start", "t_end", "score"}]
+    segments: list[list[float]] | None = None  # ground truth [[s, e, cls], ...] (evaluation splits)
+    agreement: list[float] | None = None  # per valid step
+    anchors: list[int] | None = None  # anchor step indices
+    step_s: float = 0.0
+    offset_s: float = 0.0
+
+
+@dataclass
+class SplitPredictions:
+    split: str
+    videos: list[VideoPrediction] = field(default_factory=list)
+
+    def records(self) -> list[dict]:
+        return [{"video_id": v.video_id, **p} for v in self.videos for p in v.predictions]
+
+
+class VideoPredictor:
+    """Ray Data callable class (and plain callable): numpy batch of shard rows -> one row per video."""
+
+    def __init__(self, spec: dict, weights, device: str = "cpu", with_signals: bool = False):
+        from ..data.batch import PaddingCollate
+
+        if not isinstance(weights, dict):  # an ObjectRef from ray.put
+            import ray
+
+            weights = ray.get(weights)
+        self.cfg = from_dict(spec["config"])
+        self.info = DatasetInfo(**spec["dataset"])
+        self.device = torch.device(device)
+        model = build_model(self.cfg, self.info)
+        check_weights_match(weights, model, "inference weights")
+        model.load_state_dict(weights)
+        self.model = model.to(self.device).eval()
+        self.collate = PaddingCollate(self.info.num_classes)
+        self.with_signals = with_signals
+
+    @torch.no_grad()
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..decode import decode_outputs
+
+        batch = self.collate(rows).to(self.device)
+        bf16 = self.cfg.deepspeed.bf16 and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.model(batch.visual, batch.audio, batch.mask, None)
+        records = decode_outputs(out, batch.mask, batch.video_id, batch.step_s, batch.offset_s, batch.duration,
+                                 self.cfg.decode)
+        per_video: dict[str, list[dict]] = {vid: [] for vid in batch.video_id}
+        for rec in records:
+            per_video[rec["video_id"]].append({k: rec[k] for k in ("label", "t_start", "t_end", "score")})
+        result = {
+            "video_id": np.array(batch.video_id, dtype=object),
+            "duration": batch.duration.cpu().numpy().astype(np.float64),
+            "step_s": batch.step_s.cpu().numpy().astype(np.float64),
+            "offset_s": batch.offset_s.cpu().numpy().astype(np.float64),
+            "predictions": np.array([json.dumps(per_video[v]) for v in batch.video_id], dtype=object),
+            "segments": np.asarray(rows["segments"], dtype=object) if "segments" in rows
+            else np.array(["null"] * len(batch.video_id), dtype=object),
+        }
+        if self.with_signals:
+            result["signals"] = np.array(_signals_json(out, batch.mask), dtype=object)
+        return result
+
+
+def _signals_json(out, mask: torch.Tensor) -> list[str]:
+    rows = []
+    for i in range(mask.shape[0]):
+        n = int(mask[i].sum())
+        agreement = out.agreement[i, :n].float().cpu().tolist() if out.agreement is not None else None
+        anchors = (torch.nonzero(out.anchor_mask[i, :n]).flatten().cpu().tolist()
+                   if out.anchor_mask is not None else None)
+        rows.append(json.dumps({"agreement": agreement, "anchors": anchors}))
+    return rows
+
+
+def _to_video(row: dict) -> VideoPrediction:
+    signals = json.loads(row["signals"]) if row.get("signals") else {}
+    segments = row.get("segments")
+    return VideoPrediction(video_id=str(row["video_id"]), duration=float(row["duration"]),
+                           predictions=json.loads(row["predictions"]),
+                           segments=json.loads(segments) if isinstance(segments, str) else None,
+                           agreement=signals.get("agreement"), anchors=signals.get("anchors"),
+                           step_s=float(row["step_s"]), offset_s=float(row["offset_s"]))
+
+
+def model_spec(cfg: Config, info: DatasetInfo) -> dict:
+    return {"config": to_dict(cfg), "dataset": asdict(info)}
+
+
+def expected_videos(root: str, split: str, cfg: Config) -> int:
+    from ..data.shards import read_manifest
+
+    return read_manifest(root, cfg.storage).splits[split].videos
+
+
+def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
+                  with_signals: bool = False) -> SplitPredictions:
+    """Distributed inference over one split: every video exactly once."""
+    import ray
+
+    from ..data.source import read_split
+
+    include_segments = split != "train"
+    ds = read_split(root, split, cfg.data, cfg.storage, include_segments=include_segments)
+    use_gpu = cfg.eval.actor_num_gpus > 0
+    predicted = ds.map_batches(
+        VideoPredictor,
+        fn_constructor_kwargs={"spec": model_spec(cfg, info), "weights": ray.put(weights),
+                               "device": "cuda" if use_gpu else "cpu", "with_signals": with_signals},
+        batch_size=cfg.eval.batch_size, batch_format="numpy", concurrency=cfg.eval.num_actors,
+        num_cpus=cfg.eval.actor_num_cpus, num_gpus=cfg.eval.actor_num_gpus or None)
+    videos = [_to_video(row) for row in predicted.iter_rows()]
+    _check_exactly_once(videos, root, split, cfg)
+    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id))
+
+
+def predict_local(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
+                  with_signals: bool = False) -> SplitPredictions:
+    """The same predictor in this process (no Ray), over the split in manifest order."""
+    from ..data.source import iter_local_samples
+
+    predictor = VideoPredictor(model_spec(cfg, info), weights, with_signals=with_signals)
+    videos: list[VideoPrediction] = []
+    rows = iter_local_samples(root, split, cfg.data, cfg.storage, include_segments=split != "train")
+    for chunk in _chunks(rows, cfg.eval.batch_size):
+        out = predictor(_columns(chunk))
+        videos.extend(_to_video({k: out[k][i] for k in out}) for i in range(len(chunk)))
+    _check_exactly_once(videos, root, split, cfg)
+    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id))
+
+
+def _chunks(rows: Iterable[dict], size: int):
+    chunk: list[dict] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        columns[key] = arr
+    return columns
+
+
+def _check_exactly_once(videos: list[VideoPrediction], root: str, split: str, cfg: Config) -> None:
+    ids = [v.video_id for v in videos]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise EvaluationCountError(f"{root} [{split}]: videos predicted more than once: {dupes}")
+    expected = expected_videos(root, split, cfg)
+    if len(ids) != expected and cfg.data.bad_sample_policy == "error":
+        raise EvaluationCountError(f"{root} [{split}]: predicted {len(ids)} videos, the manifest lists {expected}")
+
+
+def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
+    """Ground truth from the shards' meta.json segments that travelled with the predictions."""
+    from .formats import ground_truth_from_meta
+
+    metas = [{"video_id": v.video_id, "duration": v.duration, "segments": v.segments or []}
+             for v in predictions.videos]
+    return ground_truth_from_meta(metas, info.classes)
+
+
+def score(predictions: SplitPredictions, info: DatasetInfo, cfg: Config):
+    """ActivityNet-exact mAP of the split's predictions against its shard ground truth."""
+    from .formats import predictions_from_records
+    from .metric import evaluate_detection, default_tiou_thresholds
+
+    gt = ground_truth_of(predictions, info)
+    preds = predictions_from_records(predictions.records(), info.classes)
+    thresholds = cfg.eval.tiou_thresholds or default_tiou_thresholds(info.dataset, info.num_classes)
+    return evaluate_detection(gt, preds, thresholds, video_ids=[v.video_id for v in predictions.videos])
+
+
+def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str):
+    """Predict a split with the distributed evaluator and score it (used by training for validation)."""
+    return score(predict_split(weights, cfg, info, root, split), info, cfg)
+
+
+def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
+                        plot: int = 0, overrides: Iterable[str] = ()):
+    """CLI path: checkpoint/export dir -> predictions JSON, metrics JSON, optional timeline PNGs."""
+    from ..config import apply_overrides
+    from .formats import write_predictions_json
+    from .report import format_table, metrics_json
+
+    model, cfg, info = load_inference_model(checkpoint)
+    cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
+    root = data_root or cfg.data.root
+    weights = {k: v for k, v in model.state_dict().items()}
+    predictions = predict_split(weights, cfg, info, root, split, with_signals=plot > 0)
+    result = score(predictions, info, cfg)
+    print(format_table(result, title=f"{root} [{split}]"))
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_predictions_json(out / f"predictions_{split}.json", predictions.records(), info.classes)
+        (out / f"metrics_{split}.json").write_text(json.dumps(metrics_json(result), indent=2))
+        if plot:
+            plot_timelines(predictions, info, out / "timelines", plot)
+    return result, predictions
+
+
+def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Path, count: int) -> list[Path]:
+    from ..viz import plot_timeline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for video in predictions.videos[:count]:
+        path = out_dir / f"{video.video_id}.png"
+        plot_timeline(path, video.video_id, video.duration, video.segments or [], video.predictions, info.classes,
+                      agreement=video.agreement, anchors=video.anchors, step_s=video.step_s,
+                      offset_s=video.offset_s)
+        paths.append(path)
+    return paths

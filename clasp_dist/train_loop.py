@@ -1,0 +1,265 @@
+"""The per-worker training loop run by Ray Train: engine, steps, EMA, validation cadence, checkpoints.
+
+Runs inside each Ray Train worker (`train_loop_per_worker`). The training split arrives as this
+worker's Ray Data shard; it carries video-level labels only (the source never parses segments of
+the training split). Validation goes through the distributed evaluator on rank 0 with EMA weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import (DS_SUBDIR, DS_TAG, DatasetInfo, TrainState, build_model, load_tensors, load_train_state,
+                         restore_rng, rng_state, save_model_description, save_tensors, save_train_state)
+from .config import Config, from_dict
+from .engine import build_engine, plan_batches
+from .ema import EMA
+from .losses import compute_loss
+
+NOT_VALIDATED = -1.0
+"""val_average reported for epochs without validation (ranks them below every validated checkpoint)."""
+
+
+@dataclass
+class LoopContext:
+    cfg: Config
+    info: DatasetInfo
+    data_root: str
+    run_dir: str
+    rank: int
+    world_size: int
+    device: torch.device
+    interactive: bool
+    num_train_videos: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_threads(cfg: Config, world_size: int) -> None:
+    threads = cfg.train.torch_threads or max(1, (os.cpu_count() or 1) // max(1, world_size))
+    torch.set_num_threads(threads)
+
+
+def steps_per_epoch(num_train_videos: int, world_size: int, micro: int, grad_accum: int) -> int:
+    micro_batches = math.ceil(math.ceil(num_train_videos / world_size) / micro)
+    return max(1, math.ceil(micro_batches / grad_accum))
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Entry point for `TorchTrainer(train_loop_per_worker=...)`; `loop_config` is plain JSON-able data."""
+    import ray.train
+
+    ctx_train = ray.train.get_context()
+    cfg = from_dict(loop_config["config"])
+    ctx = LoopContext(cfg=cfg, info=DatasetInfo(**loop_config["dataset"]), data_root=loop_config["data_root"],
+                      run_dir=loop_config["run_dir"], rank=ctx_train.get_world_rank(),
+                      world_size=ctx_train.get_world_size(), device=ray.train.torch.get_device(),
+                      interactive=bool(loop_config.get("interactive")),
+                      num_train_videos=int(loop_config["num_train_videos"]))
+    configure_threads(cfg, ctx_train.get_local_world_size())
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg, ctx.info).to(ctx.device)
+    plan = plan_batches(cfg, ctx.world_size)
+    n_steps = steps_per_epoch(ctx.num_train_videos, ctx.world_size, plan.micro_batch_size, plan.grad_accum)
+    engine = build_engine(model, cfg, plan, n_steps)
+    ema = EMA(engine.module, cfg.optim.ema_decay, gather=_gather_fn(cfg)) if cfg.optim.ema_decay > 0 else None
+    state, saved_rng = _restore(engine, ema, ctx)
+    seed_everything(cfg.train.seed + 1000 * ctx.rank)  # per-rank dropout streams
+    if saved_rng is not None:
+        restore_rng(saved_rng)
+    shard = ray.train.get_dataset_shard("train")
+    writer = _summary_writer(ctx)
+    for epoch in range(state.epoch + 1, cfg.train.epochs):
+        stats = _run_epoch(engine, ema, shard, ctx, epoch, writer, state.global_step)
+        state = TrainState(epoch, stats["global_step"], state.best_val, state.best_epoch)
+        val = _maybe_validate(engine, ema, ctx, epoch)
+        if val is not None and val["val_average"] > state.best_val:
+            state = TrainState(epoch, state.global_step, val["val_average"], epoch)
+        metrics = {**stats, **(val or {"val_average": NOT_VALIDATED}), "best_val": state.best_val,
+                   "best_epoch": state.best_epoch, "epoch": epoch}
+        _log_epoch(ctx, metrics, writer)
+        _save_and_report(engine, ema, ctx, state, metrics)
+    if writer is not None:
+        writer.close()
+
+
+def _gather_fn(cfg: Config):
+    if cfg.deepspeed.zero_stage != 3:
+        return None
+    import deepspeed
+
+    return lambda params: deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def _restore(engine, ema: EMA | None, ctx: LoopContext) -> tuple[TrainState, dict | None]:
+    """Load the latest checkpoint Ray Train hands this attempt, if any: (train state, this rank's RNG)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return TrainState(epoch=-1, global_step=0, best_val=NOT_VALIDATED, best_epoch=-1), None
+    with checkpoint.as_directory() as directory:
+        directory = Path(directory)
+        engine.load_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG)
+        if ema is not None:
+            ema.load_state_dict(load_tensors(directory / "ema.pt"))
+        rng = load_tensors(directory / f"rng_rank{ctx.rank}.pt")
+        state = load_train_state(directory)
+    if ctx.rank == 0:
+        print(f"[clasp-dist] resumed from epoch {state.epoch + 1} (step {state.global_step}, "
+              f"best val {state.best_val * 100:.2f})", flush=True)
+    return state, rng
+
+
+def _progress(ctx: LoopContext, epoch: int, total: int):
+    wanted = ctx.cfg.train.progress_bar
+    if ctx.rank != 0 or wanted == "off" or (wanted == "auto" and not ctx.interactive):
+        return None
+    from ray.experimental.tqdm_ray import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}", unit="video")
+
+
+def _run_epoch(engine, ema: EMA | None, shard, ctx: LoopContext, epoch: int, writer, global_step: int) -> dict:
+    from .data.batch import iter_train_batches
+
+    cfg = ctx.cfg
+    engine.train()
+    totals: dict[str, float] = {}
+    n_micro, n_videos, start = 0, 0, time.perf_counter()
+    bar = _progress(ctx, epoch, math.ceil(ctx.num_train_videos / ctx.world_size))
+    batches = iter_train_batches(shard, batch_size=cfg.deepspeed.micro_batch_size, num_classes=ctx.info.num_classes,
+                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed + epoch, device=ctx.device)
+    for batch in batches:
+        out = engine(batch.visual, batch.audio, batch.mask, batch.labels)
+        loss, terms = compute_loss(out, batch.labels, batch.mask, cfg.loss)
+        engine.backward(loss)
+        boundary = engine.is_gradient_accumulation_boundary()
+        engine.step()
+        if boundary:
+            global_step += 1
+            if ema is not None:
+                ema.update(engine.module)
+            if writer is not None and global_step % cfg.train.log_every_steps == 0:
+                writer.add_scalar("train/loss", float(loss), global_step)
+                writer.add_scalar("train/lr", engine.get_lr()[0], global_step)
+        for key, value in {"loss": float(loss), **terms}.items():
+            totals[key] = totals.get(key, 0.0) + value
+        n_micro += 1
+        n_videos += len(batch.video_id)
+        if bar is not None:
+            bar.update(len(batch.video_id))
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    videos = _sum_across_ranks(n_videos)
+    return {**{k: v / max(1, n_micro) for k, v in totals.items()}, "lr": float(engine.get_lr()[0]),
+            "videos_per_s": videos / max(elapsed, 1e-9), "epoch_time_s": elapsed, "global_step": global_step,
+            "train_videos": videos}
+
+
+def _sum_across_ranks(value: int) -> int:
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def _inference_weights(engine, ema: EMA | None, cfg: Config) -> dict:
+    """fp32 CPU state dict for evaluation/export: EMA weights when enabled. Collective under ZeRO-3."""
+    if ema is not None and cfg.eval.use_ema:
+        return ema.weights_for(engine.module)
+    gather = _gather_fn(cfg)
+    with (gather(list(engine.module.parameters())) if gather else contextlib.nullcontext()):
+        return {k: (v.detach().float() if v.dtype.is_floating_point else v.detach()).cpu().clone()
+                for k, v in engine.module.state_dict().items()}
+
+
+def _maybe_validate(engine, ema: EMA | None, ctx: LoopContext, epoch: int) -> dict | None:
+    cfg = ctx.cfg
+    last = epoch == cfg.train.epochs - 1
+    if not (last or (epoch + 1) % cfg.train.eval_every == 0):
+        return None
+    weights = _inference_weights(engine, ema, cfg)
+    result = None
+    if ctx.rank == 0:
+        from .evaluation.distributed import evaluate_weights
+
+        result = evaluate_weights(weights, cfg, ctx.info, ctx.data_root, "validation")
+    _barrier()
+    if result is None:
+        return {"val_average": NOT_VALIDATED}
+    return {"val_average": float(result.average),
+            **{f"val_map@{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}}
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _summary_writer(ctx: LoopContext):
+    if ctx.rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(Path(ctx.run_dir) / "tensorboard"))
+
+
+def format_epoch_line(metrics: dict, epochs: int) -> str:
+    val = metrics.get("val_average", NOT_VALIDATED)
+    val_text = f"val mAP {val * 100:5.2f}" if val != NOT_VALIDATED else "val mAP   -  "
+    terms = " ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
+    return (f"epoch {metrics['epoch'] + 1:>3}/{epochs} | loss {metrics.get('loss', float('nan')):.4f} ({terms}) | "
+            f"lr {metrics['lr']:.2e} | {val_text} | {metrics['videos_per_s']:.1f} videos/s | "
+            f"{metrics['epoch_time_s']:.1f}s")
+
+
+def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
+    if ctx.rank != 0:
+        return
+    print(f"[clasp-dist] {format_epoch_line(metrics, ctx.cfg.train.epochs)}", flush=True)
+    with open(Path(ctx.run_dir) / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(metrics, sort_keys=True) + "\n")
+    if writer is not None:
+        for key, value in metrics.items():
+            if key.startswith(("val_", "loss")) and value != NOT_VALIDATED:
+                writer.add_scalar(f"epoch/{key}", value, metrics["epoch"])
+        writer.add_scalar("epoch/videos_per_s", metrics["videos_per_s"], metrics["epoch"])
+        writer.flush()
+
+
+def _save_and_report(engine, ema: EMA | None, ctx: LoopContext, state: TrainState, metrics: dict) -> None:
+    import ray.train
+
+    weights = _inference_weights(engine, ema, ctx.cfg)
+    with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:
+        directory = Path(tmp)
+        engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
+        save_tensors(directory / f"rng_rank{ctx.rank}.pt", rng_state())
+        if ctx.rank == 0:
+            if ema is not None:
+                save_tensors(directory / "ema.pt", ema.state_dict())
+            save_tensors(directory / "weights.pt", weights)
+            save_model_description(directory, ctx.cfg, ctx.info)
+            save_train_state(directory, state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

@@ -1,0 +1,149 @@
+"""Driver side of training: dataset, Ray Train `TorchTrainer` + DeepSpeed workers, best checkpoint, test.
+
+`run_training(cfg)` is what `jobs/train.py` (and each Tune trial) calls. It assumes Ray is
+initialised (`ray.init()` honours RAY_ADDRESS, so the same code runs under `ray job submit`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .checkpoint import DatasetInfo, export_inference
+from .config import Config, save_config, to_dict
+from .train_loop import NOT_VALIDATED, train_loop_per_worker
+
+
+@dataclass
+class TrainingSummary:
+    run_dir: Path
+    export_dir: Path
+    metrics: dict
+
+
+def resolve_dataset(cfg: Config) -> str:
+    """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
+    if cfg.data.root:
+        return cfg.data.root
+    from .data.synthetic import cached_dataset
+
+    return cached_dataset(cfg.data, cfg.storage)
+
+
+def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
+    from .data.shards import read_manifest
+
+    manifest = read_manifest(root, cfg.storage)
+    for split in ("train", "validation", "test"):
+        if split not in manifest.splits:
+            raise ValueError(f"{root}/manifest.json: no {split!r} split; training needs train, validation and test")
+    info = DatasetInfo(dataset=manifest.dataset, classes=list(manifest.classes), visual_dim=manifest.visual_dim,
+                       audio_dim=manifest.audio_dim, fps=manifest.grid.fps, feat_stride=manifest.grid.feat_stride,
+                       window=manifest.grid.window)
+    return info, manifest
+
+
+def storage_uri(cfg: Config) -> str:
+    path = cfg.run.storage_path
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+def check_storage_writable(cfg: Config) -> None:
+    """Fail at the first write, not after an epoch: write and delete a probe under the storage path."""
+    from .data.filesystem import get_fs, join
+
+    fs, base = get_fs(storage_uri(cfg), cfg.storage)
+    probe = join(base, cfg.run.name, ".write-probe")
+    try:
+        fs.makedirs(join(base, cfg.run.name), exist_ok=True)
+        with fs.open(probe, "wb") as handle:
+            handle.write(b"ok")
+        fs.rm(probe)
+    except Exception as err:
+        raise OSError(f"run.storage_path={cfg.run.storage_path!r}: cannot write checkpoints there "
+                      f"({type(err).__name__}: {err})") from None
+
+
+def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from .data.filesystem import get_arrow_fs, is_s3
+    from .data.source import read_split
+
+    resources = {"CPU": cfg.train.cpus_per_worker}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1
+    storage = storage_uri(cfg)
+    storage_fs = None
+    if is_s3(storage):
+        storage_fs, storage = get_arrow_fs(storage, cfg.storage)
+    data_config = ray.train.DataConfig(datasets_to_split=["train"])
+    data_config._execution_options.preserve_order = True  # deterministic order -> reproducible seeded runs
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": to_dict(cfg), "dataset": asdict(info), "data_root": root,
+                           "run_dir": str(run_dir), "num_train_videos": num_train_videos,
+                           "interactive": sys.stdout.isatty()},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name, storage_path=storage, storage_filesystem=storage_fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints,
+                                                         checkpoint_score_attribute="val_average",
+                                                         checkpoint_score_order="max"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures)),
+        datasets={"train": read_split(root, "train", cfg.data, cfg.storage, include_segments=False)},
+        dataset_config=data_config,
+    )
+
+
+def best_checkpoint(result):
+    """The reported checkpoint with the highest validation average mAP (latest among equals)."""
+    candidates = [(m.get("val_average", NOT_VALIDATED), m.get("epoch", -1), c) for c, m in result.best_checkpoints]
+    if not candidates:
+        if result.checkpoint is None:
+            raise RuntimeError("training reported no checkpoint")
+        return result.checkpoint, {}
+    val, epoch, ckpt = max(candidates, key=lambda t: (t[0], t[1]))
+    metrics = next(m for c, m in result.best_checkpoints if c is ckpt)
+    return ckpt, metrics
+
+
+def run_training(cfg: Config, log=print) -> TrainingSummary:
+    """Train, pick the best checkpoint by validation mAP, evaluate it on test, write the run directory."""
+    from .evaluation.distributed import evaluate_checkpoint
+    from .evaluation.report import metrics_json
+
+    started = time.time()
+    root = resolve_dataset(cfg)
+    info, manifest = dataset_info(root, cfg)
+    run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    check_storage_writable(cfg)
+    n_train = manifest.splits["train"].videos
+    log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
+        f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
+        f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}")
+    result = build_trainer(cfg, root, info, n_train, run_dir).fit()
+    if result.error:
+        raise result.error
+    ckpt, best_metrics = best_checkpoint(result)
+    export_dir = run_dir / "export"
+    with ckpt.as_directory() as directory:
+        export_inference(directory, export_dir)
+    log(f"[clasp-dist] best checkpoint: epoch {best_metrics.get('epoch', -1) + 1} "
+        f"(val mAP {best_metrics.get('val_average', NOT_VALIDATED) * 100:.2f}); evaluating on test")
+    test_result, _ = evaluate_checkpoint(str(export_dir), root, "test", out_dir=str(run_dir / "test"),
+                                         overrides=[f"data.root={root}"])
+    metrics = {"test": metrics_json(test_result),
+               "validation": {k[len("val_map@"):]: v for k, v in best_metrics.items() if k.startswith("val_map@")}
+               | {"average": best_metrics.get("val_average")},
+               "best_epoch": best_metrics.get("epoch"), "dataset": {"root": root, "name": info.dataset},
+               "wall_time_s": time.time() - started, "checkpoint": ckpt.path}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return TrainingSummary(run_dir, export_dir, metrics)

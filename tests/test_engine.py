@@ -1,0 +1,67 @@
+"""DeepSpeed config arithmetic, parameter groups, schedule, EMA (no DeepSpeed process needed)."""
+import math
+
+import pytest
+import torch
+
+from clasp_dist.config import load_config
+from clasp_dist.ema import EMA
+from clasp_dist.engine import deepspeed_config, param_groups, plan_batches, warmup_cosine
+
+
+@pytest.mark.parametrize("batch, micro, world, accum", [(16, 8, 1, 2), (16, 8, 2, 1), (32, 4, 2, 4), (8, 8, 1, 1)])
+def test_batch_plan_is_consistent(batch, micro, world, accum):
+    cfg = load_config([f"train.batch_size={batch}", f"deepspeed.micro_batch_size={micro}"])
+    plan = plan_batches(cfg, world)
+    assert plan.grad_accum == accum and plan.global_batch_size == batch
+    ds = deepspeed_config(cfg, plan)
+    assert ds["train_batch_size"] == ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * world
+    assert "auto" not in str(ds)
+
+
+def test_batch_plan_rejects_uneven_batches():
+    cfg = load_config(["train.batch_size=16", "deepspeed.micro_batch_size=6"])
+    with pytest.raises(ValueError, match="train.batch_size"):
+        plan_batches(cfg, 1)
+
+
+def test_deepspeed_config_carries_zero_bf16_clip():
+    cfg = load_config(["deepspeed.zero_stage=2", "deepspeed.bf16=true", "optim.grad_clip=0.5"])
+    ds = deepspeed_config(cfg, plan_batches(cfg, 2))
+    assert ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"] and ds["gradient_clipping"] == 0.5
+    assert "optimizer" not in ds  # client AdamW: no JIT-compiled FusedAdam
+
+
+def test_weight_decay_only_on_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Conv1d(3, 2, 3))
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {p.ndim for p in decay["params"]} == {2, 3}
+    assert all(p.ndim == 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(total_steps=100, warmup_steps=10, min_ratio=0.1)
+    values = [f(s) for s in range(100)]
+    assert all(a < b for a, b in zip(values[:10], values[1:11]))  # rising during warm-up
+    assert values[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))  # then non-increasing
+    assert f(100) == pytest.approx(0.1)
+    assert values[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_ema_tracks_and_restores():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.5)
+    start = {k: v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    moved = ema.shadow["weight"] - start["weight"]
+    assert torch.all(moved > 0) and torch.all(moved < 1.0)  # between the old and the new weights
+    clone = EMA(torch.nn.Linear(3, 2), decay=0.5)
+    clone.load_state_dict(ema.state_dict())
+    assert torch.equal(clone.shadow["weight"], ema.shadow["weight"]) and clone.updates == 1
+    with pytest.raises(ValueError, match="differing keys"):
+        EMA(torch.nn.Linear(3, 2, bias=False), 0.5).load_state_dict(ema.state_dict())
