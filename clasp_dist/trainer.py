@@ -67,7 +67,8 @@ def check_storage_writable(cfg: Config) -> None:
                       f"({type(err).__name__}: {err})") from None
 
 
-def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path):
+def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
+                  callbacks: list | None = None):
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -95,7 +96,8 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints,
                                                          checkpoint_score_attribute="val_average",
                                                          checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures)),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks or []),
         datasets={"train": read_split(root, "train", cfg.data, cfg.storage, include_segments=False)},
         dataset_config=data_config,
     )
@@ -113,7 +115,7 @@ def best_checkpoint(result):
     return ckpt, metrics
 
 
-def run_training(cfg: Config, log=print) -> TrainingSummary:
+def run_training(cfg: Config, log=print, callbacks: list | None = None) -> TrainingSummary:
     """Train, pick the best checkpoint by validation mAP, evaluate it on test, write the run directory."""
     from .evaluation.distributed import evaluate_checkpoint
     from .evaluation.report import metrics_json
@@ -129,7 +131,7 @@ def run_training(cfg: Config, log=print) -> TrainingSummary:
     log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
         f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}")
-    result = build_trainer(cfg, root, info, n_train, run_dir).fit()
+    result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
     if result.error:
         raise result.error
     ckpt, best_metrics = best_checkpoint(result)
