@@ -1,0 +1,59 @@
+"""Human and machine reports of a DetectionResult.
+
+Convention (ActionFormer/UnAV): numbers are *fractions* (0..1) in the metrics JSON and
+*percentages* in printed tables.
+
+Metrics JSON (``metrics_dict``)::
+
+    {"0.1": mAP, ..., "0.9": mAP, "average": mAP,
+     "recall@1x": {"0.1": r, ...}, "recall@5x": {"0.1": r, ...}}
+
+Threshold keys are ``format_threshold(t)`` ("0.3", "0.55"), in evaluation order.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+from .formats import write_json
+from .metric import DetectionResult, format_threshold
+
+
+def metrics_dict(result: DetectionResult) -> dict[str, Any]:
+    """The metrics JSON document (fractions)."""
+    out: dict[str, Any] = {format_threshold(t): float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}
+    out["average"] = float(result.average)
+    for k, values in result.recall.items():
+        out[f"recall@{k}"] = {format_threshold(t): float(r) for t, r in zip(result.tiou_thresholds, values)}
+    return out
+
+
+def write_metrics_json(path: Union[str, os.PathLike], result: DetectionResult) -> dict[str, Any]:
+    """Write metrics_dict(result) to path (local or fsspec URL) and return it."""
+    document = metrics_dict(result)
+    write_json(path, document)
+    return document
+
+
+def format_table(result: DetectionResult, title: Optional[str] = None) -> str:
+    """Fixed-width table: one row per threshold (mAP, Recall@kx in %), then the average row."""
+    recall_keys = list(result.recall)
+    header = ["tIoU", "mAP (%)"] + [f"R@{k} (%)" for k in recall_keys]
+    rows = [[format_threshold(t), f"{100 * m:.2f}"] + [f"{100 * result.recall[k][i]:.2f}" for k in recall_keys]
+            for i, (t, m) in enumerate(zip(result.tiou_thresholds, result.mAP))]
+    rows.append(["avg", f"{100 * result.average:.2f}"]
+                + [f"{100 * result.recall[k].mean():.2f}" for k in recall_keys])
+    widths = [max(len(r[j]) for r in [header] + rows) for j in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+
+    def render(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+
+    lines = ([title] if title else []) + [render(header), line] + [render(r) for r in rows[:-1]] + [line, render(rows[-1])]
+    classes = int(result.classes_with_gt.sum())
+    lines.append(f"{classes} classes with ground truth, {int(result.num_gt.sum())} segments, "
+                 f"{result.num_videos} videos, {result.num_predictions} predictions scored")
+    notes = [f"{key}={count}" for key, count in result.warnings.items() if count]
+    if notes:
+        lines.append("warnings: " + ", ".join(notes))
+    return "\n".join(lines)

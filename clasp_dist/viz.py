@@ -1,0 +1,114 @@
+"""Pictures for people: per-video timelines and the ablation chart (matplotlib, Agg, files only).
+
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly, so nothing here
+touches pyplot's global state or needs a display.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+GT_COLOR = "#2b6cb0"
+PRED_COLOR = "#dd6b20"
+AGREEMENT_COLOR = "#2f855a"
+ANCHOR_COLOR = "#c53030"
+
+PathLike = Union[str, os.PathLike]
+
+
+def _save(fig: Figure, path: PathLike, dpi: int = 120) -> str:
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _anchor_steps(anchors, num_steps: Optional[int]) -> np.ndarray:
+    """Anchors as step indices: from a bool mask [T] or an index list."""
+    arr = np.asarray(anchors)
+    if arr.dtype == bool:
+        return np.flatnonzero(arr)
+    arr = arr.astype(np.int64).reshape(-1)
+    return arr[(arr >= 0) & (arr < num_steps)] if num_steps is not None else arr
+
+
+def plot_timeline(path: PathLike, video_id: str, duration: float,
+                  gt_segments: Sequence[Sequence[float]], pred_segments: Sequence[Sequence[float]],
+                  class_names: Sequence[str], agreement: Optional[Sequence[float]] = None,
+                  anchors: Optional[Sequence] = None, step_s: float = 0.32, offset_s: float = 0.48) -> str:
+    """One video's timeline: a lane per class present (ground truth on top, predictions below with
+    opacity = score / max score), and underneath the audio-visual agreement curve with anchors.
+
+    gt_segments: ``(t_start, t_end, class_id)``; pred_segments: ``(t_start, t_end, class_id, score)``;
+    agreement: per-step values [T] (step t at ``offset_s + t * step_s`` seconds); anchors: a bool mask
+    [T] or step indices. Returns the written path.
+    """
+    classes = sorted({int(s[2]) for s in gt_segments} | {int(s[2]) for s in pred_segments})
+    lane = {c: i for i, c in enumerate(classes)}
+    max_score = max([float(s[3]) for s in pred_segments] + [1e-12])
+    has_curve = agreement is not None and len(agreement) > 0
+
+    height = 1.0 + 0.55 * max(1, len(classes)) + (1.4 if has_curve else 0.0)
+    fig = Figure(figsize=(10, height))
+    grid = fig.add_gridspec(2 if has_curve else 1, 1, height_ratios=[max(1, len(classes)), 2.5] if has_curve else [1])
+    ax = fig.add_subplot(grid[0])
+    for s, e, c in ((float(a), float(b), int(k)) for a, b, k, *_ in gt_segments):
+        ax.broken_barh([(s, e - s)], (lane[c] + 0.52, 0.38), facecolors=GT_COLOR)
+    for s, e, c, p in ((float(a), float(b), int(k), float(q)) for a, b, k, q, *_ in pred_segments):
+        alpha = float(np.clip(p / max_score, 0.08, 1.0))
+        ax.broken_barh([(s, e - s)], (lane[c] + 0.1, 0.38), facecolors=PRED_COLOR, alpha=alpha,
+                       edgecolor=PRED_COLOR, linewidth=0.8)
+    ax.set_yticks([i + 0.5 for i in range(len(classes))])
+    ax.set_yticklabels([class_names[c] if 0 <= c < len(class_names) else str(c) for c in classes], fontsize=8)
+    ax.set_ylim(0, max(1, len(classes)))
+    ax.set_xlim(0, duration)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"{video_id}  (blue: ground truth, orange: predictions, opacity = score)", fontsize=9)
+    if not classes:
+        ax.text(duration / 2, 0.5, "no segments", ha="center", va="center", fontsize=9)
+    if has_curve:
+        values = np.asarray(agreement, dtype=np.float64)  # [T]
+        times = offset_s + step_s * np.arange(len(values))  # [T]
+        curve = fig.add_subplot(grid[1], sharex=ax)
+        curve.plot(times, values, color=AGREEMENT_COLOR, lw=1.2, label="agreement")
+        if anchors is not None:
+            steps = _anchor_steps(anchors, len(values))
+            curve.scatter(times[steps], values[steps], color=ANCHOR_COLOR, s=14, zorder=3, label="anchors")
+        curve.set_ylabel("agreement", fontsize=8)
+        curve.set_xlabel("time (s)")
+        curve.legend(fontsize=7, loc="upper right")
+        curve.grid(alpha=0.3)
+    else:
+        ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_ablation_bars(path: PathLike, arms: Sequence[str], means: Sequence[float], stds: Sequence[float],
+                       ylabel: str = "average mAP (%)", title: Optional[str] = None) -> str:
+    """Bar chart of ablation arms (mean with a +-std error bar, value printed on each bar)."""
+    if not (len(arms) == len(means) == len(stds)):
+        raise ValueError(f"arms, means and stds differ in length ({len(arms)}, {len(means)}, {len(stds)})")
+    means_arr, stds_arr = np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)
+    fig = Figure(figsize=(max(4.0, 1.1 * len(arms) + 1.5), 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(arms))
+    bars = ax.bar(x, means_arr, yerr=stds_arr, capsize=4, color=GT_COLOR, alpha=0.85)
+    for bar, m, sd in zip(bars, means_arr, np.nan_to_num(stds_arr)):
+        ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, m + sd), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(arms), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    top = float(np.nanmax(means_arr + np.nan_to_num(stds_arr))) if len(arms) else 1.0
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+    fig.tight_layout()
+    return _save(fig, path)
