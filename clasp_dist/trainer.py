@@ -28,9 +28,9 @@ def resolve_dataset(cfg: Config) -> str:
     """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
     if cfg.data.root:
         return cfg.data.root
-    from .data.synthetic import cached_dataset
+    from .data.synthetic import ensure_dataset
 
-    return cached_dataset(cfg.data, cfg.storage)
+    return ensure_dataset(cfg.data, cfg.storage)
 
 
 def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
@@ -118,7 +118,7 @@ def best_checkpoint(result):
 def run_training(cfg: Config, log=print, callbacks: list | None = None) -> TrainingSummary:
     """Train, pick the best checkpoint by validation mAP, evaluate it on test, write the run directory."""
     from .evaluation.distributed import evaluate_checkpoint
-    from .evaluation.report import metrics_json
+    from .evaluation.report import format_table, metrics_dict
 
     started = time.time()
     root = resolve_dataset(cfg)
@@ -140,9 +140,9 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         export_inference(directory, export_dir)
     log(f"[clasp-dist] best checkpoint: epoch {best_metrics.get('epoch', -1) + 1} "
         f"(val mAP {best_metrics.get('val_average', NOT_VALIDATED) * 100:.2f}); evaluating on test")
-    test_result, _ = evaluate_checkpoint(str(export_dir), root, "test", out_dir=str(run_dir / "test"),
-                                         overrides=[f"data.root={root}"])
-    metrics = {"test": metrics_json(test_result),
+    test_result = evaluate_checkpoint(str(export_dir), root, "test", out_dir=str(run_dir / "test"))
+    log(format_table(test_result, title=f"test split, best checkpoint (epoch {best_metrics.get('epoch', -1) + 1})"))
+    metrics = {"test": metrics_dict(test_result),
                "validation": {k[len("val_map@"):]: v for k, v in best_metrics.items() if k.startswith("val_map@")}
                | {"average": best_metrics.get("val_average")},
                "best_epoch": best_metrics.get("epoch"), "dataset": {"root": root, "name": info.dataset},

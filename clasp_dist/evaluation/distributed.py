@@ -192,22 +192,23 @@ def _check_exactly_once(videos: list[VideoPrediction], root: str, split: str, cf
 
 def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
     """Ground truth from the shards' meta.json segments that travelled with the predictions."""
-    from .formats import ground_truth_from_meta
+    from .formats import ground_truth_from_metas
 
     metas = [{"video_id": v.video_id, "duration": v.duration, "segments": v.segments or []}
              for v in predictions.videos]
-    return ground_truth_from_meta(metas, info.classes)
+    return ground_truth_from_metas(metas, info.classes)
 
 
-def score(predictions: SplitPredictions, info: DatasetInfo, cfg: Config):
+def score(predictions: SplitPredictions, info: DatasetInfo, cfg: Config, tiou_thresholds=None):
     """ActivityNet-exact mAP of the split's predictions against its shard ground truth."""
-    from .formats import predictions_from_records
-    from .metric import evaluate_detection, default_tiou_thresholds
+    from .formats import protocol_thresholds
+    from .metric import Segments, evaluate_detection
 
     gt = ground_truth_of(predictions, info)
-    preds = predictions_from_records(predictions.records(), info.classes)
-    thresholds = cfg.eval.tiou_thresholds or default_tiou_thresholds(info.dataset, info.num_classes)
-    return evaluate_detection(gt, preds, thresholds, video_ids=[v.video_id for v in predictions.videos])
+    video_ids = [v.video_id for v in predictions.videos]
+    preds = Segments.from_records(predictions.records(), class_names=info.classes, videos=video_ids)
+    thresholds = tiou_thresholds or cfg.eval.tiou_thresholds or protocol_thresholds(gt)
+    return evaluate_detection(gt, preds, tuple(thresholds), video_ids=video_ids)
 
 
 def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str):
@@ -216,27 +217,29 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
 
 
 def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
-                        plot: int = 0, overrides: Iterable[str] = ()):
-    """CLI path: checkpoint/export dir -> predictions JSON, metrics JSON, optional timeline PNGs."""
+                        plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
+    """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
+    JSON and (`plot` > 0) timeline PNGs for the first `plot` videos."""
     from ..config import apply_overrides
-    from .formats import write_predictions_json
-    from .report import format_table, metrics_json
+    from .formats import write_predictions
+    from .report import write_metrics_json
 
     model, cfg, info = load_inference_model(checkpoint)
     cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
     root = data_root or cfg.data.root
-    weights = {k: v for k, v in model.state_dict().items()}
-    predictions = predict_split(weights, cfg, info, root, split, with_signals=plot > 0)
-    result = score(predictions, info, cfg)
-    print(format_table(result, title=f"{root} [{split}]"))
+    if not root:
+        raise ValueError("no dataset: pass --data ROOT (the checkpoint's config has no data.root)")
+    predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
+    result = score(predictions, info, cfg, tiou_thresholds)
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_predictions_json(out / f"predictions_{split}.json", predictions.records(), info.classes)
-        (out / f"metrics_{split}.json").write_text(json.dumps(metrics_json(result), indent=2))
+        write_predictions(out / f"predictions_{split}.json", predictions.records(), info.classes,
+                          videos=[v.video_id for v in predictions.videos])
+        write_metrics_json(out / f"metrics_{split}.json", result)
         if plot:
             plot_timelines(predictions, info, out / "timelines", plot)
-    return result, predictions
+    return result
 
 
 def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Path, count: int) -> list[Path]:

@@ -1,0 +1,68 @@
+"""CLASP: encoder -> base weak classifier -> MEAE -> CSAI -> anchor fusion -> ATP -> refined heads.
+
+Every module is switched by ModelConfig: the base model (use_meae=False, use_atp=False) builds
+only the encoder and the base classifier; MEAE/CSAI have no parameters; anchor fusion, ATP and the
+refined heads exist only when use_atp is on.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from ..config.schema import ModelConfig
+from .atp import AnchorFusion, AnchorPropagation
+from .classifier import WeakClassifier
+from .csai import select_anchors
+from .encoder import AVEncoder
+from .meae import class_set, mutual_event_agreement
+from .output import ModelOutput, as_bool_mask
+
+
+class CLASP(nn.Module):
+    """CLASP(cfg, visual_dim, audio_dim, num_classes); forward(visual, audio, mask, labels=None) -> ModelOutput."""
+
+    def __init__(self, cfg: ModelConfig, visual_dim: int, audio_dim: int, num_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        d = cfg.d_model
+        self.encoder = AVEncoder(visual_dim, audio_dim, d, cfg.n_heads, cfg.n_self_layers, cfg.ffn_mult,
+                                 cfg.dropout, cfg.max_len)
+        self.base = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio)
+        self.use_csai = cfg.use_meae and (cfg.csai_global or cfg.csai_local)
+        if cfg.use_atp:
+            self.fusion = AnchorFusion(d, cfg.anchor_fusion)
+            self.atp = AnchorPropagation(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.propagation,
+                                         cfg.prop_threshold)
+            self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio)
+
+    def forward(self, visual: Tensor, audio: Tensor, mask: Tensor, labels: Optional[Tensor] = None) -> ModelOutput:
+        """visual [B, T, Dv], audio [B, T, Da], mask [B, T] (True = valid), labels [B, C] multi-hot or None.
+
+        Labels only choose MEAE's class set while training; at inference pass None (predicted classes).
+        Inputs are cast to the parameters' dtype, so a module cast to bf16 (DeepSpeed bf16) takes f32 batches.
+        """
+        cfg = self.cfg
+        mask = as_bool_mask(mask)  # [B, T]
+        dtype = self.encoder.pos_table.dtype  # fp32, or bf16 when the engine casts the whole module (DeepSpeed bf16)
+        visual, audio = visual.to(dtype), audio.to(dtype)
+        a, v = self.encoder(visual, audio, mask)  # [B, T, d] each
+        cas_a, cas_v, video_a, video_v = self.base(a, v, mask)  # [B, T, C] x2, [B, C] x2
+        out = ModelOutput(cas_a=cas_a, cas_v=cas_v, video_a=video_a, video_v=video_v)
+        if not cfg.use_meae:
+            return out
+        K = class_set(labels, video_a, video_v, cfg.inference_class_threshold)  # [B, C]
+        out.agreement, out.anchor_score = mutual_event_agreement(cas_a, cas_v, mask, K, cfg.discrepancy,
+                                                                 cfg.anchor_score)  # [B, T] x2
+        if not self.use_csai:
+            return out
+        anchors = select_anchors(out.anchor_score, mask, cfg.csai_global, cfg.global_ratio, cfg.csai_local,
+                                 cfg.window, cfg.local_tau)  # [B, T] bool
+        out.anchor_mask = anchors
+        if not cfg.use_atp:
+            return out
+        bank = self.fusion(a, v)  # [B, T, d]
+        a2, v2 = self.atp(a, v, bank, anchors, mask)  # [B, T, d] x2
+        out.cas_a_ref, out.cas_v_ref, out.video_a_ref, out.video_v_ref = self.refined(a2, v2, mask)
+        return out
