@@ -38,11 +38,14 @@ def init_ray(num_cpus: int | None = None) -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     ctx.print_on_execution_start = False
+    quiet = ray.LoggingConfig(log_level="WARNING")
+    env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "DS_ACCELERATOR": os.environ["DS_ACCELERATOR"],
+           "RAY_DEDUP_LOGS": "0"}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.WARNING)
+        ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "DS_ACCELERATOR": os.environ["DS_ACCELERATOR"]}})
+        ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
+                 runtime_env={"env_vars": env})
 
 
 def _has_cuda() -> bool:

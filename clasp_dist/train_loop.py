@@ -155,9 +155,9 @@ def _run_epoch(engine, ema: EMA | None, shard, ctx: LoopContext, epoch: int, wri
             if ema is not None:
                 ema.update(engine.module)
             if writer is not None and global_step % cfg.train.log_every_steps == 0:
-                writer.add_scalar("train/loss", float(loss), global_step)
+                writer.add_scalar("train/loss", loss.detach().item(), global_step)
                 writer.add_scalar("train/lr", engine.get_lr()[0], global_step)
-        for key, value in {"loss": float(loss), **terms}.items():
+        for key, value in {"loss": loss.detach().item(), **terms}.items():
             totals[key] = totals.get(key, 0.0) + value
         n_micro += 1
         n_videos += len(batch.video_id)

@@ -82,8 +82,9 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
     storage_fs = None
     if is_s3(storage):
         storage_fs, storage = get_arrow_fs(storage, cfg.storage)
-    data_config = ray.train.DataConfig(datasets_to_split=["train"])
-    data_config._execution_options.preserve_order = True  # deterministic order -> reproducible seeded runs
+    ingest = ray.train.DataConfig.default_ingest_options()
+    ingest.preserve_order = True  # deterministic order -> reproducible seeded runs
+    data_config = ray.train.DataConfig(datasets_to_split=["train"], execution_options=ingest)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "dataset": asdict(info), "data_root": root,

@@ -20,6 +20,7 @@ def test_overrides_are_typed_and_applied():
     assert cfg.train.epochs == 5 and cfg.model.use_atp is False
     assert cfg.eval.tiou_thresholds == (0.3, 0.5) and cfg.data.root == "s3://bucket/x"
     assert cfg.model.d_model == 32  # from the tiny preset
+    assert load_config(["train.progress_bar=off", "model.use_atp=no", "model.use_meae=on"]).train.progress_bar == "off"
 
 
 @pytest.mark.parametrize("override, names", [

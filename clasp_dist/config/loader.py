@@ -42,13 +42,22 @@ def _read_preset(name_or_path: str) -> dict:
     return data
 
 
+_YAML11_BOOLS = {"on", "off", "yes", "no", "y", "n"}
+
+
 def parse_value(text: str) -> Any:
-    """Parse an override value as YAML (numbers, bools, null, lists); plain text stays a string."""
+    """Parse an override value as YAML (numbers, true/false, null, lists); plain text stays a string.
+
+    YAML 1.1's on/off/yes/no stay strings (pydantic still reads them as booleans for bool fields),
+    so `train.progress_bar=off` means the literal "off"."""
+    if text.strip().lower() in _YAML11_BOOLS:
+        return text.strip()
+    if text.strip() == "None":
+        return None
     try:
-        value = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return text if value is None and text.strip() not in ("null", "None", "~", "") else (None if text.strip() == "None" else value)
 
 
 def set_dotted(tree: dict, key: str, value: Any) -> None:
