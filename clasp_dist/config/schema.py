@@ -85,6 +85,8 @@ class ModelConfig:
     """Dropout in attention and FFN blocks."""
     max_len: int = 4096
     """Longest sequence (steps) the sinusoidal position table covers."""
+    cls_prior: float = 0.01
+    """Initial class probability of every CAS head (bias = -log((1-p)/p)); speeds up early training."""
     mil_pooling: Literal["topk", "attentive"] = "topk"
     """Video score pooling of a CAS: top-k mean (k = max(1, T // mil_ratio)) or attentive."""
     mil_ratio: int = 8
@@ -128,6 +130,8 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.dropout must be in [0, 1)")
+        if not 0.0 < self.cls_prior < 1.0:
+            raise ValueError("model.cls_prior must be in (0, 1)")
 
     @property
     def clasp_enabled(self) -> bool:
@@ -191,7 +195,7 @@ class TrainConfig:
     eval_every: int = 2
     """Evaluate on validation every N epochs (and after the last)."""
     torch_threads: int = 0
-    """torch intra-op threads per worker (0 = CPUs on the node / workers on the node)."""
+    """torch intra-op threads per worker (0 = int(cpus_per_worker), at least 1)."""
     max_failures: int = 1
     """Ray Train restarts of the worker group after a worker failure."""
     log_every_steps: int = 20

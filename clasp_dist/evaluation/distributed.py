@@ -48,9 +48,11 @@ class SplitPredictions:
 class VideoPredictor:
     """Ray Data callable class (and plain callable): numpy batch of shard rows -> one row per video."""
 
-    def __init__(self, spec: dict, weights, device: str = "cpu", with_signals: bool = False):
+    def __init__(self, spec: dict, weights, device: str = "cpu", with_signals: bool = False, threads: int = 0):
         from ..data.batch import PaddingCollate
 
+        if threads:
+            torch.set_num_threads(threads)
         if not isinstance(weights, dict):  # an ObjectRef from ray.put
             import ray
 
@@ -124,20 +126,23 @@ def expected_videos(root: str, split: str, cfg: Config) -> int:
 
 
 def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
-                  with_signals: bool = False) -> SplitPredictions:
-    """Distributed inference over one split: every video exactly once."""
+                  with_signals: bool = False, include_segments: bool | None = None) -> SplitPredictions:
+    """Distributed inference over one split: every video exactly once (ground truth rides along for
+    evaluation splits unless `include_segments=False`)."""
     import ray
 
     from ..data.source import read_split
 
-    include_segments = split != "train"
+    include_segments = split != "train" if include_segments is None else include_segments
     ds = read_split(root, split, cfg.data, cfg.storage, include_segments=include_segments)
     use_gpu = cfg.eval.actor_num_gpus > 0
     predicted = ds.map_batches(
         VideoPredictor,
         fn_constructor_kwargs={"spec": model_spec(cfg, info), "weights": ray.put(weights),
-                               "device": "cuda" if use_gpu else "cpu", "with_signals": with_signals},
-        batch_size=cfg.eval.batch_size, batch_format="numpy", concurrency=cfg.eval.num_actors,
+                               "device": "cuda" if use_gpu else "cpu", "with_signals": with_signals,
+                               "threads": max(1, int(cfg.eval.actor_num_cpus))},
+        batch_size=cfg.eval.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=cfg.eval.num_actors),
         num_cpus=cfg.eval.actor_num_cpus, num_gpus=cfg.eval.actor_num_gpus or None)
     videos = [_to_video(row) for row in predicted.iter_rows()]
     _check_exactly_once(videos, root, split, cfg)
@@ -240,6 +245,20 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
         if plot:
             plot_timelines(predictions, info, out / "timelines", plot)
     return result
+
+
+def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: str,
+                       overrides: Iterable[str] = ()) -> tuple[int, int]:
+    """Predictions only (no ground truth needed): write the ActivityNet results JSON; (videos, segments)."""
+    from ..config import apply_overrides
+    from .formats import write_predictions
+
+    model, cfg, info = load_inference_model(checkpoint)
+    cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
+    predictions = predict_split(model.state_dict(), cfg, info, data_root, split, include_segments=False)
+    records = predictions.records()
+    write_predictions(out_path, records, info.classes, videos=[v.video_id for v in predictions.videos])
+    return len(predictions.videos), len(records)
 
 
 def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Path, count: int) -> list[Path]:

@@ -29,13 +29,13 @@ class CLASP(nn.Module):
         d = cfg.d_model
         self.encoder = AVEncoder(visual_dim, audio_dim, d, cfg.n_heads, cfg.n_self_layers, cfg.ffn_mult,
                                  cfg.dropout, cfg.max_len)
-        self.base = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio)
+        self.base = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
         self.use_csai = cfg.use_meae and (cfg.csai_global or cfg.csai_local)
         if cfg.use_atp:
             self.fusion = AnchorFusion(d, cfg.anchor_fusion)
             self.atp = AnchorPropagation(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.propagation,
                                          cfg.prop_threshold)
-            self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio)
+            self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
 
     def forward(self, visual: Tensor, audio: Tensor, mask: Tensor, labels: Optional[Tensor] = None) -> ModelOutput:
         """visual [B, T, Dv], audio [B, T, Da], mask [B, T] (True = valid), labels [B, C] multi-hot or None.

@@ -138,7 +138,7 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
     assert first and max(first) < 2, first
     done = run_job(args, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resumed from epoch" in done.stdout + done.stderr
+    assert "resumed after epoch" in done.stdout + done.stderr
     epochs = [m["epoch"] for m in epoch_metrics(tmp_path / "resume")]
     assert epochs.count(0) == 1 and max(epochs) == 2  # epoch 0 was not trained again
     assert (tmp_path / "resume" / "metrics.json").is_file()

@@ -1,0 +1,16 @@
+"""Data plane: shard format, semi-synthetic generator, converters and readers (SPEC 2).
+
+Importing this package does not import Ray; ``source`` and ``batch`` import it lazily.
+"""
+from .errors import (BadSampleError, BadShardError, ChecksumError, DataError, ManifestError, StorageError,
+                     TooManySkippedError)
+from .grid import Grid
+from .samples import SampleDecoder, SkipStats
+from .shards import Manifest, ShardInfo, SplitInfo, VideoSample, read_manifest, verify_checksums, write_dataset
+from .synthetic import PROFILES, SynthProfile, ensure_dataset, generate_dataset
+
+__all__ = [
+    "BadSampleError", "BadShardError", "ChecksumError", "DataError", "Grid", "Manifest", "ManifestError", "PROFILES",
+    "SampleDecoder", "ShardInfo", "SkipStats", "SplitInfo", "StorageError", "SynthProfile", "TooManySkippedError",
+    "VideoSample", "ensure_dataset", "generate_dataset", "read_manifest", "verify_checksums", "write_dataset",
+]

@@ -1,0 +1,373 @@
+"""Shard format version 1 (SPEC 2.2): the writer, the manifest and checksums.
+
+A dataset root holds ``manifest.json`` and WebDataset tars ``{split}-{NNNNNN}.tar``; each video is
+one sample of three members in this order: ``<id>.visual.npy`` (float16 ``[T, Dv]``),
+``<id>.audio.npy`` (float16 ``[T, Da]``), ``<id>.meta.json``. Video ids containing '.' (or '/') are
+**rejected** at write time (WebDataset keys end at the first dot).
+
+Crash safety: every shard is written atomically (local: temporary + rename; S3: the object appears
+when its upload completes) and its sha256 is computed while streaming; any previous manifest is
+deleted first and the new one is written last, so a killed writer never leaves a manifest that
+points at a half-written shard. Tar headers are fixed (mtime 0, uid 0, ...) so a dataset's bytes
+depend only on its content, not on the worker count, the machine or the time.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import multiprocessing as mp
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .errors import ChecksumError, DataError, ManifestError
+from .filesystem import atomic_write, get_fs, join, storage_errors
+from .grid import Grid
+
+log = logging.getLogger(__name__)
+
+FORMAT = "clasp-shards"
+VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "validation", "test")
+EVAL_SPLITS = ("validation", "test")
+DEFAULT_SHARD_SIZE = 256
+MEMBERS = ("visual.npy", "audio.npy", "meta.json")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: str
+    """Relative to the dataset root."""
+    videos: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    videos: int
+    shards: list[ShardInfo]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    version: int
+    classes: list[str]
+    visual_dim: int
+    audio_dim: int
+    grid: Grid
+    splits: dict[str, SplitInfo]
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Any further top-level keys (kept on a round trip)."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> SplitInfo:
+        if name not in self.splits:
+            raise ManifestError(f"manifest has no split {name!r} (it has: {', '.join(self.splits) or 'none'})")
+        return self.splits[name]
+
+    def to_dict(self) -> dict:
+        d = {"format": FORMAT, "version": self.version, "dataset": self.dataset, "classes": list(self.classes),
+             "visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "grid": self.grid.to_dict(),
+             "splits": {name: {"videos": s.videos, "shards": [vars(sh) for sh in s.shards]}
+                        for name, s in self.splits.items()}}
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest") -> "Manifest":
+        return _parse_manifest(d, where)
+
+
+@dataclass
+class VideoSample:
+    """One video as the writer takes it."""
+
+    video_id: str
+    visual: np.ndarray  # [T, Dv]
+    audio: np.ndarray  # [T, Da]
+    duration: float
+    labels: Sequence[int]
+    segments: Optional[Sequence[tuple[float, float, int]]] = None
+    """(start_s, end_s, class_id); written for evaluation splits only."""
+    truncated_steps: int = 0
+    """Steps the producer cut to align the streams (counted into the manifest, not written)."""
+
+
+# --------------------------------------------------------------------------------------------- ids
+def check_video_id(video_id: str) -> str:
+    """Reject ids WebDataset cannot key: '.' starts the member suffix, '/' makes a directory."""
+    if not isinstance(video_id, str) or not video_id:
+        raise DataError(f"video id {video_id!r}: must be a non-empty string")
+    bad = [ch for ch in (".", "/", "\\") if ch in video_id]
+    if bad:
+        raise DataError(f"video id {video_id!r} cannot be a WebDataset key (contains {' '.join(repr(b) for b in bad)}); "
+                        "rename the video (ids with '.' are rejected, not escaped)")
+    return video_id
+
+
+# ---------------------------------------------------------------------------------------- encoding
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def sample_meta(sample: VideoSample, grid: Grid, include_segments: bool) -> dict:
+    meta = {"video_id": sample.video_id, "duration": float(sample.duration), "fps": grid.fps,
+            "feat_stride": grid.feat_stride, "window": grid.window,
+            "labels": sorted({int(c) for c in sample.labels})}
+    if include_segments:
+        meta["segments"] = [[float(s), float(e), int(c)] for s, e, c in (sample.segments or [])]
+    return meta
+
+
+def encode_sample(sample: VideoSample, grid: Grid, include_segments: bool) -> list[tuple[str, bytes]]:
+    """The three tar members of a video, in the order of SPEC 2.2."""
+    check_video_id(sample.video_id)
+    if sample.visual.shape[0] != sample.audio.shape[0]:
+        raise DataError(f"video {sample.video_id!r}: visual has {sample.visual.shape[0]} steps, "
+                        f"audio {sample.audio.shape[0]}; align them before writing")
+    meta = json.dumps(sample_meta(sample, grid, include_segments)).encode()
+    return [(f"{sample.video_id}.visual.npy", npy_bytes(sample.visual.astype(np.float16, copy=False))),
+            (f"{sample.video_id}.audio.npy", npy_bytes(sample.audio.astype(np.float16, copy=False))),
+            (f"{sample.video_id}.meta.json", meta)]
+
+
+class _HashingWriter(io.RawIOBase):
+    """Write-through file wrapper computing sha256 and size on the fly."""
+
+    def __init__(self, raw):
+        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.size += len(b)
+        self.raw.write(b)
+        return len(b)
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shard(fs, path: str, samples: Iterable[Optional[VideoSample]], grid: Grid,
+                include_segments: bool) -> tuple[int, str, dict]:
+    """Write one tar atomically; returns (videos, sha256, counts of ``truncated``/``dropped`` samples).
+
+    A ``None`` sample is a video its producer dropped (counted, not written)."""
+    count, counts = 0, {"truncated": 0, "dropped": 0}
+    with atomic_write(fs, path) as f:
+        hashing = _HashingWriter(f)
+        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for sample in samples:
+                if sample is None:
+                    counts["dropped"] += 1
+                    continue
+                for name, data in encode_sample(sample, grid, include_segments):
+                    add_member(tar, name, data)
+                count += 1
+                counts["truncated"] += bool(sample.truncated_steps)
+    return count, hashing.sha.hexdigest(), counts
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
+# ---------------------------------------------------------------------------------------- manifest
+def manifest_path(root: str) -> str:
+    return join(root, MANIFEST_NAME)
+
+
+def write_manifest(root: str, manifest: Manifest, storage_cfg=None) -> None:
+    fs, base = get_fs(root, storage_cfg)
+    with storage_errors(root, storage_cfg), atomic_write(fs, join(base, MANIFEST_NAME)) as f:
+        f.write((json.dumps(manifest.to_dict(), indent=1) + "\n").encode())
+
+
+def read_manifest(root: str, storage_cfg=None) -> Manifest:
+    """Read and check ``<root>/manifest.json`` (format, version, dims, counts)."""
+    fs, base = get_fs(root, storage_cfg)
+    path = join(base, MANIFEST_NAME)
+    try:
+        with storage_errors(root, storage_cfg):
+            raw = fs.cat_file(path)
+    except FileNotFoundError:
+        raise ManifestError(f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
+                            "(create one with `jobs/prepare_data.py`)") from None
+    try:
+        d = json.loads(raw)
+    except ValueError as exc:
+        raise ManifestError(f"{manifest_path(root)}: not valid JSON ({exc})") from None
+    return _parse_manifest(d, manifest_path(root))
+
+
+def _parse_manifest(d: Any, where: str) -> Manifest:
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ManifestError(f"{where}: 'format' must be {FORMAT!r}, got {d.get('format') if isinstance(d, dict) else d!r}")
+    version = d.get("version")
+    if not isinstance(version, int):
+        raise ManifestError(f"{where}: 'version' must be an integer, got {version!r}")
+    if version > VERSION:
+        raise ManifestError(f"{where}: shard format version {version} is newer than this clasp-dist supports "
+                            f"(<= {VERSION}); upgrade clasp-dist to read it")
+    try:
+        manifest = Manifest(
+            dataset=str(d["dataset"]), version=version, classes=[str(c) for c in d["classes"]],
+            visual_dim=int(d["visual_dim"]), audio_dim=int(d["audio_dim"]), grid=Grid.from_dict(d["grid"]),
+            splits={name: _parse_split(s) for name, s in d["splits"].items()},
+            extra={k: v for k, v in d.items() if k not in _KNOWN_KEYS})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"{where}: missing or malformed key ({type(exc).__name__}: {exc})") from None
+    _check_manifest(manifest, where)
+    return manifest
+
+
+_KNOWN_KEYS = {"format", "version", "dataset", "classes", "visual_dim", "audio_dim", "grid", "splits"}
+
+
+def _parse_split(s: dict) -> SplitInfo:
+    shards = [ShardInfo(path=str(x["path"]), videos=int(x["videos"]), sha256=str(x["sha256"])) for x in s["shards"]]
+    return SplitInfo(videos=int(s["videos"]), shards=shards)
+
+
+def _check_manifest(m: Manifest, where: str) -> None:
+    problems = []
+    if m.visual_dim < 1 or m.audio_dim < 1:
+        problems.append(f"dims must be >= 1 (visual_dim={m.visual_dim}, audio_dim={m.audio_dim})")
+    if not m.classes:
+        problems.append("'classes' is empty")
+    for name, split in m.splits.items():
+        if name not in SPLITS:
+            problems.append(f"unknown split {name!r} (allowed: {', '.join(SPLITS)})")
+        total = sum(s.videos for s in split.shards)
+        if total != split.videos:
+            problems.append(f"split {name!r}: 'videos' is {split.videos} but its shards hold {total}")
+        for s in split.shards:
+            if s.path.startswith("/") or ".." in s.path.split("/"):
+                problems.append(f"split {name!r}: shard path {s.path!r} must be relative to the root")
+    if problems:
+        raise ManifestError(f"{where}: " + "; ".join(problems))
+
+
+def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Optional[Sequence[str]] = None) -> list[str]:
+    """sha256 of every shard against the manifest; returns the problems found (empty = all good)."""
+    fs, base = get_fs(root, storage_cfg)
+    problems = []
+    for name, split in manifest.splits.items():
+        if splits is not None and name not in splits:
+            continue
+        for shard in split.shards:
+            try:
+                with storage_errors(root, storage_cfg):
+                    digest = file_sha256(fs, join(base, shard.path))
+            except FileNotFoundError:
+                problems.append(f"shard {shard.path}: missing")
+                continue
+            if digest != shard.sha256:
+                problems.append(str(ChecksumError(f"shard {shard.path}: sha256 {digest} != manifest {shard.sha256}")))
+    return problems
+
+
+def file_sha256(fs, path: str, chunk: int = 8 << 20) -> str:
+    sha = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while block := f.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+# ------------------------------------------------------------------------------ parallel dataset writer
+@dataclass(frozen=True)
+class _ShardTask:
+    root: str
+    storage_cfg: Any
+    split: str
+    index: int
+    items: list
+    make_sample: Callable[[Any], VideoSample]
+    grid: Grid
+    include_segments: bool
+
+
+def _run_shard_task(task: _ShardTask) -> tuple[str, int, ShardInfo, dict]:
+    fs, base = get_fs(task.root, task.storage_cfg)
+    rel = shard_name(task.split, task.index)
+    samples = (task.make_sample(item) for item in task.items)
+    with storage_errors(task.root, task.storage_cfg):
+        count, sha, counts = write_shard(fs, join(base, rel), samples, task.grid, task.include_segments)
+    return task.split, task.index, ShardInfo(path=rel, videos=count, sha256=sha), counts
+
+
+def write_dataset(root: str, *, dataset: str, classes: Sequence[str], visual_dim: int, audio_dim: int, grid: Grid,
+                  split_items: dict[str, Sequence[Any]], make_sample: Callable[[Any], VideoSample],
+                  shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1, storage_cfg=None,
+                  extra: Optional[dict] = None, progress: bool = True) -> Manifest:
+    """Write every split's items (``make_sample(item) -> VideoSample | None``, picklable) as shards, then
+    the manifest.
+
+    Items are written in the given order, ``shard_size`` per shard; ``workers`` processes write
+    shards in parallel (the bytes do not depend on it). Evaluation splits keep their segments,
+    ``train`` never does. Samples the producer truncated or dropped are counted per split into the
+    manifest's ``writer_counts`` (an extra key).
+    """
+    from tqdm.auto import tqdm
+
+    if shard_size < 1:
+        raise DataError("shard_size must be >= 1")
+    for name in split_items:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r} (allowed: {', '.join(SPLITS)})")
+    fs, base = get_fs(root, storage_cfg)
+    with storage_errors(root, storage_cfg):
+        if fs.exists(join(base, MANIFEST_NAME)):
+            fs.rm(join(base, MANIFEST_NAME))  # a crash from here on leaves no manifest, never a stale one
+        fs.makedirs(base, exist_ok=True)
+    tasks = [_ShardTask(root, storage_cfg, name, i // shard_size, list(items[i:i + shard_size]), make_sample, grid,
+                        name in EVAL_SPLITS)
+             for name, items in split_items.items() for i in range(0, len(items), shard_size)]
+    results: dict[tuple[str, int], ShardInfo] = {}
+    counts = {name: {"truncated": 0, "dropped": 0} for name in split_items}
+    total = sum(len(t.items) for t in tasks)
+    with tqdm(total=total, unit="video", desc=f"writing {dataset} shards", disable=not progress) as bar:
+        for split, index, info, shard_counts in _map(_run_shard_task, tasks, workers):
+            results[(split, index)] = info
+            for k, v in shard_counts.items():
+                counts[split][k] += v
+            bar.update(info.videos + shard_counts["dropped"])
+    splits = {}
+    for name in split_items:
+        shards = [results[k] for k in sorted(k for k in results if k[0] == name)]
+        splits[name] = SplitInfo(videos=sum(s.videos for s in shards), shards=shards)
+    manifest = Manifest(dataset=dataset, version=VERSION, classes=list(classes), visual_dim=visual_dim,
+                        audio_dim=audio_dim, grid=grid, splits=splits,
+                        extra={**(extra or {}), "writer_counts": counts})
+    write_manifest(root, manifest, storage_cfg)
+    return manifest
+
+
+def _map(fn, tasks: list, workers: int):
+    """Unordered map over worker processes.
+
+    Forked where the platform allows it (works from any ``__main__``, even stdin or a notebook; the
+    children build their own filesystems and never touch Ray), spawned elsewhere.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(fn, tasks)

@@ -1,0 +1,146 @@
+"""Reading a split: Ray Data streaming (``read_split``) and a Ray-free reader (``iter_local_samples``).
+
+Both read the shards the manifest lists (never a directory listing) and run every sample through
+the same :class:`~clasp_dist.data.samples.SampleDecoder`, for local roots and ``s3://`` alike.
+
+Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`` float16 ``[T, Da]``,
+``labels`` int64 ``[n]``, ``duration``, ``num_steps``, ``fps``, ``feat_stride``, ``window``, ``error``
+(``""``; with ``bad_sample_policy=skip`` a skipped sample's message), ``truncated_steps`` and, only when
+``include_segments`` (never for ``train``), ``segments`` (JSON ``[[s, e, cls], ...]``).
+
+Skipped samples: ``iter_local_samples`` drops them itself and counts them in the ``stats`` it is given
+(or a fresh one, logged at the end), failing past ``data.max_skipped_fraction``. In Ray Data streams
+the flagged rows travel on to the consumer, whose collate (:mod:`clasp_dist.data.batch`) drops and
+counts them the same way; ``read_eval_split`` + ``collect_eval_rows`` do it for evaluation.
+Ray is imported lazily, only here and in ``batch.py``.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+
+from .errors import BadShardError, DataError
+from .filesystem import get_arrow_fs, get_fs, join, storage_errors
+from .samples import SampleDecoder, SkipStats, iter_tar_samples
+from .shards import Manifest, read_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ray.data
+
+log = logging.getLogger(__name__)
+
+
+def _data_cfg(cfg):
+    if cfg is None:
+        from clasp_dist.config import DataConfig
+
+        return DataConfig()
+    return cfg
+
+
+def make_decoder(manifest: Manifest, data_cfg, include_segments: bool) -> SampleDecoder:
+    data_cfg = _data_cfg(data_cfg)
+    return SampleDecoder(visual_dim=manifest.visual_dim, audio_dim=manifest.audio_dim,
+                         num_classes=manifest.num_classes, include_segments=include_segments,
+                         length_tolerance=data_cfg.length_mismatch_tolerance, policy=data_cfg.bad_sample_policy)
+
+
+def _check_segments_allowed(split: str, include_segments: bool) -> None:
+    if include_segments and split == "train":
+        raise DataError("segments of the train split are never read (weakly supervised training: video labels only)")
+
+
+def read_split(root: str, split: str, data_cfg=None, storage_cfg=None, include_segments: bool = False,
+               manifest: Optional[Manifest] = None) -> "ray.data.Dataset":
+    """A lazy Ray Dataset of one split's rows (module docstring), one row per video, shard order.
+
+    Read tasks reserve ``data_cfg.read_num_cpus`` CPUs each (fractional, so that reads never
+    starve train workers); at most one read task per cluster CPU runs at a time. S3 roots are read
+    through a native ``pyarrow.fs.S3FileSystem``.
+    """
+    import ray.data
+
+    data_cfg = _data_cfg(data_cfg)
+    _check_segments_allowed(split, include_segments)
+    manifest = manifest or read_manifest(root, storage_cfg)
+    shards = manifest.split(split).shards
+    if not shards:
+        raise DataError(f"split {split!r} of {root!r} has no shards")
+    filesystem, base = get_arrow_fs(root, storage_cfg)
+    paths = [join(base, s.path) for s in shards]
+    return ray.data.read_webdataset(
+        paths, filesystem=filesystem, decoder=make_decoder(manifest, data_cfg, include_segments),
+        num_cpus=data_cfg.read_num_cpus, file_extensions=["tar"], override_num_blocks=len(paths),
+        concurrency=_read_concurrency(len(paths)))
+
+
+def _read_concurrency(num_paths: int) -> int:
+    """Concurrent read tasks: one per cluster CPU. Decoding is CPU-bound, and fractional ``num_cpus``
+    alone would let Ray start (and, once idle, kill and restart) several worker processes per core."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, min(num_paths, cpus))
+
+
+def read_eval_split(root: str, split: str, data_cfg=None, storage_cfg=None,
+                    manifest: Optional[Manifest] = None) -> tuple["ray.data.Dataset", int]:
+    """``(dataset, expected_videos)`` for evaluation: consume it whole (``map_batches``/``iter_batches``,
+    never an equal ``streaming_split``, which drops rows) and check with :func:`check_all_seen`."""
+    manifest = manifest or read_manifest(root, storage_cfg)
+    include = split != "train"
+    return read_split(root, split, data_cfg, storage_cfg, include, manifest), manifest.split(split).videos
+
+
+def check_all_seen(video_ids: Sequence[str], expected: int, skipped: int = 0, split: str = "") -> None:
+    """Every video exactly once: no duplicates and ``len(video_ids) + skipped == expected``."""
+    counts = collections.Counter(video_ids)
+    seen = set(counts)
+    if len(seen) != len(video_ids):
+        dup = sorted(v for v, n in counts.items() if n > 1)[:5]
+        raise DataError(f"split {split!r}: videos seen more than once: {dup}")
+    if len(seen) + skipped != expected:
+        raise DataError(f"split {split!r}: saw {len(seen)} videos (+{skipped} skipped), manifest lists {expected}")
+
+
+def iter_local_samples(root: str, split: str, data_cfg=None, storage_cfg=None, include_segments: bool = False,
+                       manifest: Optional[Manifest] = None, stats: Optional[SkipStats] = None) -> Iterator[dict]:
+    """The same rows as :func:`read_split`, in manifest order, without Ray; bad rows dropped and counted.
+
+    Reads each tar as a stream through fsspec (local or S3). With ``bad_sample_policy=skip`` a
+    corrupt or truncated shard costs its remaining videos (counted); past
+    ``data.max_skipped_fraction`` of the split, :class:`TooManySkippedError` is raised.
+    """
+    data_cfg = _data_cfg(data_cfg)
+    _check_segments_allowed(split, include_segments)
+    manifest = manifest or read_manifest(root, storage_cfg)
+    decoder = make_decoder(manifest, data_cfg, include_segments)
+    stats = stats if stats is not None else SkipStats(split=split)
+    fs, base = get_fs(root, storage_cfg)
+    for shard in manifest.split(split).shards:
+        yield from _iter_shard(fs, join(base, shard.path), shard.videos, decoder, stats, root, storage_cfg)
+        stats.check(data_cfg.max_skipped_fraction)
+    if stats.skipped or stats.truncated:
+        log.warning("data: %s", stats.summary())
+
+
+def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: SkipStats, root, storage_cfg):
+    decoded = 0
+    try:
+        with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
+            for raw in iter_tar_samples(f, path, expected):
+                row = decoder(raw)
+                decoded += 1
+                stats.record(row["error"], row["truncated_steps"])
+                if not row["error"]:
+                    yield row
+    except BadShardError as exc:
+        if decoder.policy != "skip":
+            raise
+        stats.add_lost(max(0, expected - decoded), str(exc))
+    except FileNotFoundError:
+        if decoder.policy != "skip":
+            raise BadShardError("shard file missing", shard=path) from None
+        stats.add_lost(expected, f"shard {path}: missing")
