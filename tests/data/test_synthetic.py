@@ -1,0 +1,156 @@
+"""The semi-synthetic generator: determinism, fidelity to the annotations, distractors, difficulty."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from clasp_dist.config import DataConfig
+from clasp_dist.data import generate_dataset, read_manifest
+from clasp_dist.data.annotations import load_annotations
+from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.synthetic import PROFILES, ensure_dataset, get_profile, make_class_bank, synthesize_video
+
+
+def _shas(root) -> list[str]:
+    m = read_manifest(str(root))
+    return [s.sha256 for split in m.splits.values() for s in split.shards]
+
+
+def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path, tiny_root):
+    generate_dataset(str(tmp_path / "w2"), "tiny", seed=0, workers=2, progress=False)
+    assert _shas(tmp_path / "w2") == _shas(tiny_root)
+    for name in ("train-000000.tar", "test-000001.tar"):
+        assert (tmp_path / "w2" / name).read_bytes() == (read_bytes(tiny_root, name))
+    generate_dataset(str(tmp_path / "s1"), "tiny", seed=1, workers=1, progress=False)
+    assert set(_shas(tmp_path / "s1")).isdisjoint(_shas(tiny_root))
+
+
+def read_bytes(root, name):
+    from pathlib import Path
+
+    return (Path(root) / name).read_bytes()
+
+
+def test_profiles():
+    assert (PROFILES["tiny"].visual_dim, PROFILES["tiny"].audio_dim, PROFILES["tiny"].grid.step_s) == (32, 16, 0.32)
+    assert (PROFILES["i3d"].visual_dim, PROFILES["i3d"].audio_dim, PROFILES["i3d"].grid.offset_s) == (2048, 128, 0.48)
+    assert (PROFILES["onepeace"].visual_dim, PROFILES["onepeace"].grid.step_s, PROFILES["onepeace"].grid.offset_s) == (1536, 0.25, 0.5)
+    assert PROFILES["small"].limit_per_split == {"train": 600, "validation": 200, "test": 200}
+    assert PROFILES["i3d"].limit_per_split == {}
+
+
+def test_exactly_the_annotated_events(tiny_root):
+    ann = load_annotations()
+    manifest = read_manifest(tiny_root)
+    assert manifest.classes == list(ann.classes) and len(manifest.classes) == 100
+    grid = manifest.grid
+    for split in ("train", "validation", "test"):
+        expected = ann.splits[split][: PROFILES["tiny"].limit_per_split[split]]
+        rows = list(iter_local_samples(tiny_root, split, include_segments=split != "train"))
+        assert [r["video_id"] for r in rows] == [v.video_id for v in expected]
+        for row, video in zip(rows, expected):
+            assert row["labels"].tolist() == list(video.labels)
+            assert row["duration"] == video.duration
+            assert row["num_steps"] == grid.num_steps(video.duration)
+            if split == "train":
+                assert "segments" not in row
+            else:
+                assert [tuple(s) for s in json.loads(row["segments"])] == [tuple(s) for s in video.segments]
+
+
+def test_duplicate_annotations_dropped(tmp_path):
+    db = {"database": {
+        "vidA": {"subset": "validation", "duration": 12.0, "annotations": [
+            {"segment": [1.0, 4.0], "label": "x", "label_id": 0},
+            {"segment": [1.0004, 3.9996], "label": "x", "label_id": 0},  # duplicate within 1e-3 s
+            {"segment": [1.0, 4.0], "label": "y", "label_id": 1},  # same span, other class: kept
+            {"segment": [1.01, 4.0], "label": "x", "label_id": 0}]},  # 10 ms apart: kept
+        "vidB": {"subset": "train", "duration": 20.0, "annotations": [{"segment": [2.0, 5.0], "label": "y", "label_id": 1}]}}}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(db))
+    ann = load_annotations(path)
+    assert ann.duplicates_dropped == 1
+    assert ann.splits["validation"][0].segments == ((1.0, 4.0, 0), (1.0, 4.0, 1), (1.01, 4.0, 0))
+    root = generate_dataset(str(tmp_path / "ds"), "tiny", annotations=str(path), workers=1, progress=False)
+    (row,) = iter_local_samples(root, "validation", include_segments=True)
+    assert json.loads(row["segments"]) == [[1.0, 4.0, 0], [1.0, 4.0, 1], [1.01, 4.0, 0]]
+
+
+def _projection(x: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    return x @ proto / np.sqrt(proto.size)  # [T]
+
+
+def test_distractors_are_modality_only_and_never_labels():
+    clean = dataclasses.replace(get_profile("tiny"), noise_std=0.05, scene_std=0.0, jitter_s=0.0)
+    bank = make_class_bank(clean, 100, 0)
+    videos = load_annotations().splits["validation"][:60]
+    kinds, pairs = set(), []
+    for video in videos:
+        visual, audio, presences = synthesize_video(video, clean, bank, seed=0)
+        assert [(p.visual[0], p.visual[1], p.cls) for p in presences if p.kind == "event"] == list(video.segments)
+        centres = clean.grid.centres(visual.shape[0])
+        for p in presences:
+            if p.kind == "event":
+                continue
+            kinds.add(p.kind)
+            assert (p.visual is None) != (p.audio is None)  # one stream only
+            assert (p.cls in video.labels) == (p.kind != "absent_class")
+            span = p.visual or p.audio
+            inside = (centres > span[0] + 0.5) & (centres < span[1] - 0.5)
+            others = [(s, e) for s, e, c in video.segments if c == p.cls]
+            if not inside.any() or any(s < span[1] and e > span[0] for s, e in others):
+                continue
+            on, off = (visual, audio) if p.visual else (audio, visual)
+            protos = (bank.visual, bank.audio) if p.visual else (bank.audio, bank.visual)
+            pairs.append((_projection(on[inside], protos[0][p.cls]).mean(), _projection(off[inside], protos[1][p.cls]).mean()))
+    on, off = np.array(pairs).T
+    assert kinds == {"offscreen_sound", "silent_object", "absent_class"} and len(pairs) >= 20
+    assert on.min() > 4 * clean.noise_std  # present in its stream, well above the noise
+    # ... and absent from the other stream, up to a sibling class's event there (families correlate)
+    assert np.median(np.abs(off)) < 0.15 * np.median(on) and np.mean(on > 2 * np.abs(off)) > 0.8
+
+
+def _ap(score: np.ndarray, positive: np.ndarray) -> float:
+    order = np.argsort(-score)
+    hits = positive[order]
+    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float((precision * hits).sum() / max(1, hits.sum()))
+
+
+def test_agreement_is_necessary():
+    """An oracle knowing the prototypes scores each (step, class) by projection: with distractors, one
+    stream alone is far worse than requiring both (min), and summing the streams is worse too."""
+    profile = get_profile("small")
+    bank = make_class_bank(profile, 100, 0)
+    scores, truth = {"visual": [], "audio": [], "sum": [], "agree": []}, []
+    for video in load_annotations().splits["validation"][:60]:
+        visual, audio, _ = synthesize_video(video, profile, bank, seed=0)
+        zv = visual @ bank.visual.T / np.sqrt(profile.visual_dim)  # [T, C]
+        za = audio @ bank.audio.T / np.sqrt(profile.audio_dim)  # [T, C]
+        centres = profile.grid.centres(visual.shape[0])
+        gt = np.zeros(zv.shape, bool)
+        for s, e, c in video.segments:
+            gt[(centres >= s) & (centres <= e), c] = True
+        for name, z in (("visual", zv), ("audio", za), ("sum", zv + za), ("agree", np.minimum(zv, za))):
+            scores[name].append(z.ravel())
+        truth.append(gt.ravel())
+    truth = np.concatenate(truth)
+    ap = {name: _ap(np.concatenate(s), truth) for name, s in scores.items()}
+    assert ap["agree"] > ap["sum"] + 0.02, ap
+    assert ap["agree"] > max(ap["visual"], ap["audio"]) + 0.15, ap
+
+
+def test_ensure_dataset_generates_once_then_reuses(tmp_path):
+    cfg = DataConfig(synth_profile="tiny", synth_limit_per_split=4, cache_dir=str(tmp_path))
+    root = ensure_dataset(cfg, workers=1, progress=False)
+    stamp = (tmp_path / root.split("/")[-1] / "manifest.json").stat().st_mtime_ns
+    assert ensure_dataset(cfg, workers=1, progress=False) == root
+    assert (tmp_path / root.split("/")[-1] / "manifest.json").stat().st_mtime_ns == stamp
+    assert read_manifest(root).splits["validation"].videos == 4
+    other = ensure_dataset(DataConfig(synth_profile="tiny", synth_limit_per_split=4, synth_seed=3, cache_dir=str(tmp_path)),
+                           workers=1, progress=False)
+    assert other != root
+    assert ensure_dataset(DataConfig(root=root)) == root
