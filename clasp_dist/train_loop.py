@@ -152,7 +152,8 @@ def _run_epoch(engine, ema: EMA | None, shard, ctx: LoopContext, epoch: int, wri
     n_micro, n_videos, start = 0, 0, time.perf_counter()
     bar = _progress(ctx, epoch, math.ceil(ctx.num_train_videos / ctx.world_size))
     batches = iter_train_batches(shard, batch_size=cfg.deepspeed.micro_batch_size, num_classes=ctx.info.num_classes,
-                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed + epoch, device=ctx.device)
+                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed + epoch, device=ctx.device,
+                                 max_skipped_fraction=cfg.data.max_skipped_fraction)
     for batch in batches:
         out = engine(batch.visual, batch.audio, batch.mask, batch.labels)
         loss, terms = compute_loss(out, batch.labels, batch.mask, cfg.loss)
@@ -176,7 +177,8 @@ def _run_epoch(engine, ema: EMA | None, shard, ctx: LoopContext, epoch: int, wri
         bar.close()
     elapsed = time.perf_counter() - start
     videos = _sum_across_ranks(n_videos)
-    return {**{k: v / max(1, n_micro) for k, v in totals.items()}, "lr": float(engine.get_lr()[0]),
+    memory = {"peak_gpu_mem_gb": torch.cuda.max_memory_allocated(ctx.device) / 2**30} if ctx.device.type == "cuda" else {}
+    return {**{k: v / max(1, n_micro) for k, v in totals.items()}, **memory, "lr": float(engine.get_lr()[0]),
             "videos_per_s": videos / max(elapsed, 1e-9), "epoch_time_s": elapsed, "global_step": global_step,
             "train_videos": videos}
 

@@ -91,7 +91,8 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
                            "run_dir": str(run_dir), "num_train_videos": num_train_videos,
                            "interactive": sys.stdout.isatty()},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=resources,
+                                               placement_strategy=cfg.train.placement_strategy),
         run_config=ray.train.RunConfig(
             name=cfg.run.name, storage_path=storage, storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints,

@@ -52,15 +52,71 @@ def trial_overrides(params: dict) -> dict:
     return flat
 
 
+def build_space(sweep: str, seeds: int = 3, arms: list[str] | None = None, grid: dict | None = None) -> dict:
+    """The Tune param_space: the ablation grid (arms x seeds) or the hyper-parameter distributions, plus
+    `grid` ({dotted key: [values]}) as extra grid dimensions."""
+    from ray import tune
+
+    if sweep not in ("ablation", "hparams"):
+        raise ConfigError(f"sweep: unknown sweep {sweep!r}; choose ablation or hparams")
+    if sweep == "ablation" and seeds < 1:
+        raise ConfigError("sweep: --seeds must be >= 1")
+    space = ablation_space(seeds, arms) if sweep == "ablation" else hparam_space()
+    for key, values in (grid or {}).items():
+        space[key] = tune.grid_search(list(values))
+    return space
+
+
 def validate_space(base: list[str], space: dict) -> None:
-    """Every searched key must be a config key and every arm a valid config; fails before any trial starts."""
-    arms = space["arm"]["grid_search"] if "arm" in space else []
+    """Every searched key must be a config key, every arm known and every value a valid config.
+
+    Pure config checks (no Ray session): a sweep with a typo fails before any trial starts."""
+    base_cfg = load_config(base)
+    arms = _values(space["arm"]) if "arm" in space else []
     unknown = [arm for arm in arms if arm not in ABLATION_ARMS]
     if unknown:
         raise ConfigError(f"sweep: unknown ablation arm(s) {unknown}; arms: {', '.join(ABLATION_ARMS)}")
-    apply_overrides(to_dict(load_config(base)), {k: None for k in space if k != "arm"})
+    keys = [k for k in space if k != "arm"]
+    try:
+        apply_overrides(to_dict(base_cfg), {k: None for k in keys})
+    except ConfigError as err:
+        raise ConfigError(f"sweep: search space: {err}") from None
     for arm in arms:
         load_config(base + [f"{k}={_yaml(v)}" for k, v in ABLATION_ARMS[arm].items()])
+    for key in keys:
+        for value in _values(space[key]):
+            try:
+                load_config(base + [f"{key}={_yaml(value)}"])
+            except ConfigError as err:
+                raise ConfigError(f"sweep: search space {key}={value!r}: {err}") from None
+
+
+def _values(spec: Any) -> list:
+    """Representative values of a param_space entry: a grid's values, a domain's bounds or a sample."""
+    if isinstance(spec, dict) and "grid_search" in spec:
+        return list(spec["grid_search"])
+    categories = getattr(spec, "categories", None)
+    if categories is not None:
+        return list(categories)
+    lower, upper = getattr(spec, "lower", None), getattr(spec, "upper", None)
+    if lower is not None and upper is not None:
+        return [lower, upper]
+    sample = getattr(spec, "sample", None)
+    return [sample()] if callable(sample) else [spec]
+
+
+def absolute_base(base: list[str]) -> list[str]:
+    """Local relative paths made absolute: Tune runs each trial in its own working directory."""
+    out = []
+    for item in base:
+        key, _, value = item.partition("=")
+        if key in ("data.root", "run.output_dir", "run.storage_path", "data.cache_dir") and value and \
+                "://" not in value and not value.startswith("~"):
+            value = str(Path(value).resolve())
+        elif key == "config" and value.endswith((".yaml", ".yml")) and Path(value).exists():
+            value = str(Path(value).resolve())
+        out.append(f"{key}={value}" if _ else item)
+    return out
 
 
 def _yaml(value: Any) -> str:
@@ -99,33 +155,51 @@ def _is_threshold(key: str) -> bool:
         return False
 
 
+TRIAL_CPU = 0.25
+"""CPU held by each trial's own actor (it only drives Ray Train); Tune rejects a zero-CPU trial."""
+
+
 def trial_resources(cfg) -> dict:
-    """The trial's own actor holds a quarter CPU; its workers and evaluator ask for theirs."""
-    return {"CPU": 0.25}
+    """The trial's own actor holds a quarter CPU; its train workers and evaluator actors ask for theirs."""
+    return {"CPU": TRIAL_CPU}
 
 
-def max_concurrent_trials(cfg) -> int:
-    """As many trials as the cluster can run at once without starving Ray Data (never deadlocks on 2 CPUs)."""
-    import ray
+def cpus_per_trial(cfg) -> float:
+    """Peak CPUs one trial holds: its actor, its workers, the validation evaluator and two read tasks."""
+    return (TRIAL_CPU + cfg.train.num_workers * cfg.train.cpus_per_worker
+            + cfg.eval.num_actors * cfg.eval.actor_num_cpus + 2 * cfg.data.read_num_cpus)
 
-    total = ray.cluster_resources()
-    per_trial_cpu = 0.25 + cfg.train.num_workers * cfg.train.cpus_per_worker + cfg.eval.num_actors * (
-        cfg.eval.actor_num_cpus) + 2 * cfg.data.read_num_cpus
-    by_cpu = math.floor(total.get("CPU", 1) / per_trial_cpu)
+
+def max_concurrent_trials(cfg, resources: dict | None = None) -> int:
+    """As many trials as the cluster's CPUs (and GPUs) hold at their peak, at least one.
+
+    On 2 CPUs with the defaults (0.25 + 0.5 per worker + 0.5 evaluator + 2 x 0.25 reads = 1.75) that is
+    one trial at a time: two would leave the validation reads no CPU and deadlock."""
+    if resources is None:
+        import ray
+
+        resources = ray.cluster_resources()
+    per_trial = cpus_per_trial(cfg)
+    total_cpu = resources.get("CPU", 0)
+    if total_cpu and per_trial > total_cpu:
+        print(f"[clasp-dist] warning: one trial needs up to {per_trial:g} CPUs, the cluster has {total_cpu:g}; "
+              "lower train.num_workers / train.cpus_per_worker / eval.actor_num_cpus if it stalls", flush=True)
+    by_cpu = math.floor(total_cpu / per_trial) if per_trial > 0 else 1
     if cfg.train.use_gpu:
-        by_gpu = math.floor(total.get("GPU", 0) / max(1, cfg.train.num_workers))
+        by_gpu = math.floor(resources.get("GPU", 0) / max(1, cfg.train.num_workers))
         return max(1, min(by_cpu, by_gpu))
     return max(1, by_cpu)
 
 
 def run_sweep(sweep: str, base: list[str], sweep_dir: Path, samples: int = 1, seeds: int = 3,
-              arms: list[str] | None = None):
-    """Run (or resume) a sweep; returns the Tune ResultGrid."""
+              arms: list[str] | None = None, grid: dict | None = None):
+    """Run (or resume) a sweep; returns the Tune ResultGrid. Ray must be initialised."""
     import ray.tune
     from ray.tune.schedulers import ASHAScheduler
 
+    base = absolute_base(base)
     cfg = load_config(base)
-    space = ablation_space(seeds, arms) if sweep == "ablation" else hparam_space()
+    space = build_space(sweep, seeds, arms, grid)
     validate_space(base, space)
     sweep_dir = sweep_dir.resolve()
     trainable = ray.tune.with_resources(make_trainable(base, sweep_dir), trial_resources(cfg))
@@ -134,7 +208,10 @@ def run_sweep(sweep: str, base: list[str], sweep_dir: Path, samples: int = 1, se
         print(f"[clasp-dist] resuming sweep at {tuner_path}", flush=True)
         tuner = ray.tune.Tuner.restore(str(tuner_path), trainable, resume_errored=True, param_space=space)
     else:
-        scheduler = (ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=max(1, cfg.train.eval_every))
+        # training_iteration = epoch + 1 (one report per epoch), so ASHA's rungs (eval_every * 4^k) fall
+        # on validated epochs; the final report after the test evaluation is one more iteration.
+        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
+                                   grace_period=max(1, min(cfg.train.eval_every, cfg.train.epochs)))
                      if sweep == "hparams" else None)
         tuner = ray.tune.Tuner(
             trainable, param_space=space,

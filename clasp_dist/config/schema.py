@@ -192,6 +192,8 @@ class TrainConfig:
     """One GPU per worker."""
     cpus_per_worker: float = 0.5
     """CPUs reserved per train worker (fractional on small machines so Ray Data can read)."""
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """Placement of the workers over nodes (Ray placement group strategy; STRICT_SPREAD = one per node)."""
     eval_every: int = 2
     """Evaluate on validation every N epochs (and after the last)."""
     torch_threads: int = 0

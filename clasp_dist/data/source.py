@@ -11,7 +11,7 @@ Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`
 Skipped samples: ``iter_local_samples`` drops them itself and counts them in the ``stats`` it is given
 (or a fresh one, logged at the end), failing past ``data.max_skipped_fraction``. In Ray Data streams
 the flagged rows travel on to the consumer, whose collate (:mod:`clasp_dist.data.batch`) drops and
-counts them the same way; ``read_eval_split`` + ``collect_eval_rows`` do it for evaluation.
+counts them the same way; ``read_eval_split`` + ``batch.iter_eval_batches`` do it for evaluation.
 Ray is imported lazily, only here and in ``batch.py``.
 """
 from __future__ import annotations

@@ -22,6 +22,14 @@ def tiny_root(tmp_path_factory) -> str:
     return generate_dataset(str(root), "tiny", seed=0, progress=False, workers=1)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(ray_session, tiny_root, tmp_path_factory):
+    """One complete 2-epoch training run on `tiny` (shared by the tests that need a trained run)."""
+    from clasp_dist.trainer import run_training
+
+    return run_training(run_cfg(tmp_path_factory.mktemp("tiny_run"), tiny_root))
+
+
 def run_cfg(tmp_path: Path, root: str, *extra: str):
     from clasp_dist.config import load_config
 

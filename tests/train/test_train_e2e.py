@@ -15,11 +15,10 @@ from .conftest import REPO, epoch_metrics, job_env, run_cfg, run_job, train_comm
 pytestmark = pytest.mark.slow
 
 
-def test_embedded_pipeline_writes_a_complete_run_directory(ray_session, tiny_root, tmp_path):
+def test_embedded_pipeline_writes_a_complete_run_directory(tiny_run, tiny_root):
     from clasp_dist.checkpoint import load_inference_model
-    from clasp_dist.trainer import run_training
 
-    summary = run_training(run_cfg(tmp_path, tiny_root))
+    summary = tiny_run
     run_dir = summary.run_dir
     for name in ("config.yaml", "metrics.jsonl", "metrics.json", "export/weights.pt", "export/model.json",
                  "test/predictions_test.json", "test/metrics_test.json"):
