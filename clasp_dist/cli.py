@@ -33,6 +33,9 @@ def init_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
     if ray.is_initialized():
         return
+    from .train_loop import quiet_ray_loggers
+
+    quiet_ray_loggers()
     from ray.data import DataContext
 
     ctx = DataContext.get_current()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -51,6 +52,12 @@ def worker_log(message: str) -> None:
     sys.__stdout__.flush()
 
 
+def quiet_ray_loggers() -> None:
+    """Ray Train/Data log every report and dataset pass at INFO; keep job logs to our epoch lines."""
+    for name in ("ray.train", "ray.data", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -72,6 +79,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     """Entry point for `TorchTrainer(train_loop_per_worker=...)`; `loop_config` is plain JSON-able data."""
     import ray.train
 
+    quiet_ray_loggers()
     ctx_train = ray.train.get_context()
     cfg = from_dict(loop_config["config"])
     ctx = LoopContext(cfg=cfg, info=DatasetInfo(**loop_config["dataset"]), data_root=loop_config["data_root"],
