@@ -1,0 +1,38 @@
+"""The floor: test mAP of an untrained (freshly initialised) CLASP on a dataset, same decoder and metric.
+
+    python bench/untrained_baseline.py [key=value ...]     # default: the embedded `small` preset
+
+Writes bench/results/untrained_baseline.json. This is the number the embedded training run must beat.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from clasp_dist.checkpoint import build_model  # noqa: E402
+from clasp_dist.config import load_config  # noqa: E402
+from clasp_dist.evaluation.distributed import predict_local, score  # noqa: E402
+from clasp_dist.trainer import dataset_info, resolve_dataset  # noqa: E402
+
+
+def main() -> None:
+    cfg = load_config(sys.argv[1:])
+    root = resolve_dataset(cfg)
+    info, _ = dataset_info(root, cfg)
+    torch.manual_seed(cfg.train.seed)
+    weights = build_model(cfg, info).state_dict()
+    result = score(predict_local(weights, cfg, info, root, "test"), info, cfg)
+    out = {"root": root, "average": float(result.average),
+           "mAP": {f"{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}}
+    print(f"untrained test avg mAP: {out['average'] * 100:.2f}")
+    path = Path(__file__).resolve().parent / "results" / "untrained_baseline.json"
+    path.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
