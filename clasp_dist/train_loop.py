@@ -88,6 +88,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                       interactive=bool(loop_config.get("interactive")),
                       num_train_videos=int(loop_config["num_train_videos"]))
     configure_threads(cfg)
+    _record_workers(ctx)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg, ctx.info).to(ctx.device)
     plan = plan_batches(cfg, ctx.world_size)
@@ -112,6 +113,24 @@ def train_loop_per_worker(loop_config: dict) -> None:
         _save_and_report(engine, ema, ctx, state, metrics)
     if writer is not None:
         writer.close()
+
+
+def _record_workers(ctx: LoopContext) -> None:
+    """`workers.json` in the run directory (rank 0): where each rank runs (node id, IP, host, pid)."""
+    import socket
+
+    import ray
+    import torch.distributed as dist
+
+    me = {"rank": ctx.rank, "node_id": ray.get_runtime_context().get_node_id(),
+          "ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(), "pid": os.getpid()}
+    everyone = [me]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, me)
+    if ctx.rank == 0:
+        Path(ctx.run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ctx.run_dir) / "workers.json").write_text(json.dumps(everyone, indent=1) + "\n")
 
 
 def _gather_fn(cfg: Config):

@@ -53,12 +53,14 @@ def storage_uri(cfg: Config) -> str:
 
 def check_storage_writable(cfg: Config) -> None:
     """Fail at the first write, not after an epoch: write and delete a probe under the storage path."""
-    from .data.filesystem import get_fs, join
+    from .data.filesystem import get_fs, is_s3, join
 
-    fs, base = get_fs(storage_uri(cfg), cfg.storage)
+    uri = storage_uri(cfg)
+    fs, base = get_fs(uri, cfg.storage)
     probe = join(base, cfg.run.name, ".write-probe")
     try:
-        fs.makedirs(join(base, cfg.run.name), exist_ok=True)
+        if not is_s3(uri):  # S3 has no directories; s3fs.makedirs would even *create* a missing bucket
+            fs.makedirs(join(base, cfg.run.name), exist_ok=True)
         with fs.open(probe, "wb") as handle:
             handle.write(b"ok")
         fs.rm(probe)

@@ -125,7 +125,8 @@ def _yaml(value: Any) -> str:
 
 def trial_config(base: list[str], params: dict, trial_id: str, sweep_dir: Path):
     overrides = base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]
-    overrides += [f"run.name={trial_id}", f"run.output_dir={sweep_dir / 'trials'}",
+    # quoted: a Tune trial id like "57161_00000" would otherwise parse as the YAML integer 5716100000
+    overrides += [f"run.name={_yaml(str(trial_id))}", f"run.output_dir={sweep_dir / 'trials'}",
                   f"run.storage_path={sweep_dir / 'trials'}", "train.progress_bar=off"]
     return load_config(overrides)
 

@@ -1,0 +1,114 @@
+"""Ray Tune sweeps end to end on a real 2-CPU Ray cluster: outputs, best.yaml, kill and resume."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from train.conftest import REPO, epoch_metrics, job_env, run_job
+
+pytestmark = pytest.mark.slow
+
+TUNE = [sys.executable, str(REPO / "jobs" / "tune.py")]
+
+
+def sweep_command(sweep_dir: Path, root: str, *flags: str) -> list[str]:
+    return [*TUNE, "--sweep", "ablation", *flags, "--num-cpus", "2", "--dir", str(sweep_dir), "config=tiny",
+            "train.epochs=1",
+            f"data.root={root}"]
+
+
+def tune_trials(sweep_dir: Path) -> dict[str, str]:
+    """{trial_id: status} from the latest experiment state Tune saved (what a restore will see)."""
+    states = sorted((sweep_dir / "tune").glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return {}  # being written
+    trials = {}
+    for trial_json, _ in data.get("trial_data", []):
+        state = json.loads(trial_json)
+        trials[state["trial_id"]] = state["status"]
+    return trials
+
+
+def test_ablation_sweep_writes_results_and_a_trainable_best_config(ray_session, tiny_root, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    done = run_job(sweep_command(sweep_dir, tiny_root, "--arms", "base,full", "--seeds", "1"), job_env(),
+                   timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert sorted(r["arm"] for r in rows) == ["base", "full"]
+    assert all(not r["error"] and 0.0 <= float(r["test_average"]) <= 1.0 for r in rows)
+    assert {"test_map@0.1", "test_map@0.9", "val_average"} <= set(rows[0])
+    md = (sweep_dir / "results.md").read_text()
+    assert "| base |" in md and "| full |" in md
+    png = (sweep_dir / "ablation.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    trial_dirs = sorted(p.name for p in (sweep_dir / "trials").iterdir() if p.is_dir())
+    assert sorted(r["trial_id"] for r in rows) == trial_dirs  # run names are the trial ids
+    for name in trial_dirs:
+        assert [m["epoch"] for m in epoch_metrics(sweep_dir / "trials" / name)] == [0]
+    # max_concurrent_trials on 2 CPUs is 1: the second trial started after the first one finished
+    started = {n: (sweep_dir / "trials" / n / "config.yaml").stat().st_mtime for n in trial_dirs}
+    first, second = sorted(trial_dirs, key=started.get)
+    assert started[second] >= (sweep_dir / "trials" / first / "metrics.json").stat().st_mtime
+
+    from clasp_dist.config import load_config
+    from clasp_dist.trainer import run_training
+
+    best = sweep_dir / "best.yaml"
+    cfg = load_config([f"config={best}"])
+    winner = max(rows, key=lambda r: float(r["val_average"]))
+    assert cfg.model.use_meae == (winner["arm"] == "full") and cfg.data.root == tiny_root
+    assert cfg.train.epochs == 1 and cfg.model.d_model == 32
+    retrain = load_config([f"config={best}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
+                           "run.name=from-best"])
+    summary = run_training(retrain)
+    assert (summary.run_dir / "metrics.json").is_file()
+    assert [m["epoch"] for m in epoch_metrics(summary.run_dir)] == [0]
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_trials(tiny_root, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = sweep_command(sweep_dir, tiny_root, "--arms", "base", "--seeds", "2")
+    env = job_env()
+    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not any(s == "TERMINATED" for s in tune_trials(sweep_dir).values()):
+            if proc.poll() is not None:
+                raise AssertionError(f"sweep ended early ({proc.returncode}): {proc.stdout.read()[-3000:]}")
+            assert time.time() < deadline, "timed out waiting for the first finished trial"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = tune_trials(sweep_dir)
+    finished = [t for t, s in before.items() if s == "TERMINATED"]
+    assert len(before) == 2 and len(finished) == 1, before
+    first_dir = sweep_dir / "trials" / finished[0]
+    first_metrics = (first_dir / "metrics.json").stat().st_mtime_ns
+    assert not (sweep_dir / "results.csv").exists()
+
+    done = run_job(args, env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming sweep" in done.stdout
+    after = tune_trials(sweep_dir)
+    assert set(after) == set(before) and set(after.values()) == {"TERMINATED"}
+    assert (first_dir / "metrics.json").stat().st_mtime_ns == first_metrics  # not run again
+    for trial in after:
+        assert [m["epoch"] for m in epoch_metrics(sweep_dir / "trials" / trial)] == [0]
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert sorted(r["trial_id"] for r in rows) == sorted(after)
+    assert sorted(r["seed"] for r in rows) == ["0", "1"] and all(not r["error"] for r in rows)
