@@ -28,7 +28,7 @@ import numpy as np
 from clasp_dist.evaluation.metric import UNAV100_TIOU, Segments, evaluate_detection
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ANNOTATIONS = ROOT.parent / "shared" / "data" / "unav100_annotations.json"
+DEFAULT_ANNOTATIONS = ROOT / "clasp_dist" / "resources" / "unav100_annotations.json"  # the packaged copy
 DEFAULT_OUT = ROOT / "bench" / "results" / "eval_speed.json"
 PREDICTIONS_PER_VIDEO = 100
 NUM_CLASSES = 100

@@ -17,7 +17,7 @@ import sys
 EXAMPLES = """examples:
   # score an ActivityNet results JSON against the UnAV-100 test split (thresholds 0.1:0.1:0.9)
   python jobs/evaluate.py --predictions runs/x/test_predictions.json \\
-      --ground-truth ../shared/data/unav100_annotations.json --split test --json-out metrics.json
+      --ground-truth clasp_dist/resources/unav100_annotations.json --split test --json-out metrics.json
   # ActivityNet 1.3 validation (200 classes -> 0.5:0.05:0.95 by default)
   python jobs/evaluate.py --predictions anet_results.json --ground-truth anet13.json --split validation
   # custom thresholds
