@@ -81,10 +81,14 @@ def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
+    from .config import ConfigError
+
     try:
         return from_dict(payload["config"]), DatasetInfo(**payload["dataset"])
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: field {err} missing or malformed") from None
+    except ConfigError as err:  # e.g. a config key this clasp-dist does not know
+        raise CheckpointError(f"{path}: field 'config' is not a valid configuration: {err}") from None
 
 
 def save_train_state(directory: Path, state: TrainState) -> None:
@@ -93,9 +97,16 @@ def save_train_state(directory: Path, state: TrainState) -> None:
 
 def load_train_state(directory: Path) -> TrainState:
     path = Path(directory) / "train_state.json"
-    payload = json.loads(path.read_text())
-    payload.pop("format_version", None)
-    return TrainState(**payload)
+    try:
+        payload = json.loads(path.read_text())
+        version = payload.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
+        return TrainState(**payload)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (ValueError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: unreadable or malformed ({type(err).__name__}: {err})") from None
 
 
 def save_tensors(path: Path, payload) -> None:
@@ -150,7 +161,7 @@ def build_model(cfg: Config, info: DatasetInfo) -> torch.nn.Module:
 
 def load_inference_model(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Config, DatasetInfo]:
     """Rebuild the model from a checkpoint or export directory (model.json + weights.pt), eval mode."""
-    directory = Path(directory)
+    directory = resolve_export(Path(directory))
     cfg, info = load_model_description(directory)
     model = build_model(cfg, info)
     weights = load_tensors(directory / "weights.pt")
@@ -159,14 +170,37 @@ def load_inference_model(directory: str | Path, device: str = "cpu") -> tuple[to
     return model.to(device).eval(), cfg, info
 
 
+def _previous_export(out: Path) -> Path:
+    return out.with_name(out.name + ".old")
+
+
+def resolve_export(directory: Path) -> Path:
+    """`directory`, or its complete previous version `<dir>.old` when an export was killed between
+    its two renames (the only moment `<dir>` itself is missing)."""
+    old = _previous_export(directory)
+    if not (directory / "model.json").exists() and (old / "model.json").exists():
+        return old
+    return directory
+
+
 def export_inference(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
-    """Copy the consolidated weights and description into `out_dir` (atomically replaced)."""
+    """Copy the consolidated weights and description into `out_dir`, replacing it as a whole.
+
+    The copy goes to `<out>.tmp`; then `<out>` is renamed to `<out>.old`, `<out>.tmp` to `<out>`, and
+    `<out>.old` removed. A process killed at any point leaves either the previous export or the new
+    one complete at `<out>` (or, between the two renames, the previous one at `<out>.old`, which
+    `load_inference_model` and the next export pick up); never a half-written one."""
     src, out = Path(checkpoint_dir), Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp, old = out.with_name(out.name + ".tmp"), _previous_export(out)
+    if not out.exists() and old.exists():
+        os.replace(old, out)  # a previous export was killed between its renames: restore it first
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in ("weights.pt", "model.json"):
         shutil.copy2(src / name, tmp / name)
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +23,27 @@ class TrainingSummary:
     run_dir: Path
     export_dir: Path
     metrics: dict
+
+
+class TrainingError(RuntimeError):
+    """Training failed; the message leads with each failed rank's root cause (Ray Train truncates
+    worker tracebacks in the middle, which is where the cause usually is)."""
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit)(?:\([\w.]+\))?: .+$")
+
+
+def _root_causes(err: BaseException) -> str:
+    """'rank R: <innermost non-Ray error line>' per failed worker, then Ray's own message."""
+    failures = getattr(err, "worker_failures", None) or {}
+    lines = []
+    for rank, failure in sorted(failures.items()):
+        text = "\n".join(str(x) for x in (failure, getattr(failure, "__cause__", None)) if x is not None)
+        causes = [ln.strip() for ln in text.splitlines()
+                  if _ERROR_LINE.match(ln.strip()) and not ln.strip().startswith("ray.")]
+        lines.append(f"rank {rank}: {causes[-1] if causes else type(failure).__name__}")
+    head = "training failed: " + ("; ".join(lines) if lines else f"{type(err).__name__}")
+    return f"{head}\n{err}"
 
 
 def resolve_dataset(cfg: Config) -> str:
@@ -135,9 +157,12 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
         f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}")
-    result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
+    try:
+        result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
+    except Exception as err:  # noqa: BLE001 - re-raised with its root cause on top
+        raise TrainingError(_root_causes(err)) from err
     if result.error:
-        raise result.error
+        raise TrainingError(_root_causes(result.error)) from result.error
     ckpt, best_metrics = best_checkpoint(result)
     export_dir = run_dir / "export"
     with ckpt.as_directory() as directory:

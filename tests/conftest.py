@@ -63,7 +63,7 @@ def ray_session(s3_server):
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
+        ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

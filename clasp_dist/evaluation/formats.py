@@ -22,6 +22,7 @@ No Ray, no pandas. Sources are local paths, fsspec URLs (s3://...) or already-pa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -52,13 +53,27 @@ def read_json(source: Source) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         return source
     path = os.fspath(source)
-    if "://" in path:
-        import fsspec  # only for remote sources
+    try:
+        if "://" in path:
+            import fsspec  # only for remote sources
 
-        with fsspec.open(path, "r", encoding="utf-8") as f:
+            with fsspec.open(path, "r", encoding="utf-8") as f:
+                return json.load(f)
+        with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
-    with open(path, "r", encoding="utf-8") as f:
-        return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EvaluationInputError(f"{path}: not valid JSON ({err})") from None
+
+
+@contextlib.contextmanager
+def naming_source(source: Source):
+    """Prefix an input error with the file it came from (sources given as paths or URLs)."""
+    try:
+        yield
+    except EvaluationInputError as err:
+        if isinstance(source, Mapping) or str(err).startswith(os.fspath(source)):
+            raise
+        raise EvaluationInputError(f"{os.fspath(source)}: {err}") from None
 
 
 def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> None:
@@ -127,7 +142,12 @@ def load_ground_truth(source: Source, split: str, class_names: Optional[Sequence
     ``info`` holds ``duplicates_dropped``, ``split``, ``durations`` {vid: s} and ``activitynet_subsets``
     (True when the file spells its subsets training/testing).
     """
-    document = read_json(source)
+    with naming_source(source):
+        return _load_ground_truth(read_json(source), split, class_names, duplicate_tol)
+
+
+def _load_ground_truth(document: Mapping[str, Any], split: str, class_names: Optional[Sequence[str]],
+                       duplicate_tol: float) -> Segments:
     database = _database(document)
     wanted = normalise_split(split)
     names = tuple(class_names) if class_names is not None else class_names_from_annotations(document)
@@ -217,7 +237,11 @@ def load_predictions(source: Source, class_names: Sequence[str]) -> Segments:
 
     An unknown label name or an out-of-range id is an error naming the video and the entry.
     """
-    document = read_json(source)
+    with naming_source(source):
+        return _load_predictions(read_json(source), class_names)
+
+
+def _load_predictions(document: Mapping[str, Any], class_names: Sequence[str]) -> Segments:
     results = document.get("results")
     if not isinstance(results, Mapping):
         raise EvaluationInputError("results JSON has no 'results' object")

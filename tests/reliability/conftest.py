@@ -1,0 +1,133 @@
+"""Fixtures and helpers of the reliability tests: a tiny dataset, run configs, and ways to find and
+kill *this* test session's Ray processes (the machine is shared: never touch another session's)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+TINY = ["config=tiny", "train.progress_bar=off"]
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> str:
+    """The `tiny` semi-synthetic dataset (48/16/16 videos), local."""
+    from clasp_dist.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    return generate_dataset(str(root), "tiny", seed=0, progress=False, workers=1)
+
+
+def run_cfg(tmp_path: Path, root: str, *extra: str):
+    from clasp_dist.config import load_config
+
+    return load_config(TINY + [f"data.root={root}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
+                               *extra])
+
+
+def epoch_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def registered_checkpoints(storage_run_dir: Path) -> list[str]:
+    """Checkpoints Ray Train has registered (its manager snapshot), not merely directories on disk."""
+    snapshot = Path(storage_run_dir) / "checkpoint_manager_snapshot.json"
+    if not snapshot.exists():
+        return []
+    try:
+        state = json.loads(snapshot.read_text())
+    except (OSError, ValueError):  # being rewritten
+        return []
+    return [r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05, alive=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if alive is not None and not alive():
+            raise AssertionError(f"gave up waiting for {what}: the run ended first")
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def session_processes(name: str) -> list:
+    """This Ray session's worker processes whose title starts with `ray::<name>` (children of our raylet)."""
+    import psutil
+    import ray._private.worker as ray_worker
+    from ray._private import ray_constants
+
+    node = ray_worker._global_node
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    found = []
+    for proc in psutil.Process(raylet).children(recursive=True):
+        try:
+            if " ".join(proc.cmdline()).startswith(f"ray::{name}"):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_train_worker(rank_hint: int = 0) -> int:
+    """SIGKILL one RayTrainWorker process of this session; returns its pid."""
+    workers = wait_for(lambda: session_processes("RayTrainWorker"), 30, "a RayTrainWorker process")
+    victim = sorted(workers, key=lambda p: p.pid)[min(rank_hint, len(workers) - 1)]
+    os.kill(victim.pid, signal.SIGKILL)
+    return victim.pid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DurableS3:
+    """A moto S3 server in its own process on a fixed port, killable and restartable on that port.
+
+    moto keeps objects in memory, so a killed moto forgets them; a real object store keeps them on
+    disk. To be realistic, each (re)start loads the bucket contents from a local "disk" directory
+    into the server *before* its port opens (tests/reliability/durable_s3.py), so clients see an
+    outage followed by the same, intact objects, never a window with an empty bucket.
+    """
+
+    def __init__(self, disk: Path, bucket: str, prefix: str):
+        self.disk, self.bucket, self.prefix = Path(disk), bucket, prefix
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "durable_s3.py"), str(self.port), str(self.disk),
+                                      self.bucket, self.prefix], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), 30, "the S3 server to listen", interval=0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
