@@ -73,9 +73,16 @@ def save_model_description(directory: Path, cfg: Config, info: DatasetInfo) -> N
 def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
     path = Path(directory) / "model.json"
     try:
-        payload = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing; is {directory} a clasp-dist checkpoint or export?") from None
+    return parse_model_description(text, str(path))
+
+
+def parse_model_description(text: str | bytes, path: str) -> tuple[Config, DatasetInfo]:
+    """model.json's content -> (config, dataset); errors name `path` and the field."""
+    try:
+        payload = json.loads(text)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
     version = payload.get("format_version")

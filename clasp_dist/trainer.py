@@ -5,6 +5,7 @@ initialised (`ray.init()` honours RAY_ADDRESS, so the same code runs under `ray 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -91,6 +92,32 @@ def check_storage_writable(cfg: Config) -> None:
                       f"({type(err).__name__}: {err})") from None
 
 
+def check_resume_compatible(cfg: Config, info: DatasetInfo) -> None:
+    """A rerun under an existing run name resumes: refuse it up front when the latest checkpoint was
+    written for another model or dataset (DeepSpeed would fail on shapes mid-start, or worse, load)."""
+    from .checkpoint import CheckpointError, parse_model_description
+    from .data.filesystem import get_fs, join
+
+    fs, base = get_fs(storage_uri(cfg), cfg.storage)
+    run_path = join(base, cfg.run.name)
+    try:
+        names = sorted(p for p in fs.ls(run_path, detail=False) if p.rsplit("/", 1)[-1].startswith("checkpoint_2"))
+    except FileNotFoundError:
+        return
+    if not names:
+        return
+    latest = names[-1]
+    with fs.open(join(latest, "model.json"), "rb") as handle:
+        saved_cfg, saved_info = parse_model_description(handle.read(), join(latest, "model.json"))
+    differs = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)
+               if getattr(cfg.model, f.name) != getattr(saved_cfg.model, f.name)]
+    differs += [f"dataset {k}" for k, v in asdict(info).items() if asdict(saved_info).get(k) != v]
+    if differs:
+        raise CheckpointError(f"run.name={cfg.run.name!r} already has checkpoints ({latest}) written with different "
+                              f"settings ({', '.join(differs[:6])}); rerun with the same settings to resume, "
+                              f"or pick a new run.name")
+
+
 def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
                   callbacks: list | None = None):
     import ray.train
@@ -153,6 +180,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     check_storage_writable(cfg)
+    check_resume_compatible(cfg, info)
     n_train = manifest.splits["train"].videos
     log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "

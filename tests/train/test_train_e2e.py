@@ -141,3 +141,16 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
     epochs = [m["epoch"] for m in epoch_metrics(tmp_path / "resume")]
     assert epochs.count(0) == 1 and max(epochs) == 2  # epoch 0 was not trained again
     assert (tmp_path / "resume" / "metrics.json").is_file()
+
+
+def test_rerun_with_a_different_model_under_the_same_name_is_refused(tiny_run, tiny_root):
+    """Resuming is by run name; a changed model would load the wrong shapes, so it fails up front."""
+    from clasp_dist.checkpoint import CheckpointError
+    from clasp_dist.config import load_saved_config, to_dict, from_dict
+    from clasp_dist.trainer import run_training
+
+    saved = load_saved_config(tiny_run.run_dir / "config.yaml")
+    tree = to_dict(saved)
+    tree["model"]["d_model"] = 48
+    with pytest.raises(CheckpointError, match="model.d_model"):
+        run_training(from_dict(tree))
