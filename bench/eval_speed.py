@@ -100,13 +100,58 @@ def update_results(section: str, payload: dict, path: Path = DEFAULT_OUT) -> dic
     return document
 
 
+def time_distributed(num_videos: int, actors: list[int], workdir: Path) -> list[dict]:
+    """The distributed evaluator (Ray Data actor pool) on the `i3d` profile's first `num_videos` test
+    videos: a freshly initialised `unav100_i3d` model (d=512), videos/s for each actor-pool size."""
+    import time
+
+    import ray
+    import torch
+
+    from clasp_dist.checkpoint import build_model
+    from clasp_dist.config import load_config
+    from clasp_dist.data.synthetic import generate_dataset
+    from clasp_dist.evaluation.distributed import predict_split
+    from clasp_dist.trainer import dataset_info
+
+    root = str(workdir / f"i3d-test{num_videos}")
+    if not (Path(root) / "manifest.json").exists():
+        generate_dataset(root, "i3d", seed=0, limit_per_split={"train": 1, "validation": 1, "test": num_videos})
+    rows = []
+    ray.init(num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="WARNING"))
+    for n in actors:
+        cfg = load_config(["config=unav100_i3d", f"data.root={root}", f"eval.num_actors={n}",
+                           f"eval.actor_num_cpus={2 / n - 0.25}", "eval.batch_size=16"])
+        info, _ = dataset_info(root, cfg)
+        torch.manual_seed(0)
+        weights = build_model(cfg, info).state_dict()
+        start = time.perf_counter()
+        predictions = predict_split(weights, cfg, info, root, "test")
+        elapsed = time.perf_counter() - start
+        rows.append({"actors": n, "videos": len(predictions.videos), "seconds": round(elapsed, 2),
+                     "videos_per_s": round(len(predictions.videos) / elapsed, 1)})
+    ray.shutdown()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--distributed", type=int, default=0, metavar="N",
+                        help="instead: time the distributed evaluator on N i3d test videos with 1 and 2 actors")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/clasp-eval-bench"))
     parser.add_argument("--videos", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--annotations", type=Path, default=DEFAULT_ANNOTATIONS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    if args.distributed:
+        rows = time_distributed(args.distributed, [1, 2], args.workdir)
+        for r in rows:
+            print(f"{r['actors']} actor(s): {r['videos']} videos in {r['seconds']:.1f} s = {r['videos_per_s']:.1f} videos/s")
+        update_results("distributed", dict(description="predict_split on i3d test videos, unav100_i3d model (d=512), "
+                                                       "untrained weights, CPU, batch 16, includes actor start-up",
+                                           runs=rows), args.out)
+        return
 
     videos = load_annotation_videos(args.annotations)
     rows = []
