@@ -104,13 +104,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
     for epoch in range(state.epoch + 1, cfg.train.epochs):
         stats = _run_epoch(engine, ema, shard, ctx, epoch, writer, state.global_step)
         state = TrainState(epoch, stats["global_step"], state.best_val, state.best_epoch)
-        val = _maybe_validate(engine, ema, ctx, epoch)
+        weights = _inference_weights(engine, ema, cfg)  # once per epoch: validated and checkpointed alike
+        val = _maybe_validate(weights, ctx, epoch)
         if val is not None and val["val_average"] > state.best_val:
             state = TrainState(epoch, state.global_step, val["val_average"], epoch)
         metrics = {**stats, **(val or {"val_average": NOT_VALIDATED}), "best_val": state.best_val,
                    "best_epoch": state.best_epoch, "epoch": epoch}
         _log_epoch(ctx, metrics, writer)
-        _save_and_report(engine, ema, ctx, state, metrics)
+        _save_and_report(engine, ema, weights, ctx, state, metrics)
     if writer is not None:
         writer.close()
 
@@ -230,12 +231,11 @@ def _inference_weights(engine, ema: EMA | None, cfg: Config) -> dict:
                 for k, v in engine.module.state_dict().items()}
 
 
-def _maybe_validate(engine, ema: EMA | None, ctx: LoopContext, epoch: int) -> dict | None:
+def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
     cfg = ctx.cfg
     last = epoch == cfg.train.epochs - 1
     if not (last or (epoch + 1) % cfg.train.eval_every == 0):
         return None
-    weights = _inference_weights(engine, ema, cfg)
     result = None
     if ctx.rank == 0:
         from .evaluation.distributed import evaluate_weights
@@ -286,10 +286,10 @@ def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
         writer.flush()
 
 
-def _save_and_report(engine, ema: EMA | None, ctx: LoopContext, state: TrainState, metrics: dict) -> None:
+def _save_and_report(engine, ema: EMA | None, weights: dict, ctx: LoopContext, state: TrainState,
+                     metrics: dict) -> None:
     import ray.train
 
-    weights = _inference_weights(engine, ema, ctx.cfg)
     with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:
         directory = Path(tmp)
         engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
