@@ -221,16 +221,22 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
     return score(predict_split(weights, cfg, info, root, split), info, cfg)
 
 
+def _load_checkpoint(checkpoint: str, overrides: Iterable[str]):
+    """The checkpoint's model and resolved config, with `key=value` overrides applied (e.g. eval.num_actors)."""
+    from ..config import apply_overrides
+
+    model, cfg, info = load_inference_model(checkpoint)
+    return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
+
+
 def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
                         plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
     """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
     JSON and (`plot` > 0) timeline PNGs for the first `plot` videos."""
-    from ..config import apply_overrides
     from .formats import write_predictions
     from .report import write_metrics_json
 
-    model, cfg, info = load_inference_model(checkpoint)
-    cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
+    model, cfg, info = _load_checkpoint(checkpoint, overrides)
     root = data_root or cfg.data.root
     if not root:
         raise ValueError("no dataset: pass --data ROOT (the checkpoint's config has no data.root)")
@@ -250,11 +256,9 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
 def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: str,
                        overrides: Iterable[str] = ()) -> tuple[int, int]:
     """Predictions only (no ground truth needed): write the ActivityNet results JSON; (videos, segments)."""
-    from ..config import apply_overrides
     from .formats import write_predictions
 
-    model, cfg, info = load_inference_model(checkpoint)
-    cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
+    model, cfg, info = _load_checkpoint(checkpoint, overrides)
     predictions = predict_split(model.state_dict(), cfg, info, data_root, split, include_segments=False)
     records = predictions.records()
     write_predictions(out_path, records, info.classes, videos=[v.video_id for v in predictions.videos])
