@@ -74,8 +74,8 @@ def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
     path = Path(directory) / "model.json"
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing; is {directory} a clasp-dist checkpoint or export?") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointError(f"{path}: missing; is {directory} a clasp-dist checkpoint or export directory?") from None
     return parse_model_description(text, str(path))
 
 

@@ -112,3 +112,87 @@ def plot_ablation_bars(path: PathLike, arms: Sequence[str], means: Sequence[floa
     ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
     fig.tight_layout()
     return _save(fig, path)
+
+
+SIGNAL_STYLES = {"base": dict(ls="--", lw=1.0), "refined": dict(ls="-", lw=1.5)}
+CATEGORY_COLORS = {"event": GT_COLOR, "distractor": PRED_COLOR, "background": "#718096"}
+
+
+def plot_signal_timeline(path: PathLike, video_id: str, times: np.ndarray, events: dict[int, np.ndarray],
+                         distractors: dict[int, np.ndarray], signals: dict[str, np.ndarray],
+                         alpha: Optional[np.ndarray] = None, anchors: Optional[np.ndarray] = None,
+                         class_names: Sequence[str] = ()) -> str:
+    """A model diagnostic over one video: per ground-truth class, its event steps (shaded), its
+    one-stream distractor steps (hatched) and the localisation signal sqrt(P_a P_v) of each head;
+    underneath, the anchor score alpha_t with the chosen anchors.
+
+    events / distractors: class -> [T] bool; signals: head name ('base', 'refined') -> [T, C]."""
+    classes = sorted(events)
+    has_alpha = alpha is not None
+    rows = max(1, len(classes)) + (1 if has_alpha else 0)
+    fig = Figure(figsize=(10, 1.6 * rows + 0.6))
+    axes = [fig.add_subplot(rows, 1, 1)]
+    axes += [fig.add_subplot(rows, 1, k + 1, sharex=axes[0]) for k in range(1, rows)]
+    step = float(times[1] - times[0]) if len(times) > 1 else 1.0
+    palette = [GT_COLOR, AGREEMENT_COLOR, "#6b46c1", "#b7791f", "#2c7a7b"]
+    for ax, c in zip(axes, classes):
+        _shade(ax, times, events[c], step, dict(color=GT_COLOR, alpha=0.18, lw=0), "event")
+        if c in distractors and distractors[c].any():
+            _shade(ax, times, distractors[c], step, dict(facecolor="none", edgecolor=PRED_COLOR, hatch="//", lw=0),
+                   "one-stream distractor")
+        for k, (head, values) in enumerate(signals.items()):
+            ax.plot(times, values[:, c], color=palette[k % len(palette)], label=f"{head} sqrt(Pa Pv)",
+                    **SIGNAL_STYLES.get(head, {}))
+        ax.set_ylim(0, 1.02)
+        name = class_names[c] if 0 <= c < len(class_names) else str(c)
+        ax.set_ylabel(name[:18], fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    if has_alpha:
+        ax = axes[-1]
+        ax.plot(times, alpha, color=AGREEMENT_COLOR, lw=1.2, label="alpha (agreement x confidence)")
+        if anchors is not None:
+            ax.scatter(times[anchors], np.asarray(alpha)[anchors], color=ANCHOR_COLOR, s=14, zorder=3, label="anchors")
+        for c in classes:
+            _shade(ax, times, events[c], step, dict(color=GT_COLOR, alpha=0.12, lw=0), None)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("anchor score", fontsize=8)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{video_id}: localisation signal per ground-truth class", fontsize=9)
+    axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _shade(ax, times: np.ndarray, steps: np.ndarray, step: float, style: dict, label: Optional[str]) -> None:
+    """Shade runs of True steps as spans (each step covers +-step/2 around its centre)."""
+    idx = np.flatnonzero(steps)
+    if idx.size == 0:
+        return
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts, ends = np.r_[idx[0], idx[breaks + 1]], np.r_[idx[breaks], idx[-1]]
+    for k, (s, e) in enumerate(zip(starts, ends)):
+        ax.axvspan(times[s] - step / 2, times[e] + step / 2, label=label if k == 0 else None, **style)
+
+
+def plot_category_histograms(path: PathLike, values: dict[str, np.ndarray], xlabel: str,
+                             title: Optional[str] = None, bins: int = 40) -> str:
+    """Overlaid density histograms of one per-step quantity split by step category (event, distractor, ...)."""
+    fig = Figure(figsize=(6.5, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        if v.size == 0:
+            continue
+        ax.hist(np.clip(v, 0.0, 1.0), bins=edges, density=True, histtype="step", lw=1.6,
+                color=CATEGORY_COLORS.get(name), label=f"{name} steps (n={v.size}, mean {v.mean():.2f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

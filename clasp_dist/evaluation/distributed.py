@@ -157,14 +157,15 @@ def predict_local(weights: dict, cfg: Config, info: DatasetInfo, root: str, spli
     predictor = VideoPredictor(model_spec(cfg, info), weights, with_signals=with_signals)
     videos: list[VideoPrediction] = []
     rows = iter_local_samples(root, split, cfg.data, cfg.storage, include_segments=split != "train")
-    for chunk in _chunks(rows, cfg.eval.batch_size):
+    for chunk in chunks(rows, cfg.eval.batch_size):
         out = predictor(_columns(chunk))
         videos.extend(_to_video({k: out[k][i] for k in out}) for i in range(len(chunk)))
     _check_exactly_once(videos, root, split, cfg)
     return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id))
 
 
-def _chunks(rows: Iterable[dict], size: int):
+def chunks(rows: Iterable[dict], size: int):
+    """Lists of `size` rows (the last one shorter) from an iterable."""
     chunk: list[dict] = []
     for row in rows:
         chunk.append(row)
@@ -221,12 +222,24 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
     return score(predict_split(weights, cfg, info, root, split), info, cfg)
 
 
-def _load_checkpoint(checkpoint: str, overrides: Iterable[str]):
+def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     """The checkpoint's model and resolved config, with `key=value` overrides applied (e.g. eval.num_actors)."""
     from ..config import apply_overrides
 
     model, cfg, info = load_inference_model(checkpoint)
     return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
+
+
+def resolve_data_root(cfg: Config, data_root: str | None) -> str:
+    """`data_root`, else the checkpoint's `data.root`, else its semi-synthetic dataset (found in the cache,
+    or generated again: it is a pure function of the `data.synth_*` keys)."""
+    if data_root or cfg.data.root:
+        return data_root or cfg.data.root
+    if cfg.data.synth_profile:
+        from ..data.synthetic import ensure_dataset
+
+        return ensure_dataset(cfg.data, cfg.storage)
+    raise ValueError("no dataset: pass --data ROOT (the checkpoint's config has no data.root)")
 
 
 def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
@@ -236,10 +249,8 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
     from .formats import write_predictions
     from .report import write_metrics_json
 
-    model, cfg, info = _load_checkpoint(checkpoint, overrides)
-    root = data_root or cfg.data.root
-    if not root:
-        raise ValueError("no dataset: pass --data ROOT (the checkpoint's config has no data.root)")
+    model, cfg, info = load_for_evaluation(checkpoint, overrides)
+    root = resolve_data_root(cfg, data_root)
     predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
     result = score(predictions, info, cfg, tiou_thresholds)
     if out_dir:
@@ -258,7 +269,7 @@ def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: st
     """Predictions only (no ground truth needed): write the ActivityNet results JSON; (videos, segments)."""
     from .formats import write_predictions
 
-    model, cfg, info = _load_checkpoint(checkpoint, overrides)
+    model, cfg, info = load_for_evaluation(checkpoint, overrides)
     predictions = predict_split(model.state_dict(), cfg, info, data_root, split, include_segments=False)
     records = predictions.records()
     write_predictions(out_path, records, info.classes, videos=[v.video_id for v in predictions.videos])

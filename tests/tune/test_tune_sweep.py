@@ -63,6 +63,17 @@ def test_ablation_sweep_writes_results_and_a_trainable_best_config(ray_session, 
     first, second = sorted(trial_dirs, key=started.get)
     assert started[second] >= (sweep_dir / "trials" / first / "metrics.json").stat().st_mtime
 
+    # the sweep's trials, diagnosed per arm (no Ray): the base arm has no MEAE/CSAI figures
+    diag = run_job([sys.executable, str(REPO / "jobs" / "diagnose.py"), "--sweep", str(sweep_dir), "--videos", "8"],
+                   job_env(), timeout=120)
+    assert diag.returncode == 0, diag.stdout[-3000:] + diag.stderr[-3000:]
+    table = (sweep_dir / "diagnostics.md").read_text()
+    assert "| figure | base | full |" in table or "| figure | full | base |" in table
+    anchor_row = next(line for line in table.splitlines() if line.startswith("| csai.anchor_precision |"))
+    cells = dict(zip(table.splitlines()[2].split("|")[2:-1], anchor_row.split("|")[2:-1]))
+    assert cells[" base "].strip() == "n/a" and 0.0 <= float(cells[" full "]) <= 1.0
+    assert len(list((sweep_dir / "diagnostics").glob("*_seed0/diagnostics.json"))) == 2
+
     from clasp_dist.config import load_config
     from clasp_dist.trainer import run_training
 
