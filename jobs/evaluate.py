@@ -5,7 +5,7 @@ Two modes:
 
   files       python jobs/evaluate.py --predictions P.json --ground-truth GT.json [--split test]
                   [--tiou 0.1:0.9:0.1] [--json-out M.json]
-  checkpoint  python jobs/evaluate.py --checkpoint CKPT --data ROOT [--split test] [--out DIR]
+  checkpoint  python jobs/evaluate.py --checkpoint CKPT [--data ROOT] [--split test] [--out DIR]
                   [--plot N] [key=value ...]      (runs the model with the distributed evaluator)
 """
 from __future__ import annotations
@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ckpt = parser.add_argument_group("checkpoint mode (run a trained model, distributed)")
     ckpt.add_argument("--checkpoint", metavar="CKPT", help="checkpoint directory (local or s3://)")
-    ckpt.add_argument("--data", metavar="ROOT", help="dataset root holding manifest.json and shards")
+    ckpt.add_argument("--data", metavar="ROOT", help="dataset root holding manifest.json and shards (default: the "
+                      "checkpoint's data.root, or the semi-synthetic dataset it was trained on, from the cache)")
     ckpt.add_argument("--out", metavar="DIR", help="output folder: predictions JSON, metrics JSON, plots")
     ckpt.add_argument("--plot", type=int, default=0, metavar="N", help="draw timelines of N videos (default: 0)")
     ckpt.add_argument("overrides", nargs="*", metavar="key=value",
@@ -75,13 +76,13 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
     if args.checkpoint or args.data:
         if file_args:
             parser.error(f"--checkpoint/--data cannot be combined with --{file_args[0].replace('_', '-')}")
-        if not (args.checkpoint and args.data):
-            parser.error("checkpoint mode needs both --checkpoint and --data")
+        if not args.checkpoint:
+            parser.error("--data belongs to the checkpoint mode: add --checkpoint CKPT")
         return "checkpoint"
     if ckpt_args or args.overrides:
         parser.error("--out, --plot and key=value overrides belong to the checkpoint mode (--checkpoint, --data)")
     if not (args.predictions and args.ground_truth):
-        parser.error("give --predictions and --ground-truth (files mode), or --checkpoint and --data")
+        parser.error("give --predictions and --ground-truth (files mode), or --checkpoint [--data] (checkpoint mode)")
     return "files"
 
 

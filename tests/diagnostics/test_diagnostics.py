@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,15 @@ def test_diagnose_checkpoint_full_and_base(tiny_root, tmp_path):
 def test_diagnose_refuses_the_train_split(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="train split"):
         diagnose_checkpoint(str(export_for(tiny_root, tmp_path / "m")), split="train")
+
+
+def test_resolve_data_root_prefers_explicit_then_config_then_the_generated_dataset(tmp_path):
+    from clasp_dist.config import load_config
+    from clasp_dist.evaluation.distributed import resolve_data_root
+
+    cfg = load_config(["config=tiny", f"data.cache_dir={tmp_path}", "data.synth_limit_per_split=4"])
+    root = resolve_data_root(cfg, None)  # generated into the cache, as training would have
+    assert root.startswith(str(tmp_path)) and (Path(root) / "manifest.json").is_file()
+    assert resolve_data_root(cfg, None) == root  # found again, not regenerated elsewhere
+    assert resolve_data_root(cfg, "s3://b/x") == "s3://b/x"
+    assert resolve_data_root(load_config(["config=tiny", "data.root=/data/u"]), None) == "/data/u"

@@ -91,8 +91,8 @@ def test_cli_usage_errors_and_help():
     assert run_cli("--predictions", "p.json").returncode == 2  # half of the files mode
     proc = run_cli("--checkpoint", "c", "--predictions", "p.json", "--data", "d")
     assert proc.returncode == 2 and "cannot be combined" in proc.stderr
-    proc = run_cli("--checkpoint", "c")
-    assert proc.returncode == 2 and "needs both --checkpoint and --data" in proc.stderr
+    proc = run_cli("--data", "d")
+    assert proc.returncode == 2 and "add --checkpoint" in proc.stderr
 
 
 def load_script():
