@@ -19,8 +19,9 @@ Figures (all in [0, 1]; pooled over videos):
   (fraction of steps that are events) and the fraction of ground-truth segments holding an anchor.
 * **Localisation signal** sqrt(P_a P_v) of each ground-truth class, from the base heads and (with
   ATP) the refined heads: step-level AP of that class's event steps, the ROC-AUC of event-vs-same-
-  class-distractor steps, and the fraction of segments whose peak signal stays under the decoder's
-  lowest threshold (a segment that can never be proposed).
+  class-distractor steps, the fraction of segments whose peak signal stays under the decoder's
+  lowest threshold (a segment that can never be proposed), the mean fraction of a segment's steps at or
+  above that threshold (completeness) and the fraction of the class's non-event steps above it (leak).
 * **Video classification**: class-mean AP of the video score sqrt(p_a p_v), base and final heads.
 """
 from __future__ import annotations
@@ -207,6 +208,10 @@ class Diagnostics:
                 "figures": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.figures.items()}}
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
 def _signal(cas_a: torch.Tensor, cas_v: torch.Tensor) -> np.ndarray:
     """sqrt(P_a P_v) [T, C] from one video's logits [T, C] each."""
     return torch.sqrt(torch.sigmoid(cas_a.float()) * torch.sigmoid(cas_v.float())).cpu().numpy()
@@ -262,8 +267,10 @@ class DiagnosticsCollector:
                 if distract is not None:
                     self.pool.add(f"{head}/on_class_distractor", signal[distract, c])
                 self.pool.add(f"{head}/on_class_event", signal[steps, c])
+                self.pool.add(f"{head}/leak", signal[~steps, c] >= self.decode_floor)
             for c, steps in truth.segment_steps:
                 self.missed[head] += bool(signal[steps, c].max() < self.decode_floor)
+                self.pool.add(f"{head}/coverage", [(signal[steps, c] >= self.decode_floor).mean()])
 
     def _add_meae(self, agreement: np.ndarray, alpha: np.ndarray, truth: VideoTruth) -> None:
         for name, values in (("agreement", agreement), ("alpha", alpha)):
@@ -294,6 +301,8 @@ class DiagnosticsCollector:
             f[f"{head}.event_vs_distractor_auc"] = roc_auc(self.pool.get(f"{head}/on_class_event"),
                                                            self.pool.get(f"{head}/on_class_distractor"))
             f[f"{head}.segments_below_floor"] = self.missed[head] / c["segments"] if c["segments"] else float("nan")
+            f[f"{head}.segment_coverage"] = _mean(self.pool.get(f"{head}/coverage"))
+            f[f"{head}.leak_outside"] = _mean(self.pool.get(f"{head}/leak"))
         if self.has_agreement:
             for name in ("agreement", "alpha"):
                 for cat in CATEGORIES:

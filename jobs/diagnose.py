@@ -59,10 +59,12 @@ def run(args) -> int:
     from clasp_dist.diagnostics import diagnose_checkpoint, diagnose_sweep, figures_markdown, format_figures
 
     if args.sweep:
-        means = diagnose_sweep(args.sweep, args.split, args.videos, args.plot, args.overrides)
+        means = diagnose_sweep(args.sweep, args.split, args.videos, args.plot, args.overrides,
+                               progress=sys.stderr.isatty())
         print(figures_markdown(means, args.split, args.videos))
         return 0
-    result = diagnose_checkpoint(args.checkpoint, args.data, args.split, args.videos, args.out, args.plot, args.overrides)
+    result = diagnose_checkpoint(args.checkpoint, args.data, args.split, args.videos, args.out, args.plot, args.overrides,
+                                 progress=sys.stderr.isatty())
     print(format_figures(result))
     if args.out:
         print(f"written to {args.out}")

@@ -91,6 +91,7 @@ def test_collector_wiring_with_perfect_outputs():
     assert f["csai.anchor_precision"] == 1.0 and f["csai.segments_anchored"] == 1.0
     assert f["csai.anchors_on_distractors"] == 0.0 and f["base.segments_below_floor"] == 0.0
     assert f["meae.alpha_mean_distractor"] == 0.0 and f["base.video_map"] == 1.0
+    assert f["base.segment_coverage"] == 1.0 and f["base.leak_outside"] == 0.0
     assert "final.step_ap" not in f  # no refined heads
 
     out.anchor_mask = ~event[None]  # anchors everywhere but the event
@@ -100,6 +101,7 @@ def test_collector_wiring_with_perfect_outputs():
     f = collector.result().figures
     assert f["csai.anchor_precision"] == 0.0 and f["csai.segments_anchored"] == 0.0
     assert f["base.segments_below_floor"] == 1.0 and f["base.event_vs_distractor_auc"] == 0.0
+    assert f["base.segment_coverage"] == 0.0 and f["base.leak_outside"] == 1.0
 
 
 # -------------------------------------------------------------------------- distractor record
