@@ -50,13 +50,9 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
         return float("nan")
     scores = np.concatenate([positive, negative])
     order = np.argsort(scores, kind="stable")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
     ranks = np.empty(scores.size, dtype=np.float64)
-    ranks[order] = np.arange(1, scores.size + 1)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    tie_rank = first + (counts + 1) / 2.0  # 1-based mean rank of each tie group
-    ranks[order] = np.repeat(tie_rank, counts)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # 1-based ranks, averaged over ties
     u = ranks[: positive.size].sum() - positive.size * (positive.size + 1) / 2.0
     return float(u / (positive.size * negative.size))
 
@@ -212,13 +208,9 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _signal(cas_a: torch.Tensor, cas_v: torch.Tensor) -> np.ndarray:
-    """sqrt(P_a P_v) [T, C] from one video's logits [T, C] each."""
-    return torch.sqrt(torch.sigmoid(cas_a.float()) * torch.sigmoid(cas_v.float())).cpu().numpy()
-
-
-def _video_score(video_a: torch.Tensor, video_v: torch.Tensor) -> np.ndarray:
-    return torch.sqrt(torch.sigmoid(video_a.float()) * torch.sigmoid(video_v.float())).cpu().numpy()
+def _signal(logits_a: torch.Tensor, logits_v: torch.Tensor) -> np.ndarray:
+    """sqrt(P_a P_v), same shape as the logits ([T, C] per-step or [B, C] video scores)."""
+    return torch.sqrt(torch.sigmoid(logits_a.float()) * torch.sigmoid(logits_v.float())).cpu().numpy()
 
 
 class DiagnosticsCollector:
@@ -233,15 +225,14 @@ class DiagnosticsCollector:
         self.counts = {"videos": 0, "with_distractors": 0, "segments": 0, "anchors": 0, "anchors_event": 0,
                        "anchors_distractor": 0, "segments_anchored": 0}
         self.has_agreement = self.has_anchors = self.has_refined = False
-        self.missed = {"base": 0, "final": 0}
 
     def add(self, out, mask: torch.Tensor, labels: torch.Tensor, truths: list[VideoTruth]) -> None:
         self.has_agreement = out.agreement is not None
         self.has_anchors = out.anchor_mask is not None
         self.has_refined = out.refined
         fa, fv, fva, fvv = out.final()
-        self.video_scores["base"].append(_video_score(out.video_a, out.video_v))  # [B, C]
-        self.video_scores["final"].append(_video_score(fva, fvv))
+        self.video_scores["base"].append(_signal(out.video_a, out.video_v))  # [B, C]
+        self.video_scores["final"].append(_signal(fva, fvv))
         self.video_labels.append(labels.cpu().numpy() > 0.5)
         for i, truth in enumerate(truths):
             n = int(mask[i].sum())
@@ -268,8 +259,7 @@ class DiagnosticsCollector:
                     self.pool.add(f"{head}/on_class_distractor", signal[distract, c])
                 self.pool.add(f"{head}/on_class_event", signal[steps, c])
                 self.pool.add(f"{head}/leak", signal[~steps, c] >= self.decode_floor)
-            for c, steps in truth.segment_steps:
-                self.missed[head] += bool(signal[steps, c].max() < self.decode_floor)
+            for c, steps in truth.segment_steps:  # share of the segment at or above the floor (0 = never proposed)
                 self.pool.add(f"{head}/coverage", [(signal[steps, c] >= self.decode_floor).mean()])
 
     def _add_meae(self, agreement: np.ndarray, alpha: np.ndarray, truth: VideoTruth) -> None:
@@ -300,14 +290,14 @@ class DiagnosticsCollector:
             f[f"{head}.step_ap"] = average_precision(self.pool.get(f"{head}/signal"), self.pool.get(f"{head}/is_event") > 0)
             f[f"{head}.event_vs_distractor_auc"] = roc_auc(self.pool.get(f"{head}/on_class_event"),
                                                            self.pool.get(f"{head}/on_class_distractor"))
-            f[f"{head}.segments_below_floor"] = self.missed[head] / c["segments"] if c["segments"] else float("nan")
-            f[f"{head}.segment_coverage"] = _mean(self.pool.get(f"{head}/coverage"))
+            coverage = self.pool.get(f"{head}/coverage")
+            f[f"{head}.segments_below_floor"] = _mean(coverage == 0.0)
+            f[f"{head}.segment_coverage"] = _mean(coverage)
             f[f"{head}.leak_outside"] = _mean(self.pool.get(f"{head}/leak"))
         if self.has_agreement:
             for name in ("agreement", "alpha"):
                 for cat in CATEGORIES:
-                    values = self.pool.get(f"{name}/{cat}")
-                    f[f"meae.{name}_mean_{cat}"] = float(values.mean()) if values.size else float("nan")
+                    f[f"meae.{name}_mean_{cat}"] = _mean(self.pool.get(f"{name}/{cat}"))
             for name in ("agreement", "alpha"):
                 for other in ("distractor", "background"):
                     f[f"meae.{name}_auc_event_vs_{other}"] = roc_auc(self.pool.get(f"{name}/event"),
@@ -317,8 +307,7 @@ class DiagnosticsCollector:
             f["csai.anchor_precision"] = c["anchors_event"] / c["anchors"] if c["anchors"] else float("nan")
             f["csai.anchors_on_distractors"] = (c["anchors_distractor"] / c["anchors"]
                                                 if c["anchors"] and c["with_distractors"] else float("nan"))
-            steps_event = self.pool.get("steps_event")
-            f["csai.chance_precision"] = float(steps_event.mean()) if steps_event.size else float("nan")
+            f["csai.chance_precision"] = _mean(self.pool.get("steps_event"))
             f["csai.segments_anchored"] = c["segments_anchored"] / c["segments"] if c["segments"] else float("nan")
         return Diagnostics(c["videos"], c["with_distractors"], f)
 

@@ -69,6 +69,13 @@ def test_video_truth_categories():
     assert video_truth(times, [(2.0, 5.0, 3)]).distractor is None  # no record: no distractor category
 
 
+def figures_of(out: ModelOutput, truth) -> dict:
+    """One video's outputs (all steps valid, label = class 1) through a fresh collector."""
+    collector = DiagnosticsCollector(out.cas_a.shape[-1], decode_floor=0.1)
+    collector.add(out, torch.ones(out.cas_a.shape[:2], dtype=torch.bool), torch.tensor([[0.0, 1.0, 0.0, 0.0]]), [truth])
+    return collector.result().figures
+
+
 def test_collector_wiring_with_perfect_outputs():
     """Hand-made outputs that are right by construction must score 1.0 everywhere (and wrong ones 0)."""
     T, C = 12, 4
@@ -83,9 +90,7 @@ def test_collector_wiring_with_perfect_outputs():
     out = ModelOutput(cas_a=logits, cas_v=logits, video_a=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]),
                       video_v=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]), agreement=alpha.clone(), anchor_score=alpha,
                       anchor_mask=event[None].clone())
-    collector = DiagnosticsCollector(C, decode_floor=0.1)
-    collector.add(out, torch.ones(1, T, dtype=torch.bool), torch.tensor([[0.0, 1.0, 0.0, 0.0]]), [truth])
-    f = collector.result().figures
+    f = figures_of(out, truth)
     assert f["base.step_ap"] == 1.0 and f["base.event_vs_distractor_auc"] == 1.0
     assert f["meae.alpha_auc_event_vs_distractor"] == 1.0 and f["meae.alpha_auc_event_vs_background"] == 1.0
     assert f["csai.anchor_precision"] == 1.0 and f["csai.segments_anchored"] == 1.0
@@ -96,9 +101,7 @@ def test_collector_wiring_with_perfect_outputs():
 
     out.anchor_mask = ~event[None]  # anchors everywhere but the event
     out.cas_a = out.cas_v = -logits
-    collector = DiagnosticsCollector(C, decode_floor=0.1)
-    collector.add(out, torch.ones(1, T, dtype=torch.bool), torch.tensor([[0.0, 1.0, 0.0, 0.0]]), [truth])
-    f = collector.result().figures
+    f = figures_of(out, truth)
     assert f["csai.anchor_precision"] == 0.0 and f["csai.segments_anchored"] == 0.0
     assert f["base.segments_below_floor"] == 1.0 and f["base.event_vs_distractor_auc"] == 0.0
     assert f["base.segment_coverage"] == 0.0 and f["base.leak_outside"] == 1.0
@@ -183,3 +186,13 @@ def test_resolve_data_root_prefers_explicit_then_config_then_the_generated_datas
     assert resolve_data_root(cfg, None) == root  # found again, not regenerated elsewhere
     assert resolve_data_root(cfg, "s3://b/x") == "s3://b/x"
     assert resolve_data_root(load_config(["config=tiny", "data.root=/data/u"]), None) == "/data/u"
+
+
+def test_cli_names_a_missing_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "jobs" / "diagnose.py"), "--checkpoint", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "nope/model.json: missing" in proc.stderr
