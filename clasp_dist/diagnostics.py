@@ -26,6 +26,8 @@ Figures (all in [0, 1]; pooled over videos):
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import itertools
 import json
 import logging
@@ -138,8 +140,6 @@ class DistractorRecord:
         from .data.annotations import load_annotations, packaged_unav100_path
         from .data.grid import Grid
         from .data.synthetic import GENERATOR_VERSION, SynthProfile, make_class_bank
-
-        import hashlib
 
         if synth.get("generator_version") != GENERATOR_VERSION:
             self.reason = f"generator version {synth.get('generator_version')} != {GENERATOR_VERSION}"
@@ -419,8 +419,6 @@ def diagnose_sweep(sweep_dir: str | Path, split: str = "validation", max_videos:
 
     Writes <sweep>/diagnostics/<arm>_seed<k>/ per trial and <sweep>/diagnostics.md (figures x arms,
     mean over seeds); returns {arm: {figure: mean}}."""
-    import csv
-
     sweep_dir = Path(sweep_dir)
     table = sweep_dir / "results.csv"
     if not table.exists():

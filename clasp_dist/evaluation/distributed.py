@@ -231,15 +231,13 @@ def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
 
 
 def resolve_data_root(cfg: Config, data_root: str | None) -> str:
-    """`data_root`, else the checkpoint's `data.root`, else its semi-synthetic dataset (found in the cache,
-    or generated again: it is a pure function of the `data.synth_*` keys)."""
+    """`data_root`, else the checkpoint's `data.root`, else its semi-synthetic dataset via `ensure_dataset`
+    (found in the cache, or generated again: it is a pure function of the `data.synth_*` keys)."""
     if data_root or cfg.data.root:
         return data_root or cfg.data.root
-    if cfg.data.synth_profile:
-        from ..data.synthetic import ensure_dataset
+    from ..data.synthetic import ensure_dataset
 
-        return ensure_dataset(cfg.data, cfg.storage)
-    raise ValueError("no dataset: pass --data ROOT (the checkpoint's config has no data.root)")
+    return ensure_dataset(cfg.data, cfg.storage)
 
 
 def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
