@@ -154,3 +154,32 @@ def test_ensure_dataset_generates_once_then_reuses(tmp_path):
                            workers=1, progress=False)
     assert other != root
     assert ensure_dataset(DataConfig(root=root)) == root
+
+
+def _small_fingerprint() -> dict[str, str]:
+    """sha256 of the `small` profile's identity (manifest params), class bank and first 4 videos per split."""
+    import hashlib
+
+    from clasp_dist.data.synthetic import resolve_limits, synth_params
+
+    p = get_profile("small")
+    params = synth_params(p, 0, resolve_limits(p, None), p.distractor_rate, None)
+    bank = make_class_bank(p, 100, 0)
+    h_bank = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (bank.visual, bank.audio, bank.family)))
+    h_vid = hashlib.sha256()
+    ann = load_annotations()
+    for split in ("train", "validation", "test"):
+        for video in ann.splits[split][:4]:
+            visual, audio, presences = synthesize_video(video, p, bank, seed=0)
+            h_vid.update(visual.astype(np.float16).tobytes() + audio.astype(np.float16).tobytes())
+            h_vid.update(repr([(q.cls, q.visual, q.audio, q.kind) for q in presences]).encode())
+    return {"params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
+            "bank": h_bank.hexdigest(), "videos": h_vid.hexdigest()}
+
+
+def test_small_profile_is_pinned():
+    """`small` is the reference regime: harder profiles are new profiles, `small` stays bit-identical (issue 16)."""
+    assert _small_fingerprint() == {
+        "params": "35522fa05a9bc39ebb02cb559f08a38cf4e5316479f01e9c19506f9171cd57c8",
+        "bank": "af0c942247d0899201b5a77af9952cf111f355b9a8e518441c300a8e2579b078",
+        "videos": "9961a9d909f42046e4007d0a504ff85f1d063b9fdd247af02d8ac5ad4d504940"}
