@@ -214,6 +214,10 @@ class DecodeConfig:
     """At most this many classes per video (at least the top one)."""
     loc_thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     """Thresholds on the localisation signal whose runs become proposals."""
+    loc_threshold_mode: Literal["absolute", "relative"] = "absolute"
+    """loc_thresholds as signal values, or as fractions of each video-class signal's own [min, max] range."""
+    video_score: Literal["final", "base"] = "final"
+    """Video class scores p_c (class selection, OIC bonus) from the final (refined) heads or the base heads."""
     oic_margin: float = 0.25
     """Outer-inner-contrast margin as a fraction of the run length, each side."""
     oic_class_weight: float = 0.2

@@ -10,7 +10,7 @@ import torch
 
 from clasp_dist.config import DecodeConfig
 from clasp_dist.decode import (decode_outputs, find_runs, oic_scores, select_classes, soft_nms,
-                               steps_to_seconds)
+                               steps_to_seconds, unique_segments)
 from clasp_dist.model import ModelOutput
 
 HI, LO = 8.0, -8.0
@@ -185,3 +185,50 @@ def test_onepeace_grid_end_to_end():
     recs = run(cas, np.array([[LO, HI]]), grid=ONEPEACE, duration=20.0)
     assert recs[0]["label"] == 1
     assert (recs[0]["t_start"], recs[0]["t_end"]) == pytest.approx((0.5 + 7.5 * 0.25, 0.5 + 23.5 * 0.25))
+
+
+@pytest.mark.parametrize("length", [2, 3, 5, 6, 7, 9, 13])
+def test_oic_margins_symmetric_under_mirroring(length):
+    """A run and its mirror image score the same: both margins are floor(0.25 L) (at least 1) steps (issue 16)."""
+    rng = np.random.default_rng(length)
+    sig = rng.uniform(0, 1, 40)
+    s, e = np.array([11]), np.array([11 + length - 1])
+    mirrored = oic_scores(sig[::-1].copy(), 39 - e, 39 - s, 0.25)
+    assert oic_scores(sig, s, e, 0.25)[0] == pytest.approx(mirrored[0], abs=1e-12)
+    m = max(1, int(0.25 * length))
+    want = sig[11:12 + length - 1].mean() - np.concatenate([sig[11 - m:11], sig[11 + length:11 + length + m]]).mean()
+    assert oic_scores(sig, s, e, 0.25)[0] == pytest.approx(want, abs=1e-12)
+
+
+def test_exact_duplicate_proposals_removed_before_nms():
+    """A flat-topped event crosses every level at the same steps: one proposal, not nine decayed copies (issue 16)."""
+    cas = np.full((1, 40, 1), LO)
+    cas[0, 10:20, 0] = HI
+    recs = run(cas, np.array([[HI]]))
+    spans = [(r["t_start"], r["t_end"]) for r in recs]
+    assert len(spans) == len(set(spans)) == 1
+    t1, t2, sc = unique_segments(np.array([1.0, 1.0, 2.0, 1.0]), np.array([3.0, 3.0, 3.0, 4.0]), np.array([0.2, 0.7, 0.5, 0.1]))
+    assert sorted(zip(t1.tolist(), t2.tolist(), sc.tolist())) == [(1.0, 3.0, 0.7), (1.0, 4.0, 0.1), (2.0, 3.0, 0.5)]
+
+
+def test_relative_thresholds_follow_the_signal_range():
+    """loc_threshold_mode=relative cuts each class signal at fractions of its own range: a weak event that never
+    reaches the absolute 0.1 floor still becomes a proposal."""
+    cas = np.full((1, 40, 1), -4.0)  # sigmoid = 0.018
+    cas[0, 10:20, 0] = -2.6  # sigmoid = 0.069 < 0.1
+    assert run(cas, np.array([[HI]])) == []
+    recs = run(cas, np.array([[HI]]), cfg=DecodeConfig(loc_threshold_mode="relative"))
+    assert (recs[0]["t_start"], recs[0]["t_end"]) == pytest.approx(seconds(10, 19))
+
+
+def test_video_score_from_base_heads():
+    """decode.video_score=base takes class selection and the OIC bonus from the base heads' video logits."""
+    cas = np.full((1, 30, 2), LO)
+    cas[0, 5:15, :] = HI
+    out = make_output(cas, np.array([[HI, LO]]))  # base: class 0
+    out.cas_a_ref, out.cas_v_ref = torch.tensor(cas), torch.tensor(cas)
+    out.video_a_ref = out.video_v_ref = torch.tensor([[LO, HI]])  # refined: class 1
+    mask = torch.ones(1, 30, dtype=torch.bool)
+    final = decode_outputs(out, mask, ["x"], 0.32, 0.48, [30.0], DecodeConfig(max_classes=1))
+    base = decode_outputs(out, mask, ["x"], 0.32, 0.48, [30.0], DecodeConfig(max_classes=1, video_score="base"))
+    assert {r["label"] for r in final} == {1} and {r["label"] for r in base} == {0}
