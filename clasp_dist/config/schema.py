@@ -108,7 +108,9 @@ class ModelConfig:
     window: int = 16
     """Local-window size w (steps)."""
     local_tau: float = 0.1
-    """Minimum alpha of a local-window anchor."""
+    """Minimum alpha of a local-window anchor: a fraction of the video's alpha range (relative) or alpha itself."""
+    local_tau_mode: Literal["relative", "absolute"] = "relative"
+    """relative: floor = min + local_tau (max - min) of the video's alpha, comparable across anchor scores."""
     anchor_fusion: Literal["mlp", "mean"] = "mlp"
     """Cross-modal anchor integration: LN(ReLU(W[a;v])) or the mean of a and v."""
     use_atp: bool = True

@@ -3,8 +3,12 @@
 Anchor features fuse the two modalities at every step, F_t = LN(ReLU(W [a_t; v_t])) (or the mean
 of a_t and v_t); only anchor steps enter the bank, via the attention mask. Every step of each
 stream then attends to the bank: X' = X + Attn(LN(X), F, F), followed by a pre-LN FFN. The
-thresholded variant also drops (query step, anchor) pairs whose cosine similarity is below a
-floor, always keeping each step's most similar anchor so that no attention row is empty.
+thresholded variant also drops (query step t, anchor j) pairs whose similarity is below a floor,
+always keeping each step's most similar anchor so that no attention row is empty. The similarity
+compares like with like: the query stream's own features at t and at the anchor step j, both
+layer-normalised without affine parameters, so the cosine is their correlation over the d
+dims (in [-1, 1]). Comparing a raw stream feature with the fused anchor feature (another space)
+gave cosines near 0 for every pair, and the floor kept a random subset.
 """
 from __future__ import annotations
 
@@ -32,12 +36,18 @@ class AnchorFusion(nn.Module):
 
 
 @torch.no_grad()
-def thresholded_attend_mask(x: Tensor, bank: Tensor, anchors: Tensor, threshold: float) -> Tensor:
-    """[B, Tq, Tk] bool: anchor j is attended from step t if cos(x_t, F_j) >= threshold or j is t's best anchor."""
-    cos = torch.einsum("bqd,bkd->bqk", F.normalize(x.float(), dim=-1), F.normalize(bank.float(), dim=-1))  # [B, Tq, Tk]
-    cos = cos.masked_fill(~anchors.unsqueeze(1), float("-inf"))  # [B, Tq, Tk]
-    best = torch.zeros_like(cos, dtype=torch.bool).scatter_(2, cos.argmax(dim=-1, keepdim=True), True)
-    return anchors.unsqueeze(1) & ((cos >= threshold) | best)
+def same_stream_similarity(x: Tensor) -> Tensor:
+    """[B, T, T] correlation of x [B, T, d] with itself: cosine of the steps after a parameter-free LayerNorm."""
+    z = F.normalize(F.layer_norm(x.float(), x.shape[-1:]), dim=-1)  # [B, T, d] zero mean, unit norm
+    return torch.einsum("bqd,bkd->bqk", z, z)  # [B, T, T]
+
+
+@torch.no_grad()
+def thresholded_attend_mask(x: Tensor, anchors: Tensor, threshold: float) -> Tensor:
+    """[B, T, T] bool: step t attends anchor j if corr(x_t, x_j) >= threshold (same stream), or j is t's best anchor."""
+    sim = same_stream_similarity(x).masked_fill(~anchors.unsqueeze(1), float("-inf"))  # [B, Tq, Tk]
+    best = torch.zeros_like(sim, dtype=torch.bool).scatter_(2, sim.argmax(dim=-1, keepdim=True), True)
+    return anchors.unsqueeze(1) & ((sim >= threshold) | best)
 
 
 class AnchorPropagation(nn.Module):
@@ -50,13 +60,13 @@ class AnchorPropagation(nn.Module):
         self.block_a = AttentionBlock(d, n_heads, ffn_mult, dropout, cross=True)
         self.block_v = AttentionBlock(d, n_heads, ffn_mult, dropout, cross=True)
 
-    def _attend_mask(self, x: Tensor, bank: Tensor, anchors: Tensor) -> Tensor:
+    def _attend_mask(self, x: Tensor, anchors: Tensor) -> Tensor:
         if self.mode == "attention":
             return anchors  # [B, Tk] key padding: non-anchors masked
-        return thresholded_attend_mask(x, bank, anchors, self.threshold)  # [B, Tq, Tk]
+        return thresholded_attend_mask(x, anchors, self.threshold)  # [B, Tq, Tk]
 
     def forward(self, a: Tensor, v: Tensor, bank: Tensor, anchors: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         bank = masked_fill_steps(bank, anchors)  # [B, T, d] only anchor steps matter
-        a2 = self.block_a(a, mask, kv=bank, attn_mask=self._attend_mask(a, bank, anchors))  # [B, T, d]
-        v2 = self.block_v(v, mask, kv=bank, attn_mask=self._attend_mask(v, bank, anchors))  # [B, T, d]
+        a2 = self.block_a(a, mask, kv=bank, attn_mask=self._attend_mask(a, anchors))  # [B, T, d]
+        v2 = self.block_v(v, mask, kv=bank, attn_mask=self._attend_mask(v, anchors))  # [B, T, d]
         return a2, v2

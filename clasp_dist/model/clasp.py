@@ -58,7 +58,7 @@ class CLASP(nn.Module):
         if not self.use_csai:
             return out
         anchors = select_anchors(out.anchor_score, mask, cfg.csai_global, cfg.global_ratio, cfg.csai_local,
-                                 cfg.window, cfg.local_tau)  # [B, T] bool
+                                 cfg.window, cfg.local_tau, cfg.local_tau_mode)  # [B, T] bool
         out.anchor_mask = anchors
         if not cfg.use_atp:
             return out

@@ -53,9 +53,9 @@ def test_atp_attends_to_anchors_only():
 
 def test_thresholded_mask_keeps_best_anchor():
     torch.manual_seed(2)
-    x, bank = torch.randn(1, 6, 8), torch.randn(1, 6, 8)
+    x = torch.randn(1, 6, 8)
     anchors = torch.tensor([[True, False, True, True, False, False]])
-    m = thresholded_attend_mask(x, bank, anchors, threshold=2.0)  # nothing passes the threshold
+    m = thresholded_attend_mask(x, anchors, threshold=2.0)  # nothing passes the threshold
     assert (m.sum(-1) == 1).all() and not m[..., ~anchors[0]].any()
-    m_all = thresholded_attend_mask(x, bank, anchors, threshold=-2.0)  # everything passes
+    m_all = thresholded_attend_mask(x, anchors, threshold=-2.0)  # everything passes
     assert torch.equal(m_all, anchors[:, None, :].expand(1, 6, 6))
