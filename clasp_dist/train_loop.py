@@ -284,6 +284,9 @@ def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
                 writer.add_scalar(f"epoch/{key}", value, metrics["epoch"])
         writer.add_scalar("epoch/videos_per_s", metrics["videos_per_s"], metrics["epoch"])
         writer.flush()
+    from .run_files import publish_run_files
+
+    publish_run_files(ctx.cfg, ctx.run_dir, ["metrics.jsonl", "tensorboard", "workers.json"])  # off this node
 
 
 def _save_and_report(engine, ema: EMA | None, weights: dict, ctx: LoopContext, state: TrainState,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import DatasetInfo, export_inference
-from .config import Config, save_config, to_dict
+from .config import Config, ConfigError, save_config, to_dict
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -51,8 +51,15 @@ def resolve_dataset(cfg: Config) -> str:
     """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
     if cfg.data.root:
         return cfg.data.root
+    from .cluster import has_shared_local_disk
     from .data.synthetic import ensure_dataset
 
+    if "://" not in cfg.data.cache_dir and not has_shared_local_disk():
+        raise ConfigError(
+            f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
+            f"data.cache_dir={cfg.data.cache_dir!r} on this machine, which this cluster's other nodes cannot read. "
+            "Set data.cache_dir=s3://<bucket>/<prefix> (generated there once, then reused by every run) or "
+            "data.root=s3://<bucket>/<prefix> holding a prepared dataset (jobs/prepare_data.py)")
     return ensure_dataset(cfg.data, cfg.storage)
 
 
@@ -126,7 +133,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
     from .data.filesystem import get_arrow_fs, is_s3
     from .data.source import read_split
 
-    resources = {"CPU": cfg.train.cpus_per_worker}
+    resources = {"CPU": cfg.train.cpus_per_worker, **cfg.train.worker_resources}
     if cfg.train.use_gpu:
         resources["GPU"] = 1
     storage = storage_uri(cfg)
@@ -205,4 +212,8 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
                "best_epoch": best_metrics.get("epoch"), "dataset": {"root": root, "name": info.dataset},
                "wall_time_s": time.time() - started, "checkpoint": ckpt.path}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from .run_files import publish_run_files, run_storage_dir
+
+    if publish_run_files(cfg, run_dir):
+        log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")
     return TrainingSummary(run_dir, export_dir, metrics)

@@ -7,10 +7,14 @@ interrupted sweep restores (`Tuner.restore`) without redoing finished trials.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -126,15 +130,22 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def trial_config(base: list[str], params: dict, trial_id: str, sweep_dir: Path):
+def trial_config(base: list[str], params: dict, trial_id: str, sweep_uri: str):
+    """A trial's config: checkpoints and run files under `<sweep>/trials/<trial_id>` (local or object storage).
+    With a sweep in object storage, the local run directory is scratch on the trial's node; the trainer
+    copies the run's files next to its checkpoints."""
+    from .data.filesystem import join
+
     overrides = base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]
+    trials = join(sweep_uri, "trials")
+    local = trials if "://" not in sweep_uri else str(Path(tempfile.gettempdir()) / "clasp-dist-trials")
     # quoted: a Tune trial id like "57161_00000" would otherwise parse as the YAML integer 5716100000
-    overrides += [f"run.name={_yaml(str(trial_id))}", f"run.output_dir={sweep_dir / 'trials'}",
-                  f"run.storage_path={sweep_dir / 'trials'}", "train.progress_bar=off"]
+    overrides += [f"run.name={_yaml(str(trial_id))}", f"run.output_dir={local}", f"run.storage_path={trials}",
+                  "train.progress_bar=off"]
     return load_config(overrides)
 
 
-def make_trainable(base: list[str], sweep_dir: Path):
+def make_trainable(base: list[str], sweep_uri: str):
     def trainable(params: dict) -> None:
         import ray.tune
         from ray.tune.integration.ray_train import TuneReportCallback
@@ -142,7 +153,7 @@ def make_trainable(base: list[str], sweep_dir: Path):
         from .trainer import run_training
 
         trial_id = ray.tune.get_context().get_trial_id()
-        cfg = trial_config(base, params, trial_id, sweep_dir)
+        cfg = trial_config(base, params, trial_id, sweep_uri)
         summary = run_training(cfg, callbacks=[TuneReportCallback()])
         final = {f"test_map@{k}": v for k, v in summary.metrics["test"].items() if _is_threshold(k)}
         ray.tune.report({**final, "test_average": summary.metrics["test"]["average"],
@@ -174,58 +185,207 @@ def cpus_per_trial(cfg) -> float:
             + cfg.eval.num_actors * cfg.eval.actor_num_cpus + 2 * cfg.data.read_num_cpus)
 
 
-def max_concurrent_trials(cfg, resources: dict | None = None) -> int:
-    """As many trials as the cluster's CPUs (and GPUs) hold at their peak, at least one.
+def trial_demand(cfg) -> dict[str, float]:
+    """Peak resources of one trial: its CPUs, and per train worker one GPU and `train.worker_resources`."""
+    demand = {"CPU": cpus_per_trial(cfg)}
+    if cfg.train.use_gpu:
+        demand["GPU"] = float(cfg.train.num_workers)
+    for key, amount in cfg.train.worker_resources.items():
+        demand[key] = demand.get(key, 0.0) + cfg.train.num_workers * float(amount)
+    return demand
+
+
+def max_concurrent_trials(cfg, resources: dict) -> int:
+    """As many trials as `resources` (what the cluster can grow to) hold at their peak, at least one.
 
     On 2 CPUs with the defaults (0.25 + 0.5 per worker + 0.5 evaluator + 2 x 0.25 reads = 1.75) that is
     one trial at a time: two would leave the validation reads no CPU and deadlock."""
-    if resources is None:
-        import ray
-
-        resources = ray.cluster_resources()
-    per_trial = cpus_per_trial(cfg)
+    demand = trial_demand(cfg)
     total_cpu = resources.get("CPU", 0)
-    if total_cpu and per_trial > total_cpu:
-        print(f"[clasp-dist] warning: one trial needs up to {per_trial:g} CPUs, the cluster has {total_cpu:g}; "
+    if total_cpu and demand["CPU"] > total_cpu:
+        print(f"[clasp-dist] warning: one trial needs up to {demand['CPU']:g} CPUs, the cluster has {total_cpu:g}; "
               "lower train.num_workers / train.cpus_per_worker / eval.actor_num_cpus if it stalls", flush=True)
-    by_cpu = math.floor(total_cpu / per_trial) if per_trial > 0 else 1
-    if cfg.train.use_gpu:
-        by_gpu = math.floor(resources.get("GPU", 0) / max(1, cfg.train.num_workers))
-        return max(1, min(by_cpu, by_gpu))
-    return max(1, by_cpu)
+    fits = [math.floor(resources.get(key, 0) / need) for key, need in demand.items() if need > 0]
+    return max(1, min(fits))
 
 
-def run_sweep(sweep: str, base: list[str], sweep_dir: Path, samples: int = 1, seeds: int = 3,
-              arms: list[str] | None = None, grid: dict | None = None):
-    """Run (or resume) a sweep; returns the Tune ResultGrid. Ray must be initialised."""
+def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str | None = None) -> int:
+    """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.cluster.growable_resources`)."""
+    if max_concurrent:
+        return max_concurrent
+    from .cluster import growable_resources
+
+    resources, source = growable_resources(cluster_yaml)
+    count = max_concurrent_trials(cfg, resources)
+    shown = ", ".join(f"{k} {resources.get(k, 0):g}" for k in sorted(trial_demand(cfg)))
+    print(f"[clasp-dist] up to {count} trial(s) at once, from {source} ({shown}); --max-concurrent N overrides",
+          flush=True)
+    return count
+
+
+def tune_storage(sweep_uri: str, storage_cfg=None) -> tuple[str, object]:
+    """(storage_path, storage_filesystem) for Tune: a local path as is, object storage through the project's
+    pyarrow filesystem (endpoint and credentials of `storage.*`)."""
+    if "://" not in sweep_uri:
+        return sweep_uri, None
+    from .data.filesystem import get_arrow_fs
+
+    fs, path = get_arrow_fs(sweep_uri, storage_cfg)
+    return path, fs
+
+
+def run_sweep(spec: "SweepSpec", sweep_uri: str, max_concurrent: int | None = None, cluster_yaml: str | None = None):
+    """Run the sweep `spec` in `sweep_uri`, or continue it when Tune's state is there (`claim_sweep_dir` has
+    checked that the folder holds this very sweep); returns the Tune ResultGrid. Ray must be initialised."""
     import ray.tune
     from ray.tune.schedulers import ASHAScheduler
 
-    base = absolute_base(base)
-    cfg = load_config(base)
-    space = build_space(sweep, seeds, arms, grid)
-    validate_space(base, space)
-    sweep_dir = sweep_dir.resolve()
-    trainable = ray.tune.with_resources(make_trainable(base, sweep_dir), trial_resources(cfg))
-    tuner_path = sweep_dir / "tune"
-    if ray.tune.Tuner.can_restore(str(tuner_path)):
-        print(f"[clasp-dist] resuming sweep at {tuner_path}", flush=True)
-        tuner = ray.tune.Tuner.restore(str(tuner_path), trainable, resume_errored=True, param_space=space)
-    else:
-        # training_iteration = epoch + 1 (one report per epoch), so ASHA's rungs (eval_every * 4^k) fall
-        # on validated epochs; the final report after the test evaluation is one more iteration.
-        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
-                                   grace_period=max(1, min(cfg.train.eval_every, cfg.train.epochs)))
-                     if sweep == "hparams" else None)
-        tuner = ray.tune.Tuner(
-            trainable, param_space=space,
-            tune_config=ray.tune.TuneConfig(metric="val_average", mode="max", scheduler=scheduler,
-                                            num_samples=samples if sweep == "hparams" else 1,
-                                            max_concurrent_trials=max_concurrent_trials(cfg)),
-            run_config=ray.tune.RunConfig(name="tune", storage_path=str(sweep_dir),
-                                          failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
-                                          verbose=1))
+    cfg = load_config(spec.base)
+    space = spec.space()
+    validate_space(spec.base, space)
+    trainable = ray.tune.with_resources(make_trainable(spec.base, sweep_uri), trial_resources(cfg))
+    storage_path, storage_fs = tune_storage(sweep_uri, cfg.storage)
+    tuner_path = f"{storage_path.rstrip('/')}/tune"
+    if ray.tune.Tuner.can_restore(tuner_path, storage_filesystem=storage_fs):
+        print(f"[clasp-dist] resuming sweep {spec.identity()} at {sweep_uri}", flush=True)
+        return ray.tune.Tuner.restore(tuner_path, trainable, resume_errored=True, param_space=space,
+                                      storage_filesystem=storage_fs).fit()
+    # training_iteration = epoch + 1 (one report per epoch), so ASHA's rungs (eval_every * 4^k) fall
+    # on validated epochs; the final report after the test evaluation is one more iteration.
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
+                               grace_period=max(1, min(cfg.train.eval_every, cfg.train.epochs)))
+                 if spec.sweep == "hparams" else None)
+    tuner = ray.tune.Tuner(
+        trainable, param_space=space,
+        tune_config=ray.tune.TuneConfig(metric="val_average", mode="max", scheduler=scheduler,
+                                        num_samples=spec.samples if spec.sweep == "hparams" else 1,
+                                        max_concurrent_trials=sweep_concurrency(cfg, max_concurrent, cluster_yaml)),
+        run_config=ray.tune.RunConfig(name="tune", storage_path=storage_path, storage_filesystem=storage_fs,
+                                      failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
+                                      verbose=1))
     return tuner.fit()
+
+
+# ------------------------------------------------------------------------------------------ sweep identity
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep is: its kind, its search-space arguments and its base config."""
+
+    sweep: str
+    """ablation or hparams."""
+    base: list[str]
+    """Base config overrides (`config=PRESET`, dotted keys), local paths made absolute."""
+    seeds: int = 3
+    """Seeds per ablation arm."""
+    arms: Optional[list[str]] = None
+    """Ablation arms (None = all)."""
+    samples: int = 8
+    """Trials of the hparams search."""
+    grid: dict = field(default_factory=dict)
+    """Extra grid dimensions {dotted key: [values]}."""
+
+    def space(self) -> dict:
+        return build_space(self.sweep, self.seeds, self.arms, self.grid)
+
+    def described(self) -> dict:
+        """The identity's content: the search space (as values) and the resolved base config, less `run.*`
+        (each trial sets its own name and paths) and the progress bar."""
+        space = {key: _describe(spec) for key, spec in self.space().items()}
+        if self.sweep == "hparams":
+            space["num_samples"] = self.samples
+        tree = to_dict(load_config(self.base))
+        tree.pop("run", None)
+        tree["train"].pop("progress_bar", None)
+        return {"sweep": self.sweep, "space": space, "config": tree}
+
+    def identity(self) -> str:
+        text = json.dumps(self.described(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def record(self) -> dict:
+        return {"identity": self.identity(), **asdict(self), "described": self.described()}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SweepSpec":
+        return cls(**{f: record[f] for f in ("sweep", "base", "seeds", "arms", "samples", "grid")})
+
+
+def _describe(spec: Any) -> Any:
+    """A param_space entry as plain values: a grid's values, a domain's type, sampler and bounds."""
+    if isinstance(spec, dict) and "grid_search" in spec:
+        return {"grid_search": list(spec["grid_search"])}
+    sampler = getattr(spec, "sampler", None)
+    return {"domain": type(spec).__name__, "sampler": type(sampler).__name__ if sampler else None,
+            **{k: getattr(spec, k) for k in ("lower", "upper", "categories") if hasattr(spec, k)}}
+
+
+SWEEP_RECORD = "sweep.json"
+"""The sweep's identity record in its folder: written before the first trial, compared at every later start."""
+
+
+class SweepIdentityError(ConfigError):
+    """A sweep folder holds another sweep, or a Tune state with no identity record, or nothing to resume."""
+
+
+def default_sweep_dir(spec: SweepSpec) -> str:
+    """`<run.storage_path>/sweeps/<sweep>-<identity>`: a different sweep gets a folder of its own."""
+    from .data.filesystem import join
+
+    path = load_config(spec.base).run.storage_path
+    root = path if "://" in path else str(Path(path).expanduser().resolve())
+    return join(root, "sweeps", f"{spec.sweep}-{spec.identity()}")
+
+
+def read_record(sweep_uri: str, storage_cfg=None) -> dict | None:
+    from .data.filesystem import get_fs, join
+
+    fs, base = get_fs(sweep_uri, storage_cfg)
+    try:
+        with fs.open(join(base, SWEEP_RECORD), "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storage_cfg=None) -> SweepSpec:
+    """The sweep to run in `sweep_uri`: a new one (its record written now), or the one recorded there.
+
+    Refused: a folder that records a different sweep, a Tune state without a record, `resume` with nothing
+    to resume. `spec=None` (with `resume`) continues whatever sweep the folder records."""
+    from .data.filesystem import get_fs, join
+
+    record = read_record(sweep_uri, storage_cfg)
+    if record is None:
+        fs, base = get_fs(sweep_uri, storage_cfg)
+        if resume:
+            raise SweepIdentityError(f"--resume: {sweep_uri} holds no sweep ({SWEEP_RECORD} not found)")
+        if fs.exists(join(base, "tune")):
+            raise SweepIdentityError(f"{sweep_uri} holds a Tune experiment without a {SWEEP_RECORD} identity record "
+                                     "(an older clasp-dist wrote it); give this sweep another --dir")
+        if "://" not in sweep_uri:
+            fs.makedirs(base, exist_ok=True)
+        with fs.open(join(base, SWEEP_RECORD), "wb") as handle:
+            handle.write(json.dumps(spec.record(), indent=1, sort_keys=True).encode())
+        return spec
+    if spec is None or spec.identity() == record["identity"]:
+        return SweepSpec.from_record(record)
+    differs = describe_difference(record["described"], spec.described())
+    raise SweepIdentityError(
+        f"{sweep_uri} holds another sweep (identity {record['identity']}; this one is {spec.identity()}). They differ "
+        f"in {'; '.join(differs[:8])}{' ...' if len(differs) > 8 else ''}. Give this sweep another --dir, or none "
+        f"(each sweep then gets <run.storage_path>/sweeps/<sweep>-<identity>), or continue the stored sweep with "
+        f"`jobs/tune.py --resume --dir {sweep_uri}`")
+
+
+def describe_difference(old: dict, new: dict) -> list[str]:
+    """'key (old -> new)' for `sweep`, each `space.<key>` and each config key whose value differs."""
+    from .config.loader import flatten
+
+    def flat(d: dict) -> dict:
+        return {"sweep": d["sweep"], **flatten({"space": d["space"]}), **flatten(d["config"])}
+
+    a, b = flat(old), flat(new)
+    return [f"{k} ({a.get(k, '-')!r} -> {b.get(k, '-')!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def result_rows(grid) -> list[dict]:
@@ -255,13 +415,28 @@ def summarise_arms(rows: list[dict]) -> list[dict]:
     return out
 
 
-def write_outputs(rows: list[dict], sweep_dir: Path, base: list[str]) -> dict[str, Path]:
-    """results.csv, results.md, ablation.png, best.yaml in the sweep directory."""
+def write_outputs(rows: list[dict], sweep_uri: str, base: list[str], storage_cfg=None) -> dict[str, str]:
+    """results.csv, results.md, ablation.png, best.yaml in the sweep folder (local, or staged here and
+    uploaded to object storage); returns {kind: location} of those written."""
+    if "://" not in sweep_uri:
+        return {k: str(p) for k, p in _write_outputs(rows, Path(sweep_uri), base, sweep_uri).items()}
+    from .data.filesystem import get_fs, join
+
+    fs, remote = get_fs(sweep_uri, storage_cfg)
+    with tempfile.TemporaryDirectory(prefix="clasp-sweep-") as tmp:
+        written = _write_outputs(rows, Path(tmp), base, sweep_uri)
+        for path in written.values():
+            fs.put_file(str(path), join(remote, path.name))
+    return {k: join(sweep_uri, p.name) for k, p in written.items()}
+
+
+def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str) -> dict[str, Path]:
+    from .data.filesystem import join
     from .viz import plot_ablation_bars
 
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": sweep_dir / "results.csv", "md": sweep_dir / "results.md", "png": sweep_dir / "ablation.png",
-             "best": sweep_dir / "best.yaml"}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "results.csv", "md": out / "results.md", "png": out / "ablation.png",
+             "best": out / "best.yaml"}
     columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("arm", "seed"), k))
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -278,9 +453,10 @@ def write_outputs(rows: list[dict], sweep_dir: Path, base: list[str]) -> dict[st
         params = {"arm": best["arm"]} if best["arm"] in ABLATION_ARMS else {}
         params.update({k: v for k, v in best.items() if "." in k and not k.startswith(("test_", "val_"))})
         tree = to_dict(load_config(base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]))
+        copy = " (a downloaded copy)" if "://" in sweep_uri else ""
         paths["best"].write_text("# Best trial by validation average mAP; use: jobs/train.py config=" +
-                                 str(paths["best"]) + "\n" + yaml.safe_dump(tree, sort_keys=False))
-    return paths
+                                 join(sweep_uri, "best.yaml") + copy + "\n" + yaml.safe_dump(tree, sort_keys=False))
+    return {k: p for k, p in paths.items() if p.exists()}
 
 
 def markdown_table(rows: list[dict], summary: list[dict]) -> str:

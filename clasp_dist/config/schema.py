@@ -38,7 +38,7 @@ class DataConfig:
     synth_distractor_rate: Optional[float] = None
     """Modality-only distractors per event for the generated data (None = profile default)."""
     cache_dir: str = "~/.cache/clasp_dist/datasets"
-    """Where generated datasets are cached (keyed by profile, limit and seed)."""
+    """Where generated datasets are cached (keyed by profile, limit and seed); s3://... on a multi-node cluster."""
     bad_sample_policy: Literal["error", "skip"] = "error"
     """On a bad sample: raise naming shard/sample/field, or skip it and count it."""
     max_skipped_fraction: float = 0.01
@@ -210,6 +210,8 @@ class TrainConfig:
 
 @section
 class DecodeConfig:
+    worker_resources: dict[str, float] = _default(dict)
+    """Extra Ray resources per train worker, e.g. {accelerator_type:A10G: 0.01} to pick a node type."""
     class_threshold: float = 0.1
     """Keep video classes with p_c = sqrt(p_a' p_v') >= this."""
     max_classes: int = 5

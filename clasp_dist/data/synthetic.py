@@ -312,17 +312,24 @@ def ensure_dataset(data_cfg, storage_cfg=None, workers: Optional[int] = None, pr
     rate = p.distractor_rate if data_cfg.synth_distractor_rate is None else data_cfg.synth_distractor_rate
     params = synth_params(p, data_cfg.synth_seed, limits, rate, None)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    root = str(Path(os.path.expanduser(data_cfg.cache_dir)) / f"{p.name}-seed{data_cfg.synth_seed}-{key}")
-    with _file_lock(root + ".lock"):
-        if _cached(root, params):
+    name = f"{p.name}-seed{data_cfg.synth_seed}-{key}"
+    if "://" in data_cfg.cache_dir:  # object storage: shared by every node; the manifest is written last
+        root = data_cfg.cache_dir.rstrip("/") + "/" + name
+        lock = contextlib.nullcontext()  # concurrent first runs both generate the same bytes: harmless
+    else:
+        root = str(Path(os.path.expanduser(data_cfg.cache_dir)) / name)
+        lock = _file_lock(root + ".lock")
+    with lock:
+        if _cached(root, params, storage_cfg):
             return root
         log.info("generating the semi-synthetic %s dataset into %s", p.name, root)
-        return generate_dataset(root, p, data_cfg.synth_seed, limits, rate, None, workers=workers, progress=progress)
+        return generate_dataset(root, p, data_cfg.synth_seed, limits, rate, storage_cfg=storage_cfg,
+                                workers=workers, progress=progress)
 
 
-def _cached(root: str, params: dict) -> bool:
+def _cached(root: str, params: dict, storage_cfg=None) -> bool:
     try:
-        return read_manifest(root).extra.get("synth") == params
+        return read_manifest(root, storage_cfg).extra.get("synth") == params
     except ManifestError:
         return False
 

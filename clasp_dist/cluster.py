@@ -1,0 +1,90 @@
+"""What a Ray cluster is, and what it can grow to: the driver-side facts that decide where work may run.
+
+* :func:`growable_resources`: the resources the cluster can reach once the autoscaler has launched every node
+  type up to its ``max_workers`` (from the autoscaler's config in the GCS when it reports one, else from a
+  cluster launcher YAML), never fewer than the resources present now. Tune sizes its concurrency from it: at
+  start, a head with ``CPU: 0`` and no worker nodes would otherwise allow a single trial.
+* :func:`yaml_max_resources`: the same sum, read from a ``ray up`` YAML (``cluster/aws.yaml``, ``cluster/gcp.yaml``).
+  AWS node types leave ``resources`` empty (Ray detects them from the instance type), so the instance types
+  of our YAMLs are known here.
+* :func:`has_shared_local_disk`: False on a cluster whose tasks may run on another machine than the driver.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+INSTANCE_RESOURCES: dict[str, dict[str, float]] = {
+    "m6i.2xlarge": {"CPU": 8}, "g5.2xlarge": {"CPU": 8, "GPU": 1}, "p4d.24xlarge": {"CPU": 96, "GPU": 8},
+    "n2-standard-8": {"CPU": 8}, "a2-highgpu-1g": {"CPU": 12, "GPU": 1}, "a2-highgpu-8g": {"CPU": 96, "GPU": 8},
+}
+"""CPUs and GPUs Ray detects on the instance types of cluster/*.yaml (when a node type's `resources` is empty)."""
+
+
+def node_type_resources(node_type: Mapping) -> dict[str, float]:
+    """A node type's resources: its explicit `resources`, completed from the instance type's known ones."""
+    node_config = node_type.get("node_config") or {}
+    instance = node_config.get("InstanceType") or node_config.get("machineType") or ""
+    return {**INSTANCE_RESOURCES.get(instance, {}), **(node_type.get("resources") or {})}
+
+
+def yaml_max_resources(config: Mapping) -> dict[str, float]:
+    """Sum over node types of max_workers x resources (the head once): the cluster at its largest."""
+    head = config.get("head_node_type")
+    total: dict[str, float] = {}
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        count = 1 if name == head else int(node_type.get("max_workers", 0))
+        for key, value in node_type_resources(node_type).items():
+            total[key] = total.get(key, 0) + count * float(value)
+    return total
+
+
+def read_cluster_yaml(path: str | Path) -> dict:
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--cluster-config {path}: cannot read it ({err})") from None
+    if not isinstance(config, dict) or "available_node_types" not in config:
+        raise ValueError(f"--cluster-config {path}: not a Ray cluster launcher YAML (no available_node_types)")
+    return config
+
+
+def autoscaler_max_resources() -> dict[str, float] | None:
+    """The autoscaler's own view of the largest cluster (node types x max_workers), when it reports one."""
+    try:
+        from ray._private import state
+
+        found = state.state.get_max_resources_from_cluster_config()
+    except Exception:  # noqa: BLE001 - an older GCS or no autoscaler: no information, not an error
+        return None
+    return {k: float(v) for k, v in found.items()} if found else None
+
+
+def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str, float], str]:
+    """(resources the cluster can grow to, where that figure came from). Ray must be initialised."""
+    import ray
+
+    now = {k: float(v) for k, v in ray.cluster_resources().items()}
+    found, source = autoscaler_max_resources(), "the autoscaler's node types"
+    if cluster_yaml:
+        found, source = yaml_max_resources(read_cluster_yaml(cluster_yaml)), f"{cluster_yaml}'s node types"
+    if not found:
+        return now, "the resources present now"
+    return {k: max(now.get(k, 0.0), found.get(k, 0.0)) for k in set(now) | set(found)}, source
+
+
+def has_shared_local_disk() -> bool:
+    """True when every Ray task runs on the driver's machine: a single node that has CPUs of its own.
+
+    A head started with `CPU: 0` (our cluster YAMLs) runs no task itself, so its disk is never where the
+    work runs, even before the autoscaler has added a node. Without Ray, the disk is trivially shared."""
+    import ray
+
+    if not ray.is_initialized():
+        return True
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) != 1:
+        return False
+    return float(alive[0].get("Resources", {}).get("CPU", 0)) > 0

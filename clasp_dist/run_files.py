@@ -1,0 +1,39 @@
+"""A run's files next to its checkpoints when `run.storage_path` is object storage.
+
+On a cluster the run directory (`run.output_dir/<name>`: config, metrics.jsonl, TensorBoard, export/, test/)
+is on the local disk of whichever node wrote it: the driver's head node, or rank 0's worker node, which the
+autoscaler may remove at any time. :func:`publish_run_files` copies those files to
+`<run.storage_path>/<run.name>/` (beside Ray Train's `checkpoint_*` folders), so that tearing the cluster
+down loses nothing. With a local storage path nothing is copied.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+
+def run_storage_dir(cfg) -> str | None:
+    """`<run.storage_path>/<run.name>` when that is object storage, else None."""
+    from .data.filesystem import join
+
+    return join(cfg.run.storage_path, cfg.run.name) if "://" in cfg.run.storage_path else None
+
+
+def publish_run_files(cfg, run_dir: str | Path, names: Iterable[str] | None = None) -> list[str]:
+    """Upload the files of `run_dir` (or only the entries `names`: files or folders) to the run's storage
+    folder; returns the uploaded URIs (none with a local storage path)."""
+    target = run_storage_dir(cfg)
+    run_dir = Path(run_dir)
+    if target is None or not run_dir.is_dir():
+        return []
+    from .data.filesystem import get_fs, join
+
+    fs, base = get_fs(target, cfg.storage)
+    entries = [run_dir / n for n in names] if names is not None else list(run_dir.iterdir())
+    files = [f for e in entries if e.exists() for f in ([e] if e.is_file() else sorted(e.rglob("*"))) if f.is_file()]
+    uploaded = []
+    for path in files:
+        rel = path.relative_to(run_dir).as_posix()
+        fs.put_file(str(path), join(base, rel))
+        uploaded.append(join(target, rel))
+    return uploaded
