@@ -15,20 +15,25 @@ import logging
 import sys
 
 EXAMPLES = """examples:
-  # score an ActivityNet results JSON against the UnAV-100 test split (thresholds 0.1:0.1:0.9)
-  python jobs/evaluate.py --predictions runs/x/test_predictions.json \\
+  # score a run's test predictions against the packaged UnAV-100 annotations (thresholds 0.1:0.1:0.9)
+  python jobs/evaluate.py --predictions runs/<name>/test/predictions_test.json \\
       --ground-truth clasp_dist/resources/unav100_annotations.json --split test --json-out metrics.json
   # ActivityNet 1.3 validation (200 classes -> 0.5:0.05:0.95 by default)
   python jobs/evaluate.py --predictions anet_results.json --ground-truth anet13.json --split validation
   # custom thresholds
   python jobs/evaluate.py --predictions P.json --ground-truth GT.json --tiou 0.3,0.5,0.7
-  # evaluate a checkpoint on sharded data (Ray actor pool; config overrides as key=value)
-  python jobs/evaluate.py --checkpoint runs/x/best --data s3://bucket/unav100 --split test --out runs/x/eval --plot 8
+  # evaluate a run's exported model on its dataset (Ray actor pool; config overrides as key=value)
+  python jobs/evaluate.py --checkpoint runs/<name>/export --split test --out runs/<name>/eval --plot 8
 
-conventions: mAP and recall are fractions (0..1) in --json-out and percentages in the printed table.
-Predictions on videos missing from the ground truth are ignored (counted); predictions of a class
-without ground truth in the split are ignored (counted); only the top 100 predictions per video by
-score are scored (the rest counted); a label name outside the class list is an error."""
+semantics (official ActivityNet/UnAV evaluation, SPEC 3), each case counted in the output:
+  prediction on a video outside the split      false positive      (--ignore-unknown-videos: dropped)
+  label with no ground truth in the split      ignored             (unknown names and ids too)
+  predictions per video                        all of them         (--max-per-video N: top N by score)
+  split video with ground truth, no prediction all its segments are misses (--only-predicted-videos:
+                                               score only the videos the predictions file lists)
+  a label that cannot be one (negative, fractional), a NaN score or time: an error naming video and entry.
+The options in parentheses are opt-in departures: their numbers are not the official ones.
+conventions: mAP and recall are fractions (0..1) in --json-out and percentages in the printed table."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ActivityNet/UnAV annotation JSON {'database': {vid: {'subset', 'duration', 'annotations'}}}")
     files.add_argument("--json-out", metavar="M.json",
                        help="write the metrics JSON {'0.1': mAP, ..., 'average', 'recall@1x', 'recall@5x'} (fractions)")
-    files.add_argument("--max-per-video", type=int, default=100, metavar="N",
-                       help="score only the top N predictions of each video by score (default: 100, the protocol)")
+    files.add_argument("--max-per-video", type=int, default=None, metavar="N",
+                       help="opt-in: score only the top N predictions of each video by score (default: all, as "
+                            "the official evaluation; the decoder already keeps at most decode.max_segments)")
+    files.add_argument("--ignore-unknown-videos", action="store_true",
+                       help="opt-in: drop predictions on videos that are not in the split (default: each is a "
+                            "false positive, as the official evaluation); counted either way")
+    files.add_argument("--only-predicted-videos", action="store_true",
+                       help="opt-in: score only the split's videos that the predictions file lists (default: "
+                            "every video of the split; one without predictions counts as all misses)")
     files.add_argument("--tie-break", choices=("stable", "official"), default="stable",
                        help="order of equal scores / equal tIoU: 'stable' = input order (default, deterministic); "
                             "'official' = the official script's np.argsort(...)[::-1] calls (numpy-build dependent)")
@@ -65,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tIoU thresholds: START:STOP:STEP with STOP inclusive (0.5:0.95:0.05 gives 10 values) "
                              "or a comma list 0.3,0.5,0.7. Default: the dataset's protocol, ActivityNet 1.3 "
                              "0.5:0.05:0.95 (200 classes or training/testing subsets), else UnAV-100 0.1:0.1:0.9")
-    common.add_argument("--quiet", action="store_true", help="print only the table (no counted warnings)")
+    common.add_argument("--quiet", action="store_true", help="print only the table (no notes on counted cases)")
     return parser
 
 
@@ -88,19 +100,29 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
 
 def run_files_mode(args: argparse.Namespace) -> int:
     from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, protocol_thresholds
-    from clasp_dist.evaluation.metric import evaluate_detection, parse_tiou_thresholds
-    from clasp_dist.evaluation.report import format_table, write_metrics_json
+    from clasp_dist.evaluation.metric import EvaluationInputError, evaluate_detection, parse_tiou_thresholds
+    from clasp_dist.evaluation.report import coverage_note, format_table, write_metrics_json
 
     thresholds = parse_tiou_thresholds(args.tiou) if args.tiou else None  # fail fast on a bad spec
     ground_truth = load_ground_truth(args.ground_truth, args.split)
-    predictions = load_predictions(args.predictions, ground_truth.class_names)
+    predictions = load_predictions(args.predictions, ground_truth.class_names, ground_truth.info["label_ids"])
     thresholds = thresholds or protocol_thresholds(ground_truth)
-    result = evaluate_detection(ground_truth, predictions, thresholds, max_per_video=args.max_per_video,
-                                tie_break=args.tie_break)
+    video_ids = None
+    if args.only_predicted_videos:
+        video_ids = [v for v in predictions.videos if v in set(ground_truth.videos)]
+        if not video_ids:
+            raise EvaluationInputError(f"{args.predictions}: none of its videos is in split '{args.split}'")
+    result = evaluate_detection(ground_truth, predictions, thresholds, video_ids, max_per_video=args.max_per_video,
+                                ignore_unknown_videos=args.ignore_unknown_videos, tie_break=args.tie_break)
     dropped = ground_truth.info.get("duplicates_dropped", 0)
-    title = f"split {ground_truth.info.get('split', args.split)}" + (
-        f" ({dropped} duplicate ground-truth segments dropped)" if dropped else "")
+    split = ground_truth.info.get("split", args.split)
+    title = f"split {split}" + (f" ({dropped} duplicate ground-truth segments dropped)" if dropped else "")
+    if video_ids is not None:
+        title += f", only the {len(video_ids)} predicted videos of {len(ground_truth.videos)} (--only-predicted-videos)"
     print(format_table(result, title=title))
+    note = coverage_note(result, split, len(ground_truth.videos), args.predictions)
+    if note and not args.quiet:
+        print(note)
     if args.json_out:
         write_metrics_json(args.json_out, result)
         print(f"metrics written to {args.json_out}")
@@ -114,13 +136,16 @@ def run_checkpoint_mode(args: argparse.Namespace) -> int:
     from clasp_dist.evaluation.metric import DetectionResult, parse_tiou_thresholds
 
     init_ray()
-    from clasp_dist.evaluation.report import format_table
+    from clasp_dist.evaluation.report import coverage_note, format_table
 
     result = distributed.evaluate_checkpoint(
         checkpoint=args.checkpoint, data_root=args.data, split=args.split, out_dir=args.out, plot=args.plot,
         tiou_thresholds=parse_tiou_thresholds(args.tiou) if args.tiou else None, overrides=list(args.overrides))
     if isinstance(result, DetectionResult):
         print(format_table(result, title=f"checkpoint {args.checkpoint}, split {args.split}"))
+        note = coverage_note(result, args.split, result.num_videos, "the model's predictions")
+        if note and not args.quiet:
+            print(note)
     return 0
 
 
@@ -129,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = check_mode(parser, args)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("clasp_dist.evaluation.metric").setLevel(logging.ERROR)  # the notes below say it once
     from clasp_dist.evaluation.metric import EvaluationInputError
 
     try:

@@ -1,23 +1,39 @@
-"""Reading UnAV-100 / ActivityNet-style annotation JSON into per-split video records.
+"""The one reader of UnAV-100 / ActivityNet-style annotation JSON (data plane and evaluator alike).
 
 Schema: ``{"database": {video_id: {"subset", "duration", "annotations": [{"segment": [s, e], "label",
-"label_id"?}]}}}``. Subsets ``training``/``testing`` (ActivityNet) map to ``train``/``test``. Class ids
-come from ``label_id`` when present (UnAV-100), else from the sorted label names (ActivityNet).
-Duplicate events (same class, start and end within 1e-3 s) are dropped, as UnAV does.
+"label_id"?}]}}}``. Subsets ``training``/``testing`` (ActivityNet) map to ``train``/``test``.
+
+Classes (:func:`class_table`): when every annotation has a ``label_id``, the file's own
+``label_id -> label`` pairs, in id order, whatever the ids are (a subset or a user's file may have
+gaps); else the sorted label names with ids 0..N-1. Segments carry the *position* of their class in
+that table. Duplicate events (same class, start and end within ``DUPLICATE_TOLERANCE_S`` of an event
+already kept in the same video) are dropped, as UnAV/ActionFormer's ``remove_duplicate_annotations``.
+
+:func:`load_annotations` is the data plane's view (manifests index classes 0..N-1, so gaps are
+refused there); the evaluator (``evaluation.formats.load_ground_truth``) reads through
+:func:`read_split_annotations` and accepts gaps.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from .errors import DataError
 
 SUBSET_TO_SPLIT = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                    "test": "test", "testing": "test"}
+ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
 DUPLICATE_TOLERANCE_S = 1e-3
 PACKAGED_UNAV100 = "unav100_annotations.json"
+
+Source = Union[str, os.PathLike, Mapping[str, Any]]
+
+
+class AnnotationError(DataError, ValueError):
+    """An annotation JSON that cannot be read as the schema says (names the file, video and field)."""
 
 
 @dataclass(frozen=True)
@@ -26,11 +42,24 @@ class VideoAnnotation:
     split: str
     duration: float
     segments: tuple[tuple[float, float, int], ...]
-    """(start_s, end_s, class_id), duplicates removed, in file order."""
+    """(start_s, end_s, class position), duplicates removed, in file order."""
 
     @property
     def labels(self) -> tuple[int, ...]:
         return tuple(sorted({c for _, _, c in self.segments}))
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """The classes of an annotation file: ``names[k]`` has the file's id ``ids[k]`` (ascending)."""
+
+    names: tuple[str, ...]
+    ids: tuple[int, ...]
+
+    @property
+    def contiguous(self) -> bool:
+        """True when the ids are exactly 0..N-1."""
+        return self.ids == tuple(range(len(self.ids)))
 
 
 @dataclass(frozen=True)
@@ -39,6 +68,10 @@ class Annotations:
     splits: dict[str, list[VideoAnnotation]]
     """Videos per split, sorted by id."""
     duplicates_dropped: int = 0
+    class_ids: tuple[int, ...] = ()
+    """The file's label_id of each class (``classes[k]`` has id ``class_ids[k]``)."""
+    activitynet_subsets: bool = False
+    """True when the file spells its subsets training/testing."""
 
     def limited(self, limits: Optional[dict[str, Optional[int]]]) -> dict[str, list[VideoAnnotation]]:
         """The first N videos (by id) of each split; a missing or None limit keeps the split whole."""
@@ -51,50 +84,125 @@ def packaged_unav100_path() -> Path:
     return Path(__file__).resolve().parent.parent / "resources" / PACKAGED_UNAV100
 
 
-def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = ("train", "validation", "test")) -> Annotations:
-    """Parse an annotation file (default: the packaged UnAV-100 copy)."""
-    path = Path(path) if path else packaged_unav100_path()
+def split_name(subset: Any) -> Optional[str]:
+    """Our split name of a subset spelling ('training' -> 'train'), None when it is not one."""
+    return SUBSET_TO_SPLIT.get(str(subset).strip().lower())
+
+
+def read_document(source: Source) -> tuple[Mapping[str, Any], str]:
+    """(parsed JSON, name for messages) from a dict, a local path or an fsspec URL."""
+    if isinstance(source, Mapping):
+        return source, "annotations"
+    path = os.fspath(source)
     try:
-        db = json.loads(path.read_text())["database"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"annotations {str(path)!r}: unreadable ({type(exc).__name__}: {exc})") from None
-    classes = _classes(db, path)
-    index = {name: i for i, name in enumerate(classes)}
-    out: dict[str, list[VideoAnnotation]] = {s: [] for s in splits}
-    dropped = 0
-    for vid, entry in db.items():
-        split = SUBSET_TO_SPLIT.get(str(entry.get("subset", "")).lower())
-        if split not in out:
-            continue
-        segments, n_dup = _dedup([(float(a["segment"][0]), float(a["segment"][1]),
-                                   int(a["label_id"]) if "label_id" in a else index[a["label"]])
-                                  for a in entry.get("annotations", [])])
-        dropped += n_dup
-        out[split].append(VideoAnnotation(str(vid), split, float(entry["duration"]), tuple(segments)))
-    for videos in out.values():
-        videos.sort(key=lambda v: v.video_id)
-    return Annotations(classes=tuple(classes), splits=out, duplicates_dropped=dropped)
+        if "://" in path:
+            from .filesystem import open_url  # only for remote sources
+
+            with open_url(path, "r", encoding="utf-8") as f:
+                return json.load(f), path
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f), path
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _classes(db: dict, path: Path) -> list[str]:
-    anns = [a for e in db.values() for a in e.get("annotations", [])]
-    if anns and all("label_id" in a for a in anns):
-        names: dict[int, str] = {}
-        for a in anns:
-            if names.setdefault(int(a["label_id"]), a["label"]) != a["label"]:
-                raise DataError(f"annotations {str(path)!r}: label_id {a['label_id']} names both "
-                                f"{names[int(a['label_id'])]!r} and {a['label']!r}")
-        if sorted(names) != list(range(len(names))):
-            raise DataError(f"annotations {str(path)!r}: label ids are not 0..{len(names) - 1}")
-        return [names[i] for i in range(len(names))]
-    return sorted({a["label"] for a in anns})
+def database_of(document: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    db = document.get("database") if isinstance(document, Mapping) else None
+    if not isinstance(db, Mapping):
+        raise AnnotationError(f"{where}: annotation JSON has no 'database' object")
+    return db
 
 
-def _dedup(segments: list[tuple[float, float, int]]) -> tuple[list[tuple[float, float, int]], int]:
+def class_table(db: Mapping[str, Any], where: str) -> ClassTable:
+    """The file's classes (module docstring); an id naming two classes, or a name with two ids, is an error."""
+    anns = [a for e in db.values() for a in (e.get("annotations") or [])]
+    if not anns:
+        raise AnnotationError(f"{where}: annotation JSON has no annotations: cannot derive a class list")
+    if not all(isinstance(a, Mapping) and "label_id" in a for a in anns):
+        names = sorted({str(a.get("label")) for a in anns if isinstance(a, Mapping)})
+        return ClassTable(tuple(names), tuple(range(len(names))))
+    by_id: dict[int, str] = {}
+    for a in anns:
+        i, name = _label_id(a["label_id"], where), str(a.get("label"))
+        if by_id.setdefault(i, name) != name:
+            raise AnnotationError(f"{where}: label_id {i} names two classes: '{by_id[i]}' and '{name}'")
+    if len(set(by_id.values())) != len(by_id):
+        raise AnnotationError(f"{where}: two label_id values share one label name")
+    ids = tuple(sorted(by_id))
+    return ClassTable(tuple(by_id[i] for i in ids), ids)
+
+
+def _label_id(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        raise AnnotationError(f"{where}: label_id {value!r} is not a non-negative integer")
+    return int(value)
+
+
+def drop_duplicate_segments(segments: Sequence[tuple[float, float, int]], tol: float = DUPLICATE_TOLERANCE_S
+                            ) -> tuple[list[tuple[float, float, int]], int]:
+    """Drop a segment when one already kept has the same class and start/end within tol (UnAV rule).
+
+    Returns (kept segments in input order, number dropped).
+    """
     kept: list[tuple[float, float, int]] = []
     for s, e, c in segments:
-        if any(c == c2 and abs(s - s2) <= DUPLICATE_TOLERANCE_S and abs(e - e2) <= DUPLICATE_TOLERANCE_S
-               for s2, e2, c2 in kept):
+        if any(c == kc and abs(s - ks) <= tol and abs(e - ke) <= tol for ks, ke, kc in kept):
             continue
         kept.append((s, e, c))
     return kept, len(segments) - len(kept)
+
+
+def _video_segments(vid: str, entry: Mapping[str, Any], position: Mapping[str, int], where: str
+                    ) -> list[tuple[float, float, int]]:
+    out = []
+    for k, a in enumerate(entry.get("annotations") or []):
+        try:
+            s, e = (float(x) for x in a["segment"])
+        except (KeyError, TypeError, ValueError):
+            raise AnnotationError(f"{where}: video '{vid}' annotation {k}: 'segment' must be [start, end]") from None
+        label = a.get("label")
+        if label not in position:
+            raise AnnotationError(f"{where}: video '{vid}' annotation {k}: unknown label {label!r}")
+        out.append((s, e, position[label]))
+    return out
+
+
+def parse_annotations(document: Mapping[str, Any], where: str = "annotations",
+                      splits: Sequence[str] = ("train", "validation", "test"),
+                      classes: Optional[ClassTable] = None, tol: float = DUPLICATE_TOLERANCE_S) -> Annotations:
+    """Every video of the given splits, file order kept inside a split (``load_annotations`` sorts)."""
+    db = database_of(document, where)
+    table = classes or class_table(db, where)
+    position = {name: k for k, name in enumerate(table.names)}
+    out: dict[str, list[VideoAnnotation]] = {s: [] for s in splits}
+    dropped, subsets = 0, set()
+    for vid, entry in db.items():
+        if not isinstance(entry, Mapping) or "subset" not in entry:
+            raise AnnotationError(f"{where}: video '{vid}': annotation entry has no 'subset'")
+        subsets.add(str(entry["subset"]).lower())
+        split = split_name(entry["subset"])
+        if split not in out:
+            continue
+        kept, n_dup = drop_duplicate_segments(_video_segments(str(vid), entry, position, where), tol)
+        dropped += n_dup
+        duration = float(entry["duration"]) if entry.get("duration") is not None else float("nan")
+        out[split].append(VideoAnnotation(str(vid), split, duration, tuple(kept)))
+    return Annotations(classes=table.names, splits=out, duplicates_dropped=dropped, class_ids=table.ids,
+                       activitynet_subsets=bool(subsets & ACTIVITYNET_SUBSETS))
+
+
+def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = ("train", "validation", "test")) -> Annotations:
+    """Parse an annotation file for the data plane (default: the packaged UnAV-100 copy); videos sorted
+    by id. Class ids must be 0..N-1 here: shards and manifests index classes by id."""
+    path = Path(path) if path else packaged_unav100_path()
+    try:
+        document, where = read_document(path)
+    except OSError as exc:
+        raise DataError(f"annotations {str(path)!r}: unreadable ({type(exc).__name__}: {exc})") from None
+    ann = parse_annotations(document, str(path), splits)
+    if ann.class_ids != tuple(range(len(ann.classes))):
+        raise AnnotationError(f"annotations {str(path)!r}: label ids are not 0..{len(ann.classes) - 1} "
+                              "(shards index classes by id; the evaluator accepts gaps)")
+    for videos in ann.splits.values():
+        videos.sort(key=lambda v: v.video_id)
+    return ann

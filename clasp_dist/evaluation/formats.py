@@ -5,9 +5,10 @@ Ground truth
     [{"segment": [s, e], "label": name, "label_id": id}]}}}``, filtered by split. Split names
     ``train``/``validation``/``test`` and ActivityNet's ``training``/``validation``/``testing`` are
     the same splits (either spelling works on either file).
-  * Class list: from ``label_id`` when every annotation of the file has one (``names[label_id]``, ids
-    must be 0..C-1 with one name each), else the sorted label names. The list is built from the whole
-    file, not one split, so ids never depend on the split.
+  * Read by the project's one annotation reader, ``clasp_dist.data.annotations``. Class list: the
+    file's own ``label_id -> label`` pairs when every annotation has an id (gaps allowed: a subset or a
+    user's file), else the sorted label names. Built from the whole file, so it never depends on the
+    split; the classes *evaluated* are those with ground truth in the split.
   * Duplicate events (same label, start and end within 1e-3 s of an event already kept in the same
     video) are dropped, as UnAV's loader does, and counted in ``Segments.info["duplicates_dropped"]``.
   * Or built from shard ``meta.json`` dicts (``video_id, duration, segments [[s, e, class_id], ...]``)
@@ -16,12 +17,16 @@ Ground truth
 Predictions
   * ActivityNet results JSON ``{"version", "results": {vid: [{"segment": [s, e], "label": name or
     int id, "score": x}]}, "external_data"}``; the writer stores both ``label`` (name) and
-    ``label_id`` so that the official and ActionFormer readers both accept the file.
+    ``label_id`` so that the official and ActionFormer readers both accept the file. Integer labels
+    map through the ground truth's own ``label_id`` pairs. A label that is not a class of the ground
+    truth (unknown name, unused id) is ignored and counted (``info["unknown_labels"]``, SPEC 3); a
+    label that cannot be a label (negative, fractional, boolean, missing) is an error.
 
-No Ray, no pandas. Sources are local paths, fsspec URLs (s3://...) or already-parsed dicts.
+No Ray, no pandas. Sources are local paths, s3:// or gs:// URLs, or already-parsed dicts.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -29,40 +34,34 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..data import annotations
+from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
 
-Source = Union[str, os.PathLike, Mapping[str, Any]]
-
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
-                 "test": "test", "testing": "test"}
-ACTIVITYNET_SUBSETS = {"training", "testing"}
-DUPLICATE_TOLERANCE_S = 1e-3
 RESULTS_VERSION = "clasp-dist results v1"
 
 
 def normalise_split(name: str) -> str:
     """'training' -> 'train', 'testing' -> 'test', 'val' -> 'validation'; unknown names are an error."""
-    key = str(name).strip().lower()
-    if key not in SPLIT_ALIASES:
+    split = annotations.split_name(name)
+    if split is None:
         raise EvaluationInputError(f"unknown split '{name}' (use train/validation/test or training/testing)")
-    return SPLIT_ALIASES[key]
+    return split
 
 
 def read_json(source: Source) -> Mapping[str, Any]:
     """A parsed JSON document from a dict, a local path or an fsspec URL."""
-    if isinstance(source, Mapping):
-        return source
-    path = os.fspath(source)
-    try:
-        if "://" in path:
-            import fsspec  # only for remote sources
+    with _as_input_errors():
+        return annotations.read_document(source)[0]
 
-            with fsspec.open(path, "r", encoding="utf-8") as f:
-                return json.load(f)
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EvaluationInputError(f"{path}: not valid JSON ({err})") from None
+
+@contextlib.contextmanager
+def _as_input_errors():
+    """The annotation reader's errors as EvaluationInputError (same message)."""
+    try:
+        yield
+    except AnnotationError as err:
+        raise EvaluationInputError(str(err)) from None
 
 
 @contextlib.contextmanager
@@ -80,9 +79,9 @@ def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> No
     """Write JSON (floats as Python repr, so numbers round-trip exactly), creating parent folders."""
     path = os.fspath(path)
     if "://" in path:
-        import fsspec
+        from clasp_dist.data.filesystem import open_url
 
-        with fsspec.open(path, "w", encoding="utf-8") as f:
+        with open_url(path, "w", encoding="utf-8") as f:
             json.dump(document, f)
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -94,95 +93,37 @@ def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> No
 # Ground truth
 # ---------------------------------------------------------------------------------------------
 
-def _database(document: Mapping[str, Any]) -> Mapping[str, Any]:
-    if "database" not in document or not isinstance(document["database"], Mapping):
-        raise EvaluationInputError("annotation JSON has no 'database' object")
-    return document["database"]
-
-
 def class_names_from_annotations(document: Mapping[str, Any]) -> tuple[str, ...]:
-    """Class list of an annotation file: by label_id when every annotation has one, else sorted names."""
-    annotations = [a for v in _database(document).values() for a in v.get("annotations", [])]
-    if not annotations:
-        raise EvaluationInputError("annotation JSON has no annotations: cannot derive a class list")
-    if all("label_id" in a for a in annotations):
-        by_id: dict[int, str] = {}
-        for a in annotations:
-            i, name = int(a["label_id"]), str(a["label"])
-            if by_id.setdefault(i, name) != name:
-                raise EvaluationInputError(f"label_id {i} names two classes: '{by_id[i]}' and '{name}'")
-        if sorted(by_id) != list(range(len(by_id))):
-            missing = sorted(set(range(max(by_id) + 1)) - set(by_id))
-            raise EvaluationInputError(f"label_id values are not 0..{max(by_id)}: missing {missing[:5]}")
-        if len(set(by_id.values())) != len(by_id):
-            raise EvaluationInputError("two label_id values share one label name")
-        return tuple(by_id[i] for i in range(len(by_id)))
-    return tuple(sorted({str(a["label"]) for a in annotations}))
-
-
-def drop_duplicate_segments(segments: Sequence[tuple[float, float, int]], tol: float = DUPLICATE_TOLERANCE_S
-                            ) -> tuple[list[tuple[float, float, int]], int]:
-    """Drop a segment when one already kept has the same class and start/end within tol (UnAV rule).
-
-    Returns (kept segments in input order, number dropped).
-    """
-    kept: list[tuple[float, float, int]] = []
-    for s, e, c in segments:
-        if any(c == kc and abs(s - ks) <= tol and abs(e - ke) <= tol for ks, ke, kc in kept):
-            continue
-        kept.append((s, e, c))
-    return kept, len(segments) - len(kept)
+    """Class list of an annotation file (``data.annotations.class_table``): by label_id when every
+    annotation has one (gaps allowed), else sorted names."""
+    with _as_input_errors():
+        return annotations.class_table(annotations.database_of(document, "annotation JSON"), "annotation JSON").names
 
 
 def load_ground_truth(source: Source, split: str, class_names: Optional[Sequence[str]] = None,
                       duplicate_tol: float = DUPLICATE_TOLERANCE_S) -> Segments:
-    """Ground truth of one split of an ActivityNet/UnAV annotation JSON.
+    """Ground truth of one split of an ActivityNet/UnAV annotation JSON (read by ``data.annotations``).
 
     ``Segments.videos`` holds every video of the split (also those without annotations);
-    ``info`` holds ``duplicates_dropped``, ``split``, ``durations`` {vid: s} and ``activitynet_subsets``
-    (True when the file spells its subsets training/testing).
+    ``info`` holds ``duplicates_dropped``, ``split``, ``durations`` {vid: s}, ``label_ids`` (the file's
+    label_id of each class, so integer labels in predictions map through the file's own pairs) and
+    ``activitynet_subsets`` (True when the file spells its subsets training/testing).
     """
-    with naming_source(source):
-        return _load_ground_truth(read_json(source), split, class_names, duplicate_tol)
-
-
-def _load_ground_truth(document: Mapping[str, Any], split: str, class_names: Optional[Sequence[str]],
-                       duplicate_tol: float) -> Segments:
-    database = _database(document)
-    wanted = normalise_split(split)
-    names = tuple(class_names) if class_names is not None else class_names_from_annotations(document)
-    name_to_id = {n: i for i, n in enumerate(names)}
-    subsets = {str(v.get("subset", "")).lower() for v in database.values()}
-
-    videos, durations, rows, dropped = [], {}, [], 0
-    for vid, entry in database.items():
-        if "subset" not in entry:
-            raise EvaluationInputError(f"video '{vid}': annotation entry has no 'subset'")
-        if SPLIT_ALIASES.get(str(entry["subset"]).lower()) != wanted:
-            continue
-        videos.append(str(vid))
-        durations[str(vid)] = float(entry["duration"]) if "duration" in entry else float("nan")
-        segs = [_annotation_segment(vid, k, a, name_to_id) for k, a in enumerate(entry.get("annotations", []))]
-        kept, n_dup = drop_duplicate_segments(segs, duplicate_tol)
-        dropped += n_dup
-        rows.extend((str(vid), s, e, c) for s, e, c in kept)
-    if not videos:
-        raise EvaluationInputError(f"no video of split '{split}' in the annotation JSON (subsets: {sorted(subsets)})")
-    info = dict(duplicates_dropped=dropped, split=wanted, durations=durations,
-                activitynet_subsets=bool(subsets & ACTIVITYNET_SUBSETS))
-    return _segments_from_rows(rows, names, videos, info)
-
-
-def _annotation_segment(vid: str, k: int, ann: Mapping[str, Any], name_to_id: Mapping[str, int]
-                        ) -> tuple[float, float, int]:
-    try:
-        s, e = (float(x) for x in ann["segment"])
-    except (KeyError, TypeError, ValueError):
-        raise EvaluationInputError(f"video '{vid}' annotation {k}: 'segment' must be [start, end]") from None
-    label = ann.get("label")
-    if label not in name_to_id:
-        raise EvaluationInputError(f"video '{vid}' annotation {k}: unknown label {label!r}")
-    return s, e, name_to_id[label]
+    with naming_source(source), _as_input_errors():
+        document, where = annotations.read_document(source)
+        wanted = normalise_split(split)
+        table = None
+        if class_names is not None:
+            table = annotations.ClassTable(tuple(class_names), tuple(range(len(class_names))))
+        ann = annotations.parse_annotations(document, where, (wanted,), table, duplicate_tol)
+        videos = ann.splits[wanted]
+        if not videos:
+            subsets = sorted({str(v.get("subset", "")).lower() for v in annotations.database_of(document, where).values()})
+            raise EvaluationInputError(f"no video of split '{split}' in the annotation JSON (subsets: {subsets})")
+        rows = [(v.video_id, s, e, c) for v in videos for s, e, c in v.segments]
+        info = dict(duplicates_dropped=ann.duplicates_dropped, split=wanted, label_ids=ann.class_ids,
+                    durations={v.video_id: v.duration for v in videos}, activitynet_subsets=ann.activitynet_subsets)
+        return _segments_from_rows(rows, ann.classes, [v.video_id for v in videos], info)
 
 
 def ground_truth_from_metas(metas: Iterable[Mapping[str, Any]], class_names: Sequence[str],
@@ -232,37 +173,52 @@ def protocol_thresholds(ground_truth: Segments) -> tuple[float, ...]:
 # Predictions
 # ---------------------------------------------------------------------------------------------
 
-def load_predictions(source: Source, class_names: Sequence[str]) -> Segments:
-    """Predictions from an ActivityNet results JSON; labels are names (or integer ids).
+def load_predictions(source: Source, class_names: Sequence[str], label_ids: Optional[Sequence[int]] = None
+                     ) -> Segments:
+    """Predictions from an ActivityNet results JSON; labels are names or the file's integer ids.
 
-    An unknown label name or an out-of-range id is an error naming the video and the entry.
+    ``label_ids[k]`` is the id of ``class_names[k]`` (default 0..C-1; pass the ground truth's
+    ``info["label_ids"]``). Labels outside the class list are dropped and counted in
+    ``info["unknown_labels"]``; malformed entries are errors naming the video and the entry.
     """
+    ids = tuple(label_ids) if label_ids is not None else tuple(range(len(class_names)))
+    if len(ids) != len(class_names):
+        raise EvaluationInputError(f"{len(ids)} label ids for {len(class_names)} class names")
     with naming_source(source):
-        return _load_predictions(read_json(source), class_names)
+        return _load_predictions(read_json(source), tuple(class_names), ids)
 
 
-def _load_predictions(document: Mapping[str, Any], class_names: Sequence[str]) -> Segments:
+def _load_predictions(document: Mapping[str, Any], class_names: tuple[str, ...], label_ids: tuple[int, ...]
+                      ) -> Segments:
     results = document.get("results")
     if not isinstance(results, Mapping):
         raise EvaluationInputError("results JSON has no 'results' object")
-    name_to_id = {n: i for i, n in enumerate(class_names)}
-    vids, starts, ends, labels, scores = [], [], [], [], []
+    by_name = {n: k for k, n in enumerate(class_names)}
+    by_id = {i: k for k, i in enumerate(label_ids)}
+    vids, starts, ends, labels, scores, unknown = [], [], [], [], [], collections.Counter()
     for vid, entries in results.items():
         if not isinstance(entries, list):
             raise EvaluationInputError(f"results['{vid}'] must be a list of predictions")
         for k, entry in enumerate(entries):
             s, e, score = _prediction_numbers(vid, k, entry)
+            label = _prediction_label(vid, k, entry, by_name, by_id)
+            if isinstance(label, str):
+                unknown[label] += 1
+                continue
             vids.append(str(vid))
             starts.append(s)
             ends.append(e)
             scores.append(score)
-            labels.append(_prediction_label(vid, k, entry, name_to_id, len(class_names)))
+            labels.append(label)
+    info = dict(version=document.get("version"), unknown_labels=sum(unknown.values()),
+                unknown_label_examples=[name for name, _ in unknown.most_common(5)])
     return Segments.from_arrays(vids, starts, ends, np.array(labels, dtype=np.int64), scores,
-                                class_names=tuple(class_names), videos=[str(v) for v in results],
-                                info=dict(version=document.get("version")))
+                                class_names=class_names, videos=[str(v) for v in results], info=info)
 
 
-def _prediction_numbers(vid: str, k: int, entry: Mapping[str, Any]) -> tuple[float, float, float]:
+def _prediction_numbers(vid: str, k: int, entry: Any) -> tuple[float, float, float]:
+    if not isinstance(entry, Mapping):
+        raise EvaluationInputError(f"results['{vid}'][{k}]: a prediction must be an object, got {entry!r}")
     try:
         s, e = (float(x) for x in entry["segment"])
     except (KeyError, TypeError, ValueError):
@@ -276,18 +232,17 @@ def _prediction_numbers(vid: str, k: int, entry: Mapping[str, Any]) -> tuple[flo
     return s, e, score
 
 
-def _prediction_label(vid: str, k: int, entry: Mapping[str, Any], name_to_id: Mapping[str, int],
-                      num_classes: int) -> int:
+def _prediction_label(vid: str, k: int, entry: Mapping[str, Any], by_name: Mapping[str, int],
+                      by_id: Mapping[int, int]) -> Union[int, str]:
+    """Class position of the entry's label, or a printable name of a label that is not a class."""
     label = entry["label"] if "label" in entry else entry.get("label_id")
     if isinstance(label, str):
-        if label not in name_to_id:
-            raise EvaluationInputError(f"results['{vid}'][{k}]: unknown label '{label}' (not in the class list)")
-        return name_to_id[label]
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-        if not 0 <= int(label) < num_classes:
-            raise EvaluationInputError(f"results['{vid}'][{k}]: label id {label} outside 0..{num_classes - 1}")
-        return int(label)
-    raise EvaluationInputError(f"results['{vid}'][{k}]: label {label!r} is neither a class name nor an id")
+        return by_name.get(label, label)
+    is_number = isinstance(label, (int, float, np.integer, np.floating)) and not isinstance(label, bool)
+    if not is_number or not np.isfinite(label) or label != int(label) or label < 0:
+        raise EvaluationInputError(f"results['{vid}'][{k}]: label {label!r} is neither a class name nor a "
+                                   "non-negative integer id")
+    return by_id.get(int(label), f"id {int(label)}")
 
 
 def results_json(predictions: Union[Segments, Iterable[Mapping[str, Any]]], class_names: Sequence[str],

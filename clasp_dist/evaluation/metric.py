@@ -28,14 +28,21 @@ tIoU prefers the earlier ground-truth segment (input order). ``"official"`` repl
 numpy calls on the same per-class / per-video arrays in input order, which reproduces the official
 script exactly on the same numpy build (slower: the ground-truth order is computed per prediction).
 
-Policies beyond the official script (documented in docs/readme_eval.md):
-- more than ``max_per_video`` (100) predictions on a video: the top ones by score are kept (ties:
-  input order), the rest are dropped and counted (``warnings["predictions_over_cap"]``);
-- predictions on a video that is not in the ground truth: ignored, counted (``unknown_video``);
-- predictions of a class that has no ground truth in the evaluated videos: ignored, counted
-  (``class_without_gt``); they could not change any AP that enters the mean;
-- a prediction and a ground-truth segment that both have zero length: tIoU 1 if they coincide, else
-  0 (the official formula gives 0/0 = NaN, which it counts as a match anywhere in the video).
+Inputs the official script meets too, handled as it does (SPEC 3), always counted in ``warnings``:
+- a prediction on a video that is not in the evaluated ground truth (``unknown_video``): a false
+  positive for its class, as the official ``get_group`` miss; ``ignore_unknown_videos=True`` drops
+  them instead (opt-in, not the official number);
+- a prediction of a label with no ground truth in the evaluated videos (``class_without_gt``,
+  including labels outside the class list that a reader counted in ``info["unknown_labels"]``):
+  ignored, as ActionFormer/UnAV do; it could not change any AP that enters the mean;
+- no cap on predictions per video (the decoder caps at ``decode.max_segments``);
+  ``max_per_video=N`` keeps only the top N of each video by score (opt-in, ``predictions_over_cap``);
+- a video of the ground truth without any prediction (``videos_without_predictions``): all its
+  segments are misses.
+
+The one departure: a prediction and a ground-truth segment that both have zero length have tIoU 1 if
+they coincide, else 0 (the official formula gives 0/0 = NaN, which it counts as a match anywhere in
+the video).
 
 Everything is vectorised: the tIoU of every prediction with every ground-truth segment of its
 (video, class) pair in one flat array, the greedy matching advanced one rank at a time for all pairs
@@ -59,12 +66,15 @@ UNAV100_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.1, 0.9, 
 ANET_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 """ActivityNet 1.3 thresholds, the same floats as the official np.linspace(0.5, 0.95, 10)."""
 MAX_PREDICTIONS_PER_VIDEO = 100
-"""Protocol cap on predictions per video (SPEC 3)."""
+"""What the decoder keeps per video (SPEC 3); the evaluator applies no cap unless asked (max_per_video)."""
 TOP_KX = (1, 5)
 """Recall@kx values reported."""
 
-WARNING_KEYS = ("unknown_video", "predictions_over_cap", "class_without_gt", "videos_without_predictions")
-"""Counted warnings in DetectionResult.warnings (number of predictions; videos for the last)."""
+WARNING_KEYS = ("unknown_video", "unknown_labels", "class_without_gt", "predictions_over_cap",
+                "videos_without_predictions")
+"""Counted warnings in DetectionResult.warnings (number of predictions; videos for the last).
+``unknown_labels`` (labels outside the class list, dropped by the reader) is part of
+``class_without_gt``."""
 
 
 class EvaluationInputError(ValueError):
@@ -237,6 +247,7 @@ class DetectionResult:
     num_videos: int  # evaluated videos
     num_predictions: int  # predictions that entered the metric (after the policies)
     warnings: dict[str, int]  # WARNING_KEYS -> count
+    ignored_unknown_videos: bool = False  # True when unknown-video predictions were dropped (opt-in), not scored
 
     @property
     def classes_with_gt(self) -> np.ndarray:
@@ -345,12 +356,15 @@ def evaluate_detection(ground_truth: Segments, predictions: Segments,
                        tiou_thresholds: Iterable[float] = UNAV100_TIOU,
                        video_ids: Optional[Iterable[str]] = None, *,
                        top_kx: Sequence[int] = TOP_KX,
-                       max_per_video: Optional[int] = MAX_PREDICTIONS_PER_VIDEO,
+                       max_per_video: Optional[int] = None,
+                       ignore_unknown_videos: bool = False,
                        tie_break: TieBreak = "stable") -> DetectionResult:
     """Segment mAP (ActivityNet semantics) and Recall@kx of ``predictions`` against ``ground_truth``.
 
     ``video_ids`` restricts the evaluation to these ground-truth videos (default: all videos of the
-    ground truth, including those without annotations). See the module docstring for the policies.
+    ground truth, including those without annotations); predictions on other videos are then
+    unknown videos. ``max_per_video`` and ``ignore_unknown_videos`` are opt-in departures from the
+    official number. See the module docstring for the semantics.
     """
     thresholds = np.asarray(validate_thresholds(tiou_thresholds))  # [T]
     if max_per_video is not None and max_per_video < 1:
@@ -366,30 +380,29 @@ def evaluate_detection(ground_truth: Segments, predictions: Segments,
         raise EvaluationInputError("the ground truth has no segment in the evaluated videos: nothing to score")
 
     warnings = dict.fromkeys(WARNING_KEYS, 0)
-    preds = _align_predictions(ground_truth, predictions, num_gt, max_per_video, warnings)
-    gt = _sorted_ground_truth(ground_truth, len(ground_truth.videos))
+    preds, num_videos = _align_predictions(ground_truth, predictions, num_gt, max_per_video, ignore_unknown_videos,
+                                           warnings)
+    gt = _sorted_ground_truth(ground_truth, num_videos)
     order = _rank_predictions_per_class(preds, num_classes, tie_break)  # [P]
     preds = _Aligned(*(getattr(preds, f.name)[order] for f in dataclasses.fields(_Aligned)))
-    pairs = _pair_with_ground_truth(preds, gt, len(ground_truth.videos), tie_break, order, float(thresholds.min()))
+    pairs = _pair_with_ground_truth(preds, gt, num_videos, tie_break, order, float(thresholds.min()))
 
     tp = _greedy_match(pairs, gt["count"], thresholds)  # [P, T] bool
     ap = _average_precision_per_class(preds.label, tp, num_gt)  # [T, C]
     class_recall = {f"{k}x": _topkx_recall_per_class(pairs, gt, num_gt, thresholds, k) for k in top_kx}
     has_gt = num_gt > 0  # [C]
 
-    covered = np.zeros(len(ground_truth.videos), dtype=bool)  # [V]
-    covered[preds.vid] = True
-    videos_with_gt = np.zeros(len(ground_truth.videos), dtype=bool)  # [V]
-    videos_with_gt[ground_truth.video_index] = True
-    warnings["videos_without_predictions"] = int((videos_with_gt & ~covered).sum())
-    _log_warnings(warnings, max_per_video)
+    predicted = {predictions.videos[i] for i in np.unique(predictions.video_index)}
+    with_gt = {ground_truth.videos[i] for i in np.unique(ground_truth.video_index)}
+    warnings["videos_without_predictions"] = len(with_gt - predicted)
+    _log_warnings(warnings, max_per_video, ignore_unknown_videos)
 
     mean_ap = ap[:, has_gt].mean(axis=1)  # [T]
     return DetectionResult(
         tiou_thresholds=thresholds, mAP=mean_ap, average=float(mean_ap.mean()), ap=ap,
         recall={k: r[:, has_gt].mean(axis=1) for k, r in class_recall.items()}, class_recall=class_recall,
         class_names=class_names, num_gt=num_gt, num_videos=len(ground_truth.videos),
-        num_predictions=len(preds.vid), warnings=warnings)
+        num_predictions=len(preds.vid), warnings=warnings, ignored_unknown_videos=ignore_unknown_videos)
 
 
 def _shared_class_names(ground_truth: Segments, predictions: Segments) -> tuple[str, ...]:
@@ -399,40 +412,49 @@ def _shared_class_names(ground_truth: Segments, predictions: Segments) -> tuple[
         raise EvaluationInputError(
             f"predictions and ground truth use different class lists ({len(predictions.class_names)} vs "
             f"{len(ground_truth.class_names)} classes, or a different order)")
-    if len(predictions) and predictions.label.max() >= len(ground_truth.class_names):
-        i = int(np.argmax(predictions.label))
+    if len(predictions) and predictions.label.min() < 0:
+        i = int(np.argmin(predictions.label))
         raise EvaluationInputError(f"segment {i} of video '{predictions.video_of(i)}': label "
-                                   f"{int(predictions.label[i])} is not a class id (0..{len(ground_truth.class_names) - 1})")
+                                   f"{int(predictions.label[i])} is not a class id (negative)")
     return tuple(ground_truth.class_names)
 
 
 def _align_predictions(gt: Segments, preds: Segments, num_gt: np.ndarray, max_per_video: Optional[int],
-                       warnings: dict[str, int]) -> _Aligned:
-    """Map prediction videos onto ground-truth videos, then apply: unknown video -> drop; more than
-    max_per_video on a video -> keep the top by score; class without ground truth -> drop. Input
-    order is preserved (it decides ties)."""
+                       ignore_unknown_videos: bool, warnings: dict[str, int]) -> tuple[_Aligned, int]:
+    """Map prediction videos onto ground-truth video indices; a video unknown to the ground truth gets
+    an index of its own after them (no ground truth there: its predictions are false positives), or
+    is dropped with ``ignore_unknown_videos``. Then: more than max_per_video on a video -> keep the
+    top by score; label without ground truth -> drop. Input order is preserved (it decides ties).
+    Returns the predictions and the size of the video index space."""
     gt_position = {v: i for i, v in enumerate(gt.videos)}
-    video_map = np.array([gt_position.get(v, -1) for v in preds.videos], dtype=np.int64)  # [V_pred]
+    unknown = [v for v in preds.videos if v not in gt_position]
+    position = {**gt_position, **{v: len(gt.videos) + k for k, v in enumerate(unknown)}}
+    num_videos = len(gt.videos) + len(unknown)
+    video_map = np.array([position[v] for v in preds.videos], dtype=np.int64)  # [V_pred]
     vid = video_map[preds.video_index] if len(preds) else np.zeros(0, dtype=np.int64)  # [P]
-    keep = vid >= 0  # [P]
-    warnings["unknown_video"] = int((~keep).sum())
+    is_unknown = vid >= len(gt.videos)  # [P]
+    warnings["unknown_video"] = int(is_unknown.sum())
+    keep = ~is_unknown if ignore_unknown_videos else np.ones(len(vid), dtype=bool)  # [P]
+    warnings["unknown_labels"] = int(preds.info.get("unknown_labels", 0))
 
-    per_video = np.bincount(vid[keep], minlength=len(gt.videos)) if keep.any() else np.zeros(0, dtype=np.int64)
-    if max_per_video is not None and keep.any() and per_video.max() > max_per_video:
-        idx = np.flatnonzero(keep)  # [P_known]
-        by_video = idx[np.lexsort((-preds.score[idx], vid[idx]))]  # [P_known] video, then score desc (stable)
+    if max_per_video is not None and keep.any() and np.bincount(vid[keep]).max() > max_per_video:
+        idx = np.flatnonzero(keep)  # [P_kept]
+        by_video = idx[np.lexsort((-preds.score[idx], vid[idx]))]  # [P_kept] video, then score desc (stable)
         video_sorted = vid[by_video]
-        first_of_video = np.searchsorted(video_sorted, video_sorted, side="left")  # [P_known]
-        rank_in_video = np.arange(len(by_video)) - first_of_video  # [P_known]
+        first_of_video = np.searchsorted(video_sorted, video_sorted, side="left")  # [P_kept]
+        rank_in_video = np.arange(len(by_video)) - first_of_video  # [P_kept]
         over = by_video[rank_in_video >= max_per_video]
         keep[over] = False
         warnings["predictions_over_cap"] = int(len(over))
 
-    no_gt_class = keep & (num_gt[preds.label] == 0)  # [P]
-    warnings["class_without_gt"] = int(no_gt_class.sum())
+    label_has_gt = np.zeros(len(preds), dtype=bool)  # [P] labels past the class list have no ground truth
+    in_list = preds.label < len(num_gt)
+    label_has_gt[in_list] = num_gt[preds.label[in_list]] > 0
+    no_gt_class = keep & ~label_has_gt  # [P]
+    warnings["class_without_gt"] = int(no_gt_class.sum()) + warnings["unknown_labels"]
     keep &= ~no_gt_class
     return _Aligned(vid=vid[keep], label=preds.label[keep], t_start=preds.t_start[keep],
-                    t_end=preds.t_end[keep], score=preds.score[keep])
+                    t_end=preds.t_end[keep], score=preds.score[keep]), num_videos
 
 
 def _sorted_ground_truth(gt: Segments, num_videos: int) -> dict[str, Any]:
@@ -607,11 +629,14 @@ def _topkx_recall_per_class(pairs: dict[str, Any], gt: dict[str, Any], num_gt: n
     return recall
 
 
-def _log_warnings(warnings: dict[str, int], max_per_video: Optional[int]) -> None:
+def _log_warnings(warnings: dict[str, int], max_per_video: Optional[int], ignore_unknown_videos: bool) -> None:
     text = {
-        "unknown_video": "prediction(s) on videos that are not in the ground truth were ignored",
+        "unknown_video": "prediction(s) on videos that are not in the evaluated ground truth were "
+                         + ("ignored (--ignore-unknown-videos)" if ignore_unknown_videos
+                            else "scored as false positives (official semantics)"),
+        "unknown_labels": "prediction(s) have a label outside the ground truth's class list",
+        "class_without_gt": "prediction(s) of labels without ground truth in the evaluated videos were ignored",
         "predictions_over_cap": f"prediction(s) beyond the top {max_per_video} of a video (by score) were dropped",
-        "class_without_gt": "prediction(s) of classes without ground truth in the evaluated videos were ignored",
         "videos_without_predictions": "video(s) with ground truth had no prediction (all their segments are misses)",
     }
     for key, count in warnings.items():

@@ -57,3 +57,28 @@ def format_table(result: DetectionResult, title: Optional[str] = None) -> str:
     if notes:
         lines.append("warnings: " + ", ".join(notes))
     return "\n".join(lines)
+
+
+def coverage_note(result: DetectionResult, split: str, split_videos: int, predictions_name: str = "the predictions"
+                  ) -> str:
+    """What the numbers include, in words, for each counted case that changes them (empty when none).
+
+    Loud on purpose: scoring a predictions file for a few videos against a whole split is legal (the
+    missing videos are misses) but gives a far lower mAP than the same model scored on its own videos.
+    """
+    w, lines = result.warnings, []
+    if w.get("videos_without_predictions", 0):
+        lines.append(
+            f"NOTE: {w['videos_without_predictions']} of the {split_videos} videos of split '{split}' have ground truth "
+            f"but no prediction in {predictions_name}; all their segments count as misses (official protocol). "
+            f"If {predictions_name} covers part of the split on purpose, add --only-predicted-videos.")
+    if w.get("unknown_video", 0):
+        how = ("dropped (--ignore-unknown-videos)" if result.ignored_unknown_videos
+               else "each a false positive for its class (official protocol)")
+        lines.append(f"NOTE: {w['unknown_video']} prediction(s) are on videos outside split '{split}': {how}.")
+    if w.get("class_without_gt", 0):
+        lines.append(f"NOTE: {w['class_without_gt']} prediction(s) of labels without ground truth in split '{split}' "
+                     f"were ignored ({w.get('unknown_labels', 0)} of them with a label outside the class list).")
+    if w.get("predictions_over_cap", 0):
+        lines.append(f"NOTE: {w['predictions_over_cap']} prediction(s) beyond --max-per-video were dropped.")
+    return "\n".join(lines)

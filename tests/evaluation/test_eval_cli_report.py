@@ -79,7 +79,10 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"results": {"v0": [{"segment": [0, 1], "label": "unicorn", "score": 1}]}}))
     proc = run_cli("--predictions", bad, "--ground-truth", gt_path)
-    assert proc.returncode == 2 and "unknown label 'unicorn'" in proc.stderr
+    assert proc.returncode == 0 and "1 of them with a label outside the class list" in proc.stdout
+    bad.write_text(json.dumps({"results": {"v0": [{"segment": [0, 1], "label": -3, "score": 1}]}}))
+    proc = run_cli("--predictions", bad, "--ground-truth", gt_path)
+    assert proc.returncode == 2 and "results['v0'][0]: label -3 is neither" in proc.stderr
 
     proc = run_cli("--predictions", bad, "--ground-truth", gt_path, "--tiou", "0.1:0.9")
     assert proc.returncode == 2 and "START:STOP:STEP" in proc.stderr

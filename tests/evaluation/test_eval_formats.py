@@ -63,6 +63,19 @@ def test_inconsistent_label_ids_are_an_error():
         class_names_from_annotations(doc)
 
 
+def test_label_ids_with_gaps_map_through_the_files_own_pairs():
+    doc = {"database": {"a": {"subset": "test", "duration": 9, "annotations": [
+        {"segment": [0, 1], "label": "cat", "label_id": 4}, {"segment": [2, 3], "label": "dog", "label_id": 10}]}}}
+    gt = load_ground_truth(doc, "test")
+    assert gt.class_names == ("cat", "dog") and gt.info["label_ids"] == (4, 10)
+    preds = load_predictions({"results": {"a": [{"segment": [2, 3], "label": 10, "score": 0.9},
+                                                {"segment": [0, 1], "label": 1, "score": 0.8}]}},
+                             gt.class_names, gt.info["label_ids"])
+    assert preds.label.tolist() == [1] and preds.info["unknown_labels"] == 1  # id 1 is no class of this file
+    res = evaluate_detection(gt, preds, (0.5,))
+    assert res.ap[0].tolist() == [0.0, 1.0] and res.warnings["class_without_gt"] == 1
+
+
 def test_missing_split_is_an_error():
     with pytest.raises(EvaluationInputError, match="no video of split 'train'"):
         load_ground_truth({"database": {"a": {"subset": "test", "annotations": [
@@ -107,11 +120,13 @@ def test_prediction_labels_by_name_or_id_and_errors():
     doc = {"results": {"a": [{"segment": [0, 1], "label": 1, "score": 0.5},
                              {"segment": [0, 1], "label": "cat", "score": 0.4}]}}
     assert load_predictions(doc, names).label.tolist() == [1, 0]
-    bad = {"results": {"a": [{"segment": [0, 1], "label": "cow", "score": 0.5}]}}
-    with pytest.raises(EvaluationInputError, match=r"results\['a'\]\[0\]: unknown label 'cow'"):
-        load_predictions(bad, names)
-    bad = {"results": {"a": [{"segment": [0, 1], "label": 7, "score": 0.5}]}}
-    with pytest.raises(EvaluationInputError, match="label id 7 outside"):
+    other = {"results": {"a": [{"segment": [0, 1], "label": "cow", "score": 0.5},
+                               {"segment": [0, 1], "label": 7, "score": 0.5},
+                               {"segment": [0, 1], "label": 2.0, "score": 0.5}]}}
+    kept = load_predictions(other, names)  # labels that are not classes: ignored and counted (SPEC 3)
+    assert len(kept) == 0 and kept.info["unknown_labels"] == 3 and kept.info["unknown_label_examples"][0] == "cow"
+    bad = {"results": {"a": [{"segment": [0, 1], "label": -2, "score": 0.5}]}}
+    with pytest.raises(EvaluationInputError, match=r"results\['a'\]\[0\]: label -2 is neither"):
         load_predictions(bad, names)
     bad = {"results": {"a": [{"segment": [0, 1], "label": "cat"}]}}
     with pytest.raises(EvaluationInputError, match="no 'score'"):
