@@ -83,14 +83,13 @@ def storage_uri(cfg: Config) -> str:
 
 def check_storage_writable(cfg: Config) -> None:
     """Fail at the first write, not after an epoch: write and delete a probe under the storage path."""
-    from .data.filesystem import get_fs, is_s3, join
+    from .data.filesystem import ensure_dir, get_fs, join
 
     uri = storage_uri(cfg)
     fs, base = get_fs(uri, cfg.storage)
     probe = join(base, cfg.run.name, ".write-probe")
     try:
-        if not is_s3(uri):  # S3 has no directories; s3fs.makedirs would even *create* a missing bucket
-            fs.makedirs(join(base, cfg.run.name), exist_ok=True)
+        ensure_dir(fs, join(base, cfg.run.name))  # a no-op on object storage (never creates a bucket)
         with fs.open(probe, "wb") as handle:
             handle.write(b"ok")
         fs.rm(probe)
@@ -130,7 +129,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from .data.filesystem import get_arrow_fs, is_s3
+    from .data.filesystem import get_arrow_fs, is_object_store
     from .data.source import read_split
 
     resources = {"CPU": cfg.train.cpus_per_worker, **cfg.train.worker_resources}
@@ -138,7 +137,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
         resources["GPU"] = 1
     storage = storage_uri(cfg)
     storage_fs = None
-    if is_s3(storage):
+    if is_object_store(storage):
         storage_fs, storage = get_arrow_fs(storage, cfg.storage)
     ingest = ray.train.DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic order -> reproducible seeded runs

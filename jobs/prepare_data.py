@@ -1,4 +1,4 @@
-"""Build a shard dataset (SPEC 2.2) under a local path or s3:// root.
+"""Build a shard dataset (SPEC 2.2) under a local path, s3:// or gs:// root.
 
   prepare_data.py synth   --out ROOT [--profile tiny|small|i3d|onepeace] [--annotations JSON]
                           [--limit-per-split N] [--seed S] [--distractor-rate P] [--workers N]
@@ -6,6 +6,9 @@
   prepare_data.py anet13  --annotations JSON --features DIR --fps F --feat-stride S --window W --out ROOT
 
 S3 roots use --endpoint-url/--region or the standard AWS_* environment (AWS_ENDPOINT_URL, credentials).
+gs:// roots use Google's Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's
+application-default login, the node's service account); --gcs-endpoint-url (or STORAGE_EMULATOR_HOST)
+points at a GCS-compatible server, --anon sends no credentials (public buckets, emulators).
 """
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ from clasp_dist.data.synthetic import PROFILES, generate_dataset
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="dataset root: a local path or s3://bucket/prefix")
+    p.add_argument("--out", required=True, help="dataset root: a local path, s3://bucket/prefix or gs://bucket/prefix")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="writer processes (default: all CPUs)")
     p.add_argument("--shard-size", type=int, default=None, help="videos per shard (default: profile / 256)")
     p.add_argument("--limit-per-split", type=int, default=None, help="at most N videos per split (first N by id)")
     p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
-    p.add_argument("--region", default=None)
+    p.add_argument("--region", default=None, help="S3 bucket region (default: AWS_REGION, else asked from the bucket)")
+    p.add_argument("--gcs-endpoint-url", default=None, help="GCS-compatible endpoint (default: STORAGE_EMULATOR_HOST)")
+    p.add_argument("--anon", action="store_true", help="no credentials (public buckets, local emulators)")
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -58,8 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def storage_config(args: argparse.Namespace) -> StorageConfig:
+    return StorageConfig(endpoint_url=args.endpoint_url, region=args.region, retries=args.retries,
+                         gcs_endpoint_url=args.gcs_endpoint_url, anon=args.anon)
+
+
 def run(args: argparse.Namespace) -> str:
-    storage = StorageConfig(endpoint_url=args.endpoint_url, region=args.region, retries=args.retries)
+    storage = storage_config(args)
     progress = not args.quiet
     if args.command == "synth":
         return generate_dataset(args.out, args.profile, seed=args.seed, limit_per_split=args.limit_per_split,
@@ -83,7 +93,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         root = run(args)
-        manifest = read_manifest(root, StorageConfig(endpoint_url=args.endpoint_url, region=args.region))
+        manifest = read_manifest(root, storage_config(args))
     except DataError as exc:
         print(f"prepare_data: error: {exc}", file=sys.stderr)
         return 2

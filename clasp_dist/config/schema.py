@@ -64,11 +64,15 @@ class StorageConfig:
     endpoint_url: Optional[str] = None
     """S3-compatible endpoint (e.g. http://127.0.0.1:9000); None = AWS_ENDPOINT_URL or AWS itself."""
     region: Optional[str] = None
-    """S3 region; None = AWS_DEFAULT_REGION / AWS_REGION or the SDK default."""
+    """S3 bucket region; None = AWS_REGION, else asked from the bucket (AWS_DEFAULT_REGION if that fails)."""
     anon: bool = False
-    """Anonymous (unsigned) S3 access, for public buckets."""
+    """Anonymous (unsigned) S3/GCS access: public buckets, or a local GCS emulator."""
     retries: int = 5
-    """Attempts per S3 request before a read or write fails (botocore standard retry mode)."""
+    """Attempts per S3/GCS request before a read or write fails (botocore standard mode; gcsfs backoff)."""
+    gcs_endpoint_url: Optional[str] = None
+    """GCS-compatible endpoint (e.g. http://127.0.0.1:4443); None = STORAGE_EMULATOR_HOST or Google itself."""
+    gcs_project: Optional[str] = None
+    """GCP project for gs:// (only bucket listing/creation needs it); None = GOOGLE_CLOUD_PROJECT."""
 
 
 @section

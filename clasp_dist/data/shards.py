@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from .errors import ChecksumError, DataError, ManifestError
-from .filesystem import atomic_write, get_fs, join, storage_errors
+from .filesystem import atomic_write, ensure_dir, get_fs, join, storage_errors
 from .grid import Grid
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ def write_dataset(root: str, *, dataset: str, classes: Sequence[str], visual_dim
     with storage_errors(root, storage_cfg):
         if fs.exists(join(base, MANIFEST_NAME)):
             fs.rm(join(base, MANIFEST_NAME))  # a crash from here on leaves no manifest, never a stale one
-        fs.makedirs(base, exist_ok=True)
+        ensure_dir(fs, base)  # a no-op on object storage (never creates a bucket)
     tasks = [_ShardTask(root, storage_cfg, name, i // shard_size, list(items[i:i + shard_size]), make_sample, grid,
                         name in EVAL_SPLITS)
              for name, items in split_items.items() for i in range(0, len(items), shard_size)]
