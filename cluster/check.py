@@ -1,11 +1,12 @@
 """Static checks of the cluster deployment files: schema validity and security policy.
 
-    python cluster/check.py            # every file under cluster/
-    python cluster/check.py FILE ...   # just these files
+    python cluster/check.py              # before deploying: every file under cluster/, placeholders are findings
+    python cluster/check.py FILE ...     # just these files
+    python cluster/check.py --template   # the repository's templates: placeholders listed, not findings
+    python cluster/check.py --help
 
-Exits 1 and prints one line per finding when anything fails; also lists the REPLACE_ME
-placeholders still to fill in (informational). Needs pyyaml, jsonschema and an installed ray
-(the autoscaler schema ships inside it); no network access. tests/cluster/ runs the same functions.
+Exits 1 and prints one line per finding when anything fails. Needs pyyaml, jsonschema and an installed
+ray (the autoscaler schema ships inside it); no network access. tests/cluster/ runs the same functions.
 
 What is enforced (each function returns a list of human-readable findings; empty = pass):
 - Ray autoscaler configs (a YAML with `cluster_name` + `provider`): valid against the
@@ -21,6 +22,10 @@ What is enforced (each function returns a list of human-readable findings; empty
   rayStartParams num-cpus "0", worker groups with nvidia.com/gpu limits, a memory-backed /dev/shm
   emptyDir mounted in every Ray container, enableInTreeAutoscaling true, token auth, a service
   account, pinned images, a ClusterIP head Service; RayJob entrypoint runs jobs/train.py.
+- Placeholders (`REPLACE_ME`, the example registry `registry.example.com`): findings unless --template.
+- The Ray token: a token file_mounts source outside the repository (and, when it exists, mode 0600);
+  no tracked file of the repository holding a token-looking string (64 hex characters outside a
+  checksum context, or the local ~/.ray/auth_token itself) or named like a token file.
 - Every file (any format): no world-open (all-IPv4 or all-IPv6 CIDR) rule that covers the Ray ports
   6379/8265/10001 (single ports, ranges, "all" protocols, or rules whose ports cannot be
   determined); token authentication never switched off; no credential-looking strings (AWS
@@ -30,10 +35,14 @@ What is enforced (each function returns a list of human-readable findings; empty
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib.resources
 import json
+import os
 import re
+import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -41,10 +50,13 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 CLUSTER_DIR = Path(__file__).resolve().parent
+REPO_DIR = CLUSTER_DIR.parent
 PROTECTED_PORTS = (6379, 8265, 10001)
 """Ray GCS, dashboard/job API and client ports: never reachable from the whole internet."""
 ALL_PORTS = (0, 65535)
 PLACEHOLDER = "REPLACE_ME"
+PLACEHOLDERS = (PLACEHOLDER, "registry.example.com")
+"""Strings that mark a value still to fill in: the account/project/bucket ids and the example registry."""
 
 # Patterns are assembled so that this file never matches its own text scan.
 _WORLD_V4 = re.compile(r"(?<![\d.])0\.0\.0\.0/0(?!\d)")
@@ -401,7 +413,8 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
 
     for remote, local in (config.get("file_mounts") or {}).items():
         local_s, remote_s = str(local), str(remote)
-        if local_s == _RAY_TOKEN_FILE and remote_s.endswith("/.ray/auth_token"):
+        if _is_token_mount(remote_s, local_s):
+            out += token_source_findings(f"file_mounts[{remote_s!r}]", local_s)
             continue  # Ray's documented way to give every node the cluster token
         if _CREDENTIAL_PATHS.search(local_s) or _CREDENTIAL_PATHS.search(remote_s):
             out.append(f"file_mounts[{remote_s!r}] = {local_s!r}: file_mounts carry code only, "
@@ -599,30 +612,142 @@ def cluster_files(root: Path = CLUSTER_DIR) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
+def placeholder_lines(text: str) -> list[str]:
+    """`line N: ...` for every non-comment line holding a placeholder (REPLACE_ME, the example registry)."""
+    return [f"line {n}: placeholder to fill in: {line.strip()[:120]}"
+            for n, line in enumerate(text.splitlines(), 1)
+            if any(p in line for p in PLACEHOLDERS) and not line.lstrip().startswith("#")]
+
+
 def placeholders(root: Path = CLUSTER_DIR) -> list[str]:
     found = []
     for p in cluster_files(root):
-        if p.suffix in (".yaml", ".yml"):
-            for n, line in enumerate(p.read_text().splitlines(), 1):
-                if PLACEHOLDER in line and not line.lstrip().startswith("#"):
-                    found.append(f"{p.relative_to(root.parent)}:{n}: {line.strip()}")
+        if p.suffix in (".yaml", ".yml") or p.name == "Dockerfile":
+            found += [f"{p.relative_to(root.parent)}: {line}" for line in placeholder_lines(p.read_text())]
     return found
 
 
+# ----------------------------------------------------------------------------- the Ray token
+
+_TOKEN_HEX = re.compile(r"(?<![0-9A-Fa-f])[0-9a-f]{64}(?![0-9A-Fa-f])")
+"""Ray's token shape (`ray get-auth-token --generate` = secrets.token_hex(32)); sha256 digests share it."""
+_CHECKSUM_CONTEXT = re.compile(r"sha256|sha-256|digest|checksum|fingerprint|hash", re.I)
+_TOKEN_FILE_NAME = re.compile(r"(?:^|[._-])(?:auth_token|ray[_-]?token)$|\.token$", re.I)
+
+
+def _is_token_mount(remote: str, local: str) -> bool:
+    return remote.endswith("/.ray/auth_token") or bool(_TOKEN_FILE_NAME.search(Path(local).name))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def token_source_findings(where: str, local: str, repo: Path = REPO_DIR) -> list[str]:
+    """The token's source must live outside the repository (a relative path is relative to the repo,
+    where `ray up` runs). Its mode is checked by :func:`token_file_findings` before deploying."""
+    path = Path(os.path.expanduser(local))
+    if not path.is_absolute():
+        path = repo / path
+    if _inside(path, repo):
+        return [f"{where} = {local!r}: the Ray token's source is inside the repository; keep it in "
+                f"{_RAY_TOKEN_FILE} (outside the repo, mode 0600)"]
+    return []
+
+
+def token_file_findings(path: Path) -> list[str]:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return []  # not generated on this machine yet
+    if mode & 0o077:
+        return [f"{path}: the Ray token is readable by others (mode {mode:04o}); run chmod 600 {path}"]
+    return []
+
+
+def tracked_files(repo: Path = REPO_DIR) -> list[Path]:
+    """The repository's tracked files (`git ls-files`), or every file when git cannot say."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True,
+                             timeout=30).stdout.decode()
+        return [repo / name for name in out.split("\0") if name]
+    except (OSError, subprocess.SubprocessError):
+        return [p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts]
+
+
+def token_text_findings(text: str, token: str | None = None) -> list[str]:
+    """Token-looking strings in one file's text: the local token itself, or 64 lowercase hex characters
+    with no checksum word (sha256, digest, hash, checksum, fingerprint) on that line or the 3 above."""
+    out, lines = [], text.splitlines()
+    for n, line in enumerate(lines, 1):
+        if token and token in line:
+            out.append(f"line {n}: holds the Ray token of {_RAY_TOKEN_FILE}")
+            continue
+        if _TOKEN_HEX.search(line) and not _CHECKSUM_CONTEXT.search(" ".join(lines[max(0, n - 4):n])):
+            out.append(f"line {n}: a token-looking string (64 hex characters outside a checksum context)")
+    return out
+
+
+def repo_token_findings(repo: Path = REPO_DIR, token_path: str = _RAY_TOKEN_FILE) -> list[str]:
+    """Every tracked file: no Ray token (by value or by shape) and no token file committed."""
+    try:
+        token = Path(os.path.expanduser(token_path)).read_text().strip() or None
+    except OSError:
+        token = None
+    out = []
+    for path in tracked_files(repo):
+        rel = path.relative_to(repo).as_posix()
+        if _TOKEN_FILE_NAME.search(path.name):
+            out.append(f"{rel}: a token file is tracked by git; remove it and keep the token in {_RAY_TOKEN_FILE}")
+        try:
+            if path.stat().st_size > 20_000_000:
+                continue
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue  # deleted in the work tree, or binary
+        out += [f"{rel}: {f}" for f in token_text_findings(text, token)]
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="cluster/check.py", description=__doc__.split("\n\n", 1)[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*", type=Path, help="files to check (default: every file under cluster/)")
+    ap.add_argument("--template", action="store_true",
+                    help="check the repository's templates: list placeholders (REPLACE_ME, registry.example.com) "
+                         "instead of failing on them (what tests/cluster runs)")
+    ap.add_argument("--no-repo-scan", action="store_true",
+                    help="skip the scan of every tracked file for Ray tokens")
+    return ap.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
-    paths = [Path(a) for a in argv] or cluster_files()
-    failed = 0
+    args = parse_args(argv)
+    paths = args.files or cluster_files()
+    findings = []
     for p in paths:
-        for finding in check_file(p):
-            print(f"{p}: {finding}")
-            failed += 1
+        findings += [f"{p}: {f}" for f in check_file(p)]
+        if not args.template and p.is_file():
+            findings += [f"{p}: {f}" for f in placeholder_lines(p.read_text(errors="replace"))]
+    if not args.no_repo_scan:
+        findings += repo_token_findings()
+    if not args.template:
+        findings += token_file_findings(Path(os.path.expanduser(_RAY_TOKEN_FILE)))
+    for finding in findings:
+        print(finding)
     todo = placeholders()
-    if todo:
-        print(f"(info) {len(todo)} {PLACEHOLDER} placeholder line(s) to fill in before deploying:", file=sys.stderr)
+    if args.template and todo:
+        print(f"(info) {len(todo)} placeholder line(s) to fill in before deploying:", file=sys.stderr)
         for line in todo:
             print(f"(info)   {line}", file=sys.stderr)
-    print(f"{len(paths)} file(s) checked, {failed} finding(s)")
-    return 1 if failed else 0
+    print(f"{len(paths)} file(s) checked, {len(findings)} finding(s)")
+    return 1 if findings else 0
 
 
 if __name__ == "__main__":

@@ -167,9 +167,90 @@ def test_every_cluster_file_passes_the_security_scan(path):
     assert check.check_file(path) == []
 
 
-def test_cli_passes_on_the_repository(capsys):
-    assert check.main([]) == 0
+def test_cli_passes_on_the_repository_templates(capsys):
+    assert check.main(["--template"]) == 0
     assert "0 finding(s)" in capsys.readouterr().out
+
+
+def test_cli_help_prints_help_not_a_file_finding(capsys):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(CLUSTER / "check.py"), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: cluster/check.py") and "--template" in proc.stdout
+    assert "finding" not in proc.stdout.splitlines()[-1]
+
+
+def test_cli_refuses_placeholders_before_deploying(capsys):
+    """Issue 19 item 9: the example registry and REPLACE_ME are findings unless --template."""
+    assert check.main(["--no-repo-scan", str(CLUSTER / "kuberay" / "rayjob.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "registry.example.com" in out and "REPLACE_ME" in out and "placeholder" in out
+    assert check.placeholder_lines("image: registry.example.com/clasp/x:1\n# registry.example.com in a comment\n") \
+        == ["line 1: placeholder to fill in: image: registry.example.com/clasp/x:1"]
+    assert check.placeholder_lines("image: 123456789012.dkr.ecr.us-west-2.amazonaws.com/clasp/x:1\n") == []
+
+
+def test_filled_in_config_passes_the_cli(tmp_path, capsys, monkeypatch):
+    token = tmp_path / "auth_token"
+    token.write_text("t")
+    token.chmod(0o600)
+    monkeypatch.setattr(check, "_RAY_TOKEN_FILE", str(token))
+    text = _text("aws.yaml").replace("registry.example.com", "123456789012.dkr.ecr.us-west-2.amazonaws.com")
+    text = text.replace("REPLACE_ME", "123456789012")
+    (tmp_path / "aws.yaml").write_text(text)
+    assert check.main(["--no-repo-scan", str(tmp_path / "aws.yaml")]) == 0, capsys.readouterr().out
+    token.chmod(0o644)
+    assert check.main(["--no-repo-scan", str(tmp_path / "aws.yaml")]) == 1
+    assert "chmod 600" in capsys.readouterr().out
+
+
+def test_token_source_inside_the_repository_is_refused():
+    config = _doc("aws.yaml")
+    config["file_mounts"]["/home/ray/.ray/auth_token"] = ".ray/auth_token"
+    assert _has(check.autoscaler_findings(config), "token", "inside the repository")
+    config["file_mounts"]["/home/ray/.ray/auth_token"] = str(ROOT / "secrets" / "clasp.token")
+    assert _has(check.autoscaler_findings(config), "inside the repository")
+    config["file_mounts"]["/home/ray/.ray/auth_token"] = "~/.ray/auth_token"
+    assert not _has(check.autoscaler_findings(config), "inside the repository")
+
+
+def test_world_readable_token_file_is_refused(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_text("0" * 64)
+    token.chmod(0o644)
+    assert _has(check.token_file_findings(token), "readable by others", "chmod 600")
+    token.chmod(0o600)
+    assert check.token_file_findings(token) == []
+
+
+def test_token_looking_strings_and_token_files_in_tracked_files_are_refused(tmp_path):
+    import secrets
+    import subprocess
+
+    token = secrets.token_hex(32)  # the shape of `ray get-auth-token --generate`
+    assert _has(check.token_text_findings(f"RAY_TOKEN: {token}\n"), "token-looking")
+    assert check.token_text_findings(f'"sha256": "{token}"\n') == []  # a checksum is not a token
+    assert _has(check.token_text_findings(f"x = '{token}'\n", token=token), "holds the Ray token")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "notes.md").write_text(f"my token is {token}\n")
+    (repo / "clasp.token").write_text("x\n")
+    (repo / "ok.md").write_text(f"digest sha256:{secrets.token_hex(32)}\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    local = tmp_path / "auth_token"
+    local.write_text(token)
+    findings = check.repo_token_findings(repo, str(local))
+    assert _has(findings, "notes.md", "holds the Ray token")
+    assert _has(findings, "clasp.token", "token file is tracked")
+    assert not _has(findings, "ok.md")
+
+
+def test_repository_tracks_no_token():
+    assert check.repo_token_findings() == []
 
 
 def test_dockerfile_pins_base_and_installs_the_gpu_stack():
