@@ -34,6 +34,57 @@ class TrainingError(RuntimeError):
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit)(?:\([\w.]+\))?: .+$")
 
 
+class TrainingDataError(TrainingError):
+    """Training stopped on bad data (a bad sample, a broken shard, too many skipped samples): deterministic,
+    so never retried by the failure policy. The message is one line naming shard, sample and field."""
+
+
+_DATA_ERROR_LINE = re.compile(r"(?:BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
+                              r"TrainingDataError)(?:\([\w.]+\))?: (.+)$")
+
+
+def data_error_line(err: BaseException) -> str | None:
+    """The data error behind a (Ray-wrapped) failure as one line, or None when it is not one."""
+    from .data.errors import DataError, StorageError
+
+    seen, todo = set(), [err]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        wrapped = getattr(exc, "cause", None)  # Ray's task errors subclass the cause's class: look inside
+        if wrapped is None and isinstance(exc, (DataError, TrainingDataError)) and not isinstance(exc, StorageError):
+            return str(exc).splitlines()[0]
+        todo += [exc.__cause__, exc.__context__, getattr(exc, "cause", None), getattr(exc, "controller_failure", None),
+                 *(getattr(exc, "worker_failures", None) or {}).values()]
+    lines = [m.group(1) for ln in str(err).splitlines() if (m := _DATA_ERROR_LINE.search(ln.strip()))]
+    return lines[-1] if lines else None
+
+
+def stop_on_bad_data_callback():
+    """A Ray Train callback that stops the run at the first bad-data error of any worker, so that the
+    failure policy (``FailureConfig``, meant for lost workers) does not retry a deterministic failure:
+    raising from the callback ends the controller with a non-retryable error."""
+    from ray.train import UserCallback
+
+    class StopOnBadData(UserCallback):
+        def after_exception(self, run_context, worker_exceptions):
+            for rank, exc in sorted(worker_exceptions.items()):
+                line = data_error_line(exc)
+                if line is not None:
+                    raise TrainingDataError(f"rank {rank}: {line}")
+
+    return StopOnBadData()
+
+
+def _raise_training_error(err: BaseException):
+    line = data_error_line(err)
+    if line is not None:
+        raise TrainingDataError(line) from err
+    raise TrainingError(_root_causes(err)) from err
+
+
 def _root_causes(err: BaseException) -> str:
     """'rank R: <innermost non-Ray error line>' per failed worker, then Ray's own message."""
     failures = getattr(err, "worker_failures", None) or {}
@@ -156,7 +207,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
                                                          checkpoint_score_attribute="val_average",
                                                          checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            callbacks=callbacks or []),
+            callbacks=[stop_on_bad_data_callback(), *(callbacks or [])]),
         datasets={"train": read_split(root, "train", cfg.data, cfg.storage, include_segments=False)},
         dataset_config=data_config,
     )
@@ -194,9 +245,9 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     try:
         result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
     except Exception as err:  # noqa: BLE001 - re-raised with its root cause on top
-        raise TrainingError(_root_causes(err)) from err
+        _raise_training_error(err)
     if result.error:
-        raise TrainingError(_root_causes(result.error)) from result.error
+        _raise_training_error(result.error)
     ckpt, best_metrics = best_checkpoint(result)
     export_dir = run_dir / "export"
     with ckpt.as_directory() as directory:

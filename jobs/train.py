@@ -23,12 +23,21 @@ Rerunning with the same run.name (and run.storage_path) resumes from the last ch
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = override_parser(__doc__.strip().splitlines()[0], EXAMPLES).parse_args(argv)
+    parser = override_parser(__doc__.strip().splitlines()[0], EXAMPLES)
+    parser.add_argument("--debug", action="store_true", help="on a data error, print the full traceback too")
+    args = parser.parse_args(argv)
     cfg = config_from_args(args.overrides)
     init_ray()
-    from clasp_dist.trainer import run_training
+    from clasp_dist.data.errors import DataError
+    from clasp_dist.trainer import TrainingDataError, run_training
 
-    summary = run_training(cfg)
+    try:
+        summary = run_training(cfg)
+    except (DataError, TrainingDataError) as err:  # bad data: deterministic, one line (shard, sample, field)
+        if args.debug:
+            raise
+        print(f"error: {str(err).splitlines()[0]} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
     print(f"test average mAP {summary.metrics['test']['average'] * 100:.2f} | run directory: {summary.run_dir}")
     return 0
 

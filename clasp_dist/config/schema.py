@@ -45,6 +45,12 @@ class DataConfig:
     """With policy `skip`, fail once more than this fraction of a split was skipped."""
     length_mismatch_tolerance: int = 1
     """Audio/visual length difference (steps) truncated to the shorter stream and counted; more is an error."""
+    step_count_tolerance: int = 8
+    """Steps a video's T may differ from the count its duration gives on the grid (SPEC 2.2); more is a bad sample."""
+    step_count_tolerance_fraction: float = 0.1
+    """... or this fraction of that count, whichever is larger (T is checked before the array is allocated)."""
+    max_member_mb: float = 64.0
+    """Bound on one .npy tar member (MiB), read from the tar header before the member is; larger is refused."""
     read_num_cpus: float = 0.25
     """CPUs reserved per Ray Data read/decode task (fractional so reads never starve train workers)."""
     shuffle_buffer: int = 64
@@ -57,6 +63,8 @@ class DataConfig:
             raise ValueError("data.max_skipped_fraction must be in [0, 1]")
         if self.read_num_cpus < 0:
             raise ValueError("data.read_num_cpus must be >= 0")
+        if self.step_count_tolerance < 0 or self.step_count_tolerance_fraction < 0 or self.max_member_mb <= 0:
+            raise ValueError("data.step_count_tolerance(_fraction) must be >= 0 and data.max_member_mb > 0")
 
 
 @section

@@ -9,15 +9,17 @@ stream lengths, members; counts per split against the manifest; and the weak-sup
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
 from .errors import BadShardError, DataError
 from .filesystem import get_fs, join, storage_errors
-from .samples import SampleDecoder, SkipStats, iter_tar_samples
-from .shards import EVAL_SPLITS, Manifest, read_manifest, verify_checksums
+from .samples import SampleDecoder, SkipStats
+from .shards import EVAL_SPLITS, Manifest, read_manifest, summarise_missing, verify_checksums
+from .source import make_decoder
+from .tario import iter_tar_samples
 
 
 @dataclass
@@ -65,8 +67,15 @@ class DatasetReport:
         return "\n".join([head, *lines, verdict])
 
 
-def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tolerance: int = 1) -> DatasetReport:
-    """Validate everything under ``root``; never raises on data problems, they land in the report."""
+def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tolerance: int = 1,
+                    data_cfg=None) -> DatasetReport:
+    """Validate everything under ``root``; never raises on data problems, they land in the report.
+
+    ``data_cfg`` (a :class:`~clasp_dist.config.DataConfig`) supplies the decoder's bounds and tolerances;
+    ``length_tolerance`` overrides its ``length_mismatch_tolerance``. Missing shards are summarised
+    in one problem (count and the first few)."""
+    from clasp_dist.config import DataConfig
+
     try:
         manifest = read_manifest(root, storage_cfg)
     except DataError as exc:
@@ -74,26 +83,32 @@ def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tol
     report = DatasetReport(root, manifest)
     if verify:
         report.problems += verify_checksums(root, manifest, storage_cfg)
+    data_cfg = replace(data_cfg or DataConfig(), length_mismatch_tolerance=length_tolerance)
     fs, base = get_fs(root, storage_cfg)
     for name, split in manifest.splits.items():
-        decoder = SampleDecoder(manifest.visual_dim, manifest.audio_dim, manifest.num_classes,
-                                include_segments=name in EVAL_SPLITS, length_tolerance=length_tolerance,
-                                policy="skip")
+        decoder = make_decoder(manifest, data_cfg, include_segments=name in EVAL_SPLITS, policy="skip")
         rep = SplitReport(name, split.videos, len(split.shards), SkipStats(split=name, max_messages=50))
+        missing: list[str] = []
         for shard in split.shards:
-            _inspect_shard(fs, join(base, shard.path), shard.videos, decoder, rep, root, storage_cfg)
+            if not _inspect_shard(fs, join(base, shard.path), shard.videos, decoder, rep, root, storage_cfg):
+                missing.append(shard.path)
+                rep.stats.add_lost(shard.videos)  # counted here, listed once below
         rep.problems += [f"split {name}: {m}" for m in rep.stats.messages]
+        if missing:
+            rep.problems.append(f"split {name}: {summarise_missing(missing)}")
         if rep.stats.seen != split.videos:
             rep.problems.append(f"split {name}: manifest lists {split.videos} videos, shards hold {rep.stats.seen}")
         report.splits.append(rep)
     return report
 
 
-def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: SplitReport, root, storage_cfg) -> None:
+def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: SplitReport, root,
+                   storage_cfg) -> bool:
+    """Decode one shard into the report; False when the shard file does not exist (counted by the caller)."""
     decoded = 0
     try:
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
-            for raw in iter_tar_samples(f, path, expected):
+            for raw in iter_tar_samples(f, path, expected, decoder.max_member_bytes):
                 decoded += 1
                 _check_weak_supervision(raw, rep, path)
                 row = decoder(raw)
@@ -103,15 +118,16 @@ def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: Sp
     except BadShardError as exc:
         rep.stats.add_lost(max(0, expected - decoded), str(exc))
     except FileNotFoundError:
-        rep.stats.add_lost(expected, f"shard {path}: missing")
-    if decoded > expected:
-        rep.problems.append(f"shard {path}: holds {decoded} samples, manifest says {expected}")
+        return False
+    except IsADirectoryError:
+        rep.stats.add_lost(expected, f"shard {path}: is a directory, not a tar file")
+    return True
 
 
 def _check_weak_supervision(raw: dict, rep: SplitReport, shard: str) -> None:
     try:
         meta = json.loads(raw.get("meta.json", b"{}"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return  # the decoder reports bad JSON
     has = isinstance(meta, dict) and "segments" in meta
     if rep.name == "train" and has:

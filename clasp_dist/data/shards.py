@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import multiprocessing as mp
 import tarfile
 from dataclasses import dataclass, field
@@ -102,13 +103,28 @@ class VideoSample:
 
 
 # --------------------------------------------------------------------------------------------- ids
-def check_video_id(video_id: str) -> str:
-    """Reject ids WebDataset cannot key: '.' starts the member suffix, '/' makes a directory."""
+def unsafe_id_reason(video_id: object) -> Optional[str]:
+    """Why ``video_id`` cannot be a sample key or a file name, or None when it is safe.
+
+    The one rule of the writer and of every reader (SPEC 2.2): a non-empty string without '.'
+    (WebDataset keys end at the first dot; '..' and '.' are path steps), '/' or '\\' (a path,
+    absolute or not), or control characters. Anything derived from such an id stays inside its folder.
+    """
     if not isinstance(video_id, str) or not video_id:
-        raise DataError(f"video id {video_id!r}: must be a non-empty string")
+        return "must be a non-empty string"
     bad = [ch for ch in (".", "/", "\\") if ch in video_id]
     if bad:
-        raise DataError(f"video id {video_id!r} cannot be a WebDataset key (contains {' '.join(repr(b) for b in bad)}); "
+        return f"contains {' '.join(repr(b) for b in bad)}"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id):
+        return "contains control characters"
+    return None
+
+
+def check_video_id(video_id: str) -> str:
+    """Reject ids WebDataset cannot key: '.' starts the member suffix, '/' makes a directory."""
+    reason = unsafe_id_reason(video_id)
+    if reason is not None:
+        raise DataError(f"video id {video_id!r} cannot be a WebDataset key ({reason}); "
                         "rename the video (ids with '.' are rejected, not escaped)")
     return video_id
 
@@ -210,63 +226,135 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
                             "(create one with `jobs/prepare_data.py`)") from None
     try:
         d = json.loads(raw)
-    except ValueError as exc:
-        raise ManifestError(f"{manifest_path(root)}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise ManifestError(f"{manifest_path(root)}: not valid JSON ({type(exc).__name__}: {exc})") from None
     return _parse_manifest(d, manifest_path(root))
 
 
 def _parse_manifest(d: Any, where: str) -> Manifest:
+    """Check every field's type and range first, so that any malformed manifest is one ManifestError."""
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ManifestError(f"{where}: 'format' must be {FORMAT!r}, got {d.get('format') if isinstance(d, dict) else d!r}")
     version = d.get("version")
-    if not isinstance(version, int):
+    if not is_int(version):
         raise ManifestError(f"{where}: 'version' must be an integer, got {version!r}")
     if version > VERSION:
         raise ManifestError(f"{where}: shard format version {version} is newer than this clasp-dist supports "
                             f"(<= {VERSION}); upgrade clasp-dist to read it")
-    try:
-        manifest = Manifest(
-            dataset=str(d["dataset"]), version=version, classes=[str(c) for c in d["classes"]],
-            visual_dim=int(d["visual_dim"]), audio_dim=int(d["audio_dim"]), grid=Grid.from_dict(d["grid"]),
-            splits={name: _parse_split(s) for name, s in d["splits"].items()},
-            extra={k: v for k, v in d.items() if k not in _KNOWN_KEYS})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"{where}: missing or malformed key ({type(exc).__name__}: {exc})") from None
-    _check_manifest(manifest, where)
-    return manifest
+    problems = _manifest_problems(d)
+    if problems:
+        raise ManifestError(f"{where}: " + "; ".join(problems[:MAX_LISTED])
+                            + (f"; ... {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""))
+    grid = d["grid"]
+    return Manifest(
+        dataset=str(d["dataset"]), version=version, classes=list(d["classes"]), visual_dim=d["visual_dim"],
+        audio_dim=d["audio_dim"], grid=Grid(float(grid["fps"]), grid["feat_stride"], grid["window"]),
+        splits={name: _parse_split(s) for name, s in d["splits"].items()},
+        extra={k: v for k, v in d.items() if k not in _KNOWN_KEYS})
 
 
 _KNOWN_KEYS = {"format", "version", "dataset", "classes", "visual_dim", "audio_dim", "grid", "splits"}
+MAX_LISTED = 5
+"""Problems (missing shards, bad entries) listed one by one before the rest are only counted."""
+
+
+def is_int(value: Any) -> bool:
+    """A JSON integer (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A finite JSON number (int or float; not a bool, NaN or Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _manifest_problems(d: dict) -> list[str]:
+    """Every schema violation of a manifest dict (SPEC 2.2), as 'key: what is wrong'."""
+    problems = [f"missing key {k!r}" for k in sorted(_KNOWN_KEYS) if k not in d]
+    if problems:
+        return problems
+    if not isinstance(d["dataset"], str):
+        problems.append(f"'dataset' must be a string, got {short_repr(d['dataset'])}")
+    if not isinstance(d["classes"], list) or not d["classes"] or not all(isinstance(c, str) for c in d["classes"]):
+        problems.append("'classes' must be a non-empty list of class names")
+    for key in ("visual_dim", "audio_dim"):
+        if not is_int(d[key]) or d[key] < 1:
+            problems.append(f"{key!r} must be an integer >= 1, got {short_repr(d[key])}")
+    problems += _grid_problems(d["grid"])
+    if not isinstance(d["splits"], dict):
+        return problems + [f"'splits' must be an object {{name: {{videos, shards}}}}, got {type(d['splits']).__name__}"]
+    seen: dict[str, str] = {}
+    for name, split in d["splits"].items():
+        problems += _split_problems(name, split, seen)
+    return problems
+
+
+def _grid_problems(grid: Any) -> list[str]:
+    if not isinstance(grid, dict):
+        return [f"'grid' must be an object {{fps, feat_stride, window}}, got {type(grid).__name__}"]
+    problems = []
+    if not is_finite_number(grid.get("fps")) or grid["fps"] <= 0:
+        problems.append(f"'grid.fps' must be a finite number > 0, got {short_repr(grid.get('fps'))}")
+    for key in ("feat_stride", "window"):
+        if not is_int(grid.get(key)) or grid[key] < 1:
+            problems.append(f"'grid.{key}' must be an integer >= 1, got {short_repr(grid.get(key))}")
+    return problems
+
+
+def _split_problems(name: str, split: Any, seen: dict[str, str]) -> list[str]:
+    where = f"split {name!r}"
+    if name not in SPLITS:
+        return [f"unknown split {name!r} (allowed: {', '.join(SPLITS)})"]
+    if not isinstance(split, dict) or not is_int(split.get("videos")) or split["videos"] < 0 \
+            or not isinstance(split.get("shards"), list):
+        return [f"{where} must be {{'videos': int >= 0, 'shards': [...]}}"]
+    problems, total = [], 0
+    for i, shard in enumerate(split["shards"]):
+        if not isinstance(shard, dict) or not is_int(shard.get("videos")) or shard["videos"] < 0 \
+                or not isinstance(shard.get("sha256"), str) or not isinstance(shard.get("path"), str):
+            problems.append(f"{where} shard {i} must be {{'path': str, 'videos': int >= 0, 'sha256': str}}")
+            continue
+        total += shard["videos"]
+        reason = unsafe_shard_path_reason(shard["path"])
+        if reason:
+            problems.append(f"{where}: shard path {shard['path']!r} {reason}")
+        elif shard["path"] in seen:
+            problems.append(f"{where}: shard path {shard['path']!r} is listed twice (also in split {seen[shard['path']]!r})")
+        seen.setdefault(shard["path"], name)
+    if not problems and total != split["videos"]:
+        problems.append(f"{where}: 'videos' is {split['videos']} but its shards hold {total}")
+    return problems
+
+
+def unsafe_shard_path_reason(path: str) -> Optional[str]:
+    """Why a manifest shard path is refused (None = fine): relative to the root, inside it, a '.tar' file."""
+    parts = path.split("/")
+    if not path or path.startswith(("/", "\\")) or "://" in path or (len(path) > 1 and path[1] == ":"):
+        return "must be relative to the root"
+    if any(p in ("", ".", "..") for p in parts) or "\\" in path:
+        return "must be relative to the root and stay inside it (no '.', '..', empty or '\\' steps)"
+    if not path.endswith(".tar"):
+        return "must name a '.tar' file"
+    return None
+
+
+def short_repr(value: Any) -> str:
+    """repr() cut to 80 characters, for error messages about untrusted values."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _parse_split(s: dict) -> SplitInfo:
-    shards = [ShardInfo(path=str(x["path"]), videos=int(x["videos"]), sha256=str(x["sha256"])) for x in s["shards"]]
-    return SplitInfo(videos=int(s["videos"]), shards=shards)
-
-
-def _check_manifest(m: Manifest, where: str) -> None:
-    problems = []
-    if m.visual_dim < 1 or m.audio_dim < 1:
-        problems.append(f"dims must be >= 1 (visual_dim={m.visual_dim}, audio_dim={m.audio_dim})")
-    if not m.classes:
-        problems.append("'classes' is empty")
-    for name, split in m.splits.items():
-        if name not in SPLITS:
-            problems.append(f"unknown split {name!r} (allowed: {', '.join(SPLITS)})")
-        total = sum(s.videos for s in split.shards)
-        if total != split.videos:
-            problems.append(f"split {name!r}: 'videos' is {split.videos} but its shards hold {total}")
-        for s in split.shards:
-            if s.path.startswith("/") or ".." in s.path.split("/"):
-                problems.append(f"split {name!r}: shard path {s.path!r} must be relative to the root")
-    if problems:
-        raise ManifestError(f"{where}: " + "; ".join(problems))
+    shards = [ShardInfo(path=x["path"], videos=x["videos"], sha256=x["sha256"]) for x in s["shards"]]
+    return SplitInfo(videos=s["videos"], shards=shards)
 
 
 def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Optional[Sequence[str]] = None) -> list[str]:
-    """sha256 of every shard against the manifest; returns the problems found (empty = all good)."""
+    """sha256 of every shard against the manifest; returns the problems found (empty = all good).
+
+    Missing shards are summarised in one problem (their count and the first few paths)."""
     fs, base = get_fs(root, storage_cfg)
-    problems = []
+    problems, missing = [], []
     for name, split in manifest.splits.items():
         if splits is not None and name not in splits:
             continue
@@ -275,11 +363,22 @@ def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Op
                 with storage_errors(root, storage_cfg):
                     digest = file_sha256(fs, join(base, shard.path))
             except FileNotFoundError:
-                problems.append(f"shard {shard.path}: missing")
+                missing.append(shard.path)
+                continue
+            except IsADirectoryError:
+                problems.append(f"shard {shard.path}: is a directory, not a tar file")
                 continue
             if digest != shard.sha256:
                 problems.append(str(ChecksumError(f"shard {shard.path}: sha256 {digest} != manifest {shard.sha256}")))
+    if missing:
+        problems.insert(0, summarise_missing(missing))
     return problems
+
+
+def summarise_missing(paths: Sequence[str]) -> str:
+    """'N shard(s) missing: a, b, ... (first MAX_LISTED)' in one line, however many there are."""
+    listed = ", ".join(paths[:MAX_LISTED]) + (f", ... (first {MAX_LISTED} of {len(paths)})" if len(paths) > MAX_LISTED else "")
+    return f"{len(paths)} shard(s) missing: {listed}"
 
 
 def file_sha256(fs, path: str, chunk: int = 8 << 20) -> str:

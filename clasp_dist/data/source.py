@@ -17,13 +17,14 @@ Ray is imported lazily, only here and in ``batch.py``.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
-from .samples import SampleDecoder, SkipStats, iter_tar_samples
+from .samples import SampleDecoder, SkipStats
 from .shards import Manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,11 +41,16 @@ def _data_cfg(cfg):
     return cfg
 
 
-def make_decoder(manifest: Manifest, data_cfg, include_segments: bool) -> SampleDecoder:
+def make_decoder(manifest: Manifest, data_cfg, include_segments: bool, policy: Optional[str] = None) -> SampleDecoder:
+    """The one decoder of a split (both readers, ``inspect_data``): dims, grid and bounds from the manifest/config."""
     data_cfg = _data_cfg(data_cfg)
     return SampleDecoder(visual_dim=manifest.visual_dim, audio_dim=manifest.audio_dim,
                          num_classes=manifest.num_classes, include_segments=include_segments,
-                         length_tolerance=data_cfg.length_mismatch_tolerance, policy=data_cfg.bad_sample_policy)
+                         length_tolerance=data_cfg.length_mismatch_tolerance,
+                         policy=policy or data_cfg.bad_sample_policy, grid=manifest.grid,
+                         step_tolerance=data_cfg.step_count_tolerance,
+                         step_tolerance_fraction=data_cfg.step_count_tolerance_fraction,
+                         max_member_bytes=int(data_cfg.max_member_mb * 2**20))
 
 
 def _check_segments_allowed(split: str, include_segments: bool) -> None:
@@ -70,10 +76,67 @@ def read_split(root: str, split: str, data_cfg=None, storage_cfg=None, include_s
         raise DataError(f"split {split!r} of {root!r} has no shards")
     filesystem, base = get_arrow_fs(root, storage_cfg)
     paths = [join(base, s.path) for s in shards]
-    return ray.data.read_webdataset(
-        paths, filesystem=filesystem, decoder=make_decoder(manifest, data_cfg, include_segments),
-        num_cpus=data_cfg.read_num_cpus, file_extensions=["tar"], override_num_blocks=len(paths),
-        concurrency=_read_concurrency(len(paths)))
+    source = _shard_datasource_class()(paths, decoder=make_decoder(manifest, data_cfg, include_segments),
+                                       expected={p: s.videos for p, s in zip(paths, shards)}, filesystem=filesystem,
+                                       file_extensions=["tar"])
+    return ray.data.read_datasource(source, num_cpus=data_cfg.read_num_cpus, override_num_blocks=len(paths),
+                                    concurrency=_read_concurrency(len(paths)))
+
+
+ROWS_PER_BLOCK = 512
+
+
+@functools.lru_cache(maxsize=None)
+def _shard_datasource_class():
+    """Ray Data's file datasource reading shards with the shared bounded tar reader and decoder
+    (``ray.data.read_webdataset``'s own tar reader decompresses, expands sparse members and reads
+    members of any size before a decoder sees them)."""
+    from ray.data.datasource import FileBasedDatasource
+
+    class ShardDatasource(FileBasedDatasource):
+        _FILE_EXTENSIONS = ["tar"]
+
+        def __init__(self, paths, decoder: SampleDecoder, expected: dict, **kwargs):
+            super().__init__(paths, **kwargs)
+            self.decoder, self.expected = decoder, expected
+
+        def _read_stream(self, stream, path: str):
+            import pandas as pd
+
+            rows = []
+            for row in decode_shard(self.decoder, stream, path, _expected_for(self.expected, path)):
+                rows.append(row)
+                if len(rows) >= ROWS_PER_BLOCK:
+                    yield pd.DataFrame.from_records(rows)
+                    rows = []
+            if rows:
+                yield pd.DataFrame.from_records(rows)
+
+    ShardDatasource.__module__ = __name__
+    return ShardDatasource
+
+
+def _expected_for(expected: dict, path: str) -> Optional[int]:
+    """The manifest's count for a path as Ray hands it back (it may drop a leading '/')."""
+    if path in expected:
+        return expected[path]
+    matches = [n for p, n in expected.items() if p.lstrip("/") == path.lstrip("/")]
+    return matches[0] if len(matches) == 1 else None
+
+
+def decode_shard(decoder: SampleDecoder, fileobj, path: str, expected: Optional[int]) -> Iterator[dict]:
+    """Rows of one shard for a Ray read task: under ``skip`` a damaged archive ends with one bad row
+    saying how many videos it lost (the Ray-free reader counts each lost video instead)."""
+    decoded = 0
+    try:
+        for row in decoder.rows(fileobj, path, expected):
+            decoded += 1
+            yield row
+    except BadShardError as exc:
+        if decoder.policy != "skip":
+            raise
+        lost = f"{max(0, (expected or 0) - decoded)} video(s) of this shard lost"
+        yield decoder.bad_row(exc.video_id or "?", f"{exc} ({lost})")
 
 
 def _read_concurrency(num_paths: int) -> int:
@@ -130,8 +193,7 @@ def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: Ski
     decoded = 0
     try:
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
-            for raw in iter_tar_samples(f, path, expected):
-                row = decoder(raw)
+            for row in decoder.rows(f, path, expected):
                 decoded += 1
                 stats.record(row["error"], row["truncated_steps"])
                 if not row["error"]:
@@ -140,7 +202,8 @@ def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: Ski
         if decoder.policy != "skip":
             raise
         stats.add_lost(max(0, expected - decoded), str(exc))
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        reason = "missing" if isinstance(exc, FileNotFoundError) else "is a directory, not a tar file"
         if decoder.policy != "skip":
-            raise BadShardError("shard file missing", shard=path) from None
-        stats.add_lost(expected, f"shard {path}: missing")
+            raise BadShardError(f"shard file {reason}", shard=path) from None
+        stats.add_lost(expected, f"shard {path}: {reason}")

@@ -1,0 +1,267 @@
+"""The hostile half of the bad-input corpus (issue 17): shards built as an attacker would build them.
+
+Every root of ``tests/data/hostile.py`` (path traversal, memory bombs, pathological meta.json, values
+that used to pass, duplicates) is refused in every reader with a one-line error naming shard,
+sample and field, or skipped and counted under ``bad_sample_policy=skip``: the Ray-free reader,
+``jobs/inspect_data.py``, the evaluator's reader and (slow) the Ray Data reader used by training.
+Memory bombs are refused before they grow (tracemalloc peak), hostile manifests are one clear
+``ManifestError``, floods of missing shards are summarised, and in training a bad sample stops the
+run at once (no retry) with a one-line cause.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
+from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
+
+from clasp_dist.config import DataConfig  # noqa: E402
+from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
+from clasp_dist.data.samples import SkipStats  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+ERROR = DataConfig(bad_sample_policy="error")
+SKIP = DataConfig(bad_sample_policy="skip", max_skipped_fraction=1.0)
+SHARD = "validation-000000.tar"
+
+
+def _read(root, cfg, stats=None) -> list[dict]:
+    from clasp_dist.data.source import iter_local_samples
+
+    return list(iter_local_samples(str(root), "validation", cfg, include_segments=True, stats=stats))
+
+
+def _names(message: str, field: str, reason: str) -> None:
+    assert "\n" not in message and reason in message and SHARD in message, message
+    if field:
+        assert f"field {field!r}" in message, message
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_ray_free_reader_refuses_or_counts(name, tmp_path):
+    build, field, reason = HOSTILE[name]
+    root = build(tmp_path)
+    with pytest.raises(BadSampleError) as info:
+        _read(root, ERROR)
+    _names(str(info.value), field, reason)
+    stats = SkipStats(split="validation")
+    ids = [r["video_id"] for r in _read(root, SKIP, stats)]
+    assert stats.skipped >= 1 and reason in stats.messages[0]
+    if name not in SHARD_LEVEL - {"member_claims_a_terabyte"}:
+        assert {"good0", "good1"} <= set(ids)  # the good videos before it are intact
+    assert all("/" not in v and "." not in v for v in ids)
+
+
+def _inspect_main():
+    spec = importlib.util.spec_from_file_location("inspect_data", REPO / "jobs" / "inspect_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_inspect_data_reports_one_line(name, tmp_path, capsys):
+    build, field, reason = HOSTILE[name]
+    root = build(tmp_path)
+    assert _inspect_main()([str(root)]) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    lines = [ln for ln in out.out.splitlines() if reason in ln]
+    assert lines, out.out
+    _names(lines[0].strip().split(": ", 1)[1], field, reason)
+
+
+@pytest.mark.parametrize("bomb", [gzip_bomb, sparse_bomb])
+def test_bombs_are_refused_before_they_grow(bomb, tmp_path):
+    """A 64 MB .npy behind a ~64 KB gzip shard or a ~1 KB sparse member: refused at under 4 MB."""
+    root = bomb(tmp_path)
+    assert sum(p.stat().st_size for p in root.glob("*.tar")) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadSampleError):
+            _read(root, ERROR)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_evaluator_reader_refuses_unsafe_ids(tmp_path):
+    """The evaluator predicts through the same reader: a traversal id is refused, or skipped and counted."""
+    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.config import from_dict, to_dict
+    from clasp_dist.evaluation.distributed import predict_local
+
+    from .test_bad_input_corpus import checkpoint_dir
+
+    root = HOSTILE["key_parent_traversal"][0](tmp_path)
+    model, cfg, info = load_inference_model(checkpoint_dir(tmp_path))
+    for policy in ("error", "skip"):
+        tree = to_dict(cfg)
+        tree["data"].update(bad_sample_policy=policy, max_skipped_fraction=0.5)
+        call = lambda: predict_local(model.state_dict(), from_dict(tree), info, str(root), "validation")  # noqa: E731
+        if policy == "error":
+            with pytest.raises(BadSampleError, match="field 'key': unsafe video id"):
+                call()
+        else:
+            assert [v.video_id for v in call().videos] == ["good0", "good1"]
+
+
+# --------------------------------------------------------------------------------------- manifests
+def _manifest(tmp_path: Path, edit) -> Path:
+    root = write_dataset_from_tars(tmp_path / "ds", {"validation": [(tar_bytes([("v0", good_members("v0"))]), 1)]})
+    doc = json.loads((root / "manifest.json").read_text())
+    edit(doc)
+    (root / "manifest.json").write_text(json.dumps(doc))
+    return root
+
+
+MANIFESTS = {
+    "grid_fps_zero": (lambda d: d["grid"].update(fps=0), "'grid.fps' must be a finite number > 0"),
+    "grid_stride_infinite": (lambda d: d["grid"].update(feat_stride=1e400), "'grid.feat_stride' must be an integer"),
+    "shard_path_dot": (lambda d: d["splits"]["validation"]["shards"][0].update(path="."), "shard path '.'"),
+    "shard_path_inner_traversal": (lambda d: d["splits"]["validation"]["shards"][0].update(path="a/../../x.tar"),
+                                   "stay inside it"),
+    "shard_path_absolute": (lambda d: d["splits"]["validation"]["shards"][0].update(path="/etc/passwd"),
+                            "must be relative"),
+    "splits_wrong_type": (lambda d: d.update(splits=["validation"]), "'splits' must be an object"),
+    "shard_entry_wrong_type": (lambda d: d["splits"]["validation"].update(shards=["x.tar"]), "shard 0 must be"),
+    "classes_not_strings": (lambda d: d.update(classes=[1, 2]), "'classes' must be a non-empty list"),
+    "dims_boolean": (lambda d: d.update(visual_dim=True), "'visual_dim' must be an integer"),
+    "shard_listed_twice": (lambda d: d["splits"].update(test=d["splits"]["validation"]), "listed twice"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANIFESTS))
+def test_hostile_manifest_is_one_clear_error(name, tmp_path, capsys):
+    edit, expected = MANIFESTS[name]
+    root = _manifest(tmp_path, edit)
+    with pytest.raises(ManifestError, match="manifest.json") as info:
+        _read(root, ERROR)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert _inspect_main()([str(root)]) == 1
+    assert expected in capsys.readouterr().err
+
+
+def test_many_missing_shards_are_summarised(tmp_path, capsys, caplog):
+    """20,000 missing shards: one summary line (count and the first five), not 20,000 lines."""
+    n = 20_000
+
+    def edit(d):
+        d["splits"]["validation"] = {"videos": n, "shards": [{"path": f"gone-{i:06d}.tar", "videos": 1, "sha256": "0"}
+                                                             for i in range(n)]}
+    root = _manifest(tmp_path, edit)
+    assert _inspect_main()([str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"{n} shard(s) missing: gone-000000.tar" in out and "first 5 of 20000" in out
+    assert len(out.splitlines()) < 20
+    with caplog.at_level(logging.WARNING, logger="clasp_dist.data.samples"):
+        stats = SkipStats(split="validation")
+        assert _read(root, SKIP, stats) == [] and stats.skipped == n
+    assert len(caplog.records) <= stats.max_messages + 2
+
+
+# ---------------------------------------------------------------------------------------- training
+def test_data_error_line_sees_through_ray_wrapping():
+    from ray.exceptions import RayTaskError
+
+    from clasp_dist.trainer import data_error_line
+
+    cause = BadSampleError("must be a list of integer class ids", shard="s.tar", video_id="v", field="meta.json:labels")
+    wrapped = RayTaskError("ReadShard", "Traceback ...\nframes", cause).as_instanceof_cause()
+    assert data_error_line(wrapped) == str(cause)
+    outer = RuntimeError("rank 0 failed")
+    outer.__cause__ = wrapped
+    assert data_error_line(outer) == str(cause)
+    assert data_error_line(RuntimeError(f"x\n  clasp_dist.data.errors.BadSampleError: {cause}\n")) == str(cause)
+    assert data_error_line(RuntimeError("worker died")) is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
+    """All hostile shards in one split read by Ray Data (the training reader): each is a counted bad
+    row whose message names shard, sample and field; every good video arrives; under `error` the
+    first one raises the same message."""
+    from clasp_dist.data.batch import iter_eval_batches
+    from clasp_dist.data.source import read_eval_split
+
+    tars, expected = [], {}
+    for i, name in enumerate(sorted(HOSTILE)):
+        root = HOSTILE[name][0](tmp_path / name)
+        manifest = json.loads((root / "manifest.json").read_text())["splits"]["validation"]["shards"][0]
+        tars.append(((root / SHARD).read_bytes(), manifest["videos"]))
+        expected[f"validation-{i:06d}.tar"] = name
+    combined = write_dataset_from_tars(tmp_path / "all", {"validation": tars})
+    stats = SkipStats(split="validation")
+    ds, _ = read_eval_split(str(combined), "validation", SKIP)
+    ids = [v for b in iter_eval_batches(ds, 8, 5, stats, 1.0) for v in b.video_id]
+    assert ids.count("good0") == len(HOSTILE) and not any("/" in v or "." in v for v in ids)
+    assert stats.skipped >= len(HOSTILE)
+    for shard, name in expected.items():
+        _, field, reason = HOSTILE[name]
+        assert any(shard in m and reason in m and (not field or f"field {field!r}" in m) for m in stats.messages), name
+    single = HOSTILE["key_parent_traversal"][0](tmp_path / "single")
+    ds, _ = read_eval_split(str(single), "validation", ERROR)
+    with pytest.raises(Exception, match="field 'key': unsafe video id"):
+        list(iter_eval_batches(ds, 8, 5))
+
+
+def _bad_train_root(tmp_path: Path, tiny_root: str) -> Path:
+    """A copy of `tiny` whose first training shard has labels given as strings in one video."""
+    import hashlib
+    import io
+    import tarfile
+
+    root = tmp_path / "badtrain"
+    shutil.copytree(tiny_root, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    shard = manifest["splits"]["train"]["shards"][0]
+    out = io.BytesIO()
+    with tarfile.open(root / shard["path"]) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for i, member in enumerate(src.getmembers()):
+            data = src.extractfile(member).read()
+            if i == 5:
+                meta = json.loads(data)
+                data = json.dumps({**meta, "labels": [str(c) for c in meta["labels"]]}).encode()
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    (root / shard["path"]).write_bytes(out.getvalue())
+    shard["sha256"] = hashlib.sha256(out.getvalue()).hexdigest()
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
+    """jobs/train.py on a training split with one bad sample: no retry (train.max_failures=3 would take
+    minutes), exit 1, and the last line is the one-line cause naming shard, sample and field."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "TQDM_DISABLE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    root = _bad_train_root(tmp_path, tiny_root)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "train.py"), "config=tiny", "train.epochs=1",
+                           "train.progress_bar=off", "train.max_failures=3", f"data.root={root}",
+                           f"run.output_dir={tmp_path / 'out'}", f"run.storage_path={tmp_path / 'store'}"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=380)
+    elapsed = time.monotonic() - started
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert last.startswith("error: rank 0: bad sample: shard ") and "train-000000.tar" in last, last
+    assert "field 'meta.json:labels'" in last and "must be a list of integer class ids" in last
+    assert "[FailurePolicy] RETRY" not in proc.stderr + proc.stdout
+    assert elapsed < 240, elapsed
