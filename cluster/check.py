@@ -22,6 +22,14 @@ What is enforced (each function returns a list of human-readable findings; empty
   rayStartParams num-cpus "0", worker groups with nvidia.com/gpu limits, a memory-backed /dev/shm
   emptyDir mounted in every Ray container, enableInTreeAutoscaling true, token auth, a service
   account, pinned images, a ClusterIP head Service; RayJob entrypoint runs jobs/train.py.
+- First contact and least privilege (issue 14): a registry login in initialization_commands for a
+  private image; AWS_DEFAULT_REGION of the provider region in the containers; a dedicated head
+  identity (IamInstanceProfile / serviceAccounts) that no worker shares; GCP Spot through
+  provisioningModel (never the legacy `preemptible`); an 8-GPU node type on one node unless EFA and a
+  placement group are configured. KubeRay: head and workers on different service accounts (only the
+  head carries the autoscaler Role), Restricted Pod Security in every Ray container, a GPU-model
+  nodeSelector on GPU groups, the head kept off GPU nodes, RayJob ttlSecondsAfterFinished <= 600,
+  and NetworkPolicy ingress only from pods selected by label.
 - Placeholders (`REPLACE_ME`, the example registry `registry.example.com`): findings unless --template.
 - The Ray token: a token file_mounts source outside the repository (and, when it exists, mode 0600);
   no tracked file of the repository holding a token-looking string (64 hex characters outside a
@@ -55,6 +63,8 @@ PROTECTED_PORTS = (6379, 8265, 10001)
 """Ray GCS, dashboard/job API and client ports: never reachable from the whole internet."""
 ALL_PORTS = (0, 65535)
 PLACEHOLDER = "REPLACE_ME"
+MAX_JOB_TTL_S = 600
+"""Longest a RayJob's finished cluster (GPU pods) may be kept."""
 PLACEHOLDERS = (PLACEHOLDER, "registry.example.com")
 """Strings that mark a value still to fill in: the account/project/bucket ids and the example registry."""
 
@@ -422,6 +432,7 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
     if "gcp_credentials" in config["provider"]:
         out.append("provider.gcp_credentials: credentials do not belong in the config (use service accounts)")
 
+    out += first_contact_findings(config, provider, types, head)
     if provider == "aws":
         for name, nt in types.items():
             if not nt.get("node_config", {}).get("SecurityGroupIds"):
@@ -436,6 +447,57 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
     out += structured_port_findings(config)
     if text is not None:
         out += uncommented_keys(text)
+    return out
+
+
+_REGISTRY_LOGIN = re.compile(r"docker\s+login\b|configure-docker\b|docker-credential-", re.I)
+_GPUS_PER_TYPE = re.compile(r"p4d\.24xlarge|p4de\.24xlarge|p5\.48xlarge|a2-highgpu-8g|a2-ultragpu-8g|a3-")
+
+
+def _identity(provider: str | None, nt: dict):
+    nc = nt.get("node_config") or {}
+    if provider == "aws":
+        return (nc.get("IamInstanceProfile") or {}).get("Arn") or (nc.get("IamInstanceProfile") or {}).get("Name")
+    return tuple(sorted(a.get("email", "") for a in nc.get("serviceAccounts") or []))
+
+
+def first_contact_findings(config: dict, provider: str | None, types: dict, head: str | None) -> list[str]:
+    """What fails on the first `ray up` or is broader than needed (issue 14): registry login, region,
+    dedicated head identity, Spot model, multi-node NCCL without a fabric."""
+    out = []
+    image = str((config.get("docker") or {}).get("image") or "")
+    host = image.split("/", 1)[0] if "/" in image else ""
+    init = " ".join(map(str, config.get("initialization_commands") or []))
+    if ("." in host or ":" in host) and host != "docker.io" and not _REGISTRY_LOGIN.search(init):
+        out.append(f"initialization_commands: no registry login for the private image {image!r} (docker pull "
+                   "fails with 'no basic auth credentials'): add `aws ecr get-login-password | docker login ...` "
+                   "or `gcloud auth configure-docker ...`")
+    if provider == "aws":
+        region = str(config["provider"].get("region", ""))
+        opts = " ".join(map(str, (config.get("docker") or {}).get("run_options") or []))
+        if not re.search(rf"AWS_(?:DEFAULT_)?REGION={re.escape(region)}\b", opts):
+            out.append(f"docker.run_options: pass --env AWS_DEFAULT_REGION={region} (the provider region) into "
+                       "the containers")
+    if head in types:
+        head_id = _identity(provider, types[head])
+        if not head_id:
+            out.append(f"head node type {head!r}: no dedicated identity in node_config (IamInstanceProfile / "
+                       "serviceAccounts); Ray's default head role is shared by every cluster and far too broad")
+        for name, nt in types.items():
+            if name != head and head_id and _identity(provider, nt) == head_id:
+                out.append(f"worker type {name!r} runs as the head's identity; workers get their own")
+    for name, nt in types.items():
+        sched = (nt.get("node_config") or {}).get("scheduling") or {}
+        if sched.get("preemptible"):
+            out.append(f"node type {name!r}: scheduling.preemptible is the legacy model (stopped after 24 h); "
+                       "use provisioningModel: SPOT")
+        nc = nt.get("node_config") or {}
+        itype = str(nc.get("InstanceType") or nc.get("machineType") or "")
+        fabric = any(str(i.get("InterfaceType")) == "efa" for i in nc.get("NetworkInterfaces") or []) \
+            and bool((nc.get("Placement") or {}).get("GroupName"))
+        if name != head and _GPUS_PER_TYPE.search(itype) and int(nt.get("max_workers", 0)) > 1 and not fabric:
+            out.append(f"worker type {name!r} ({itype}): max_workers > 1 spreads NCCL over plain TCP; keep 1 node "
+                       "or add EFA interfaces and a placement group")
     return out
 
 
@@ -491,6 +553,49 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
     return out
 
 
+def _restricted_findings(where: str, template: dict) -> list[str]:
+    """Restricted Pod Security: non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
+    out = []
+    spec = (template or {}).get("spec") or {}
+    pod_sc = spec.get("securityContext") or {}
+    for c in _containers(template):
+        sc = c.get("securityContext") or {}
+        name = f"{where}: container {c.get('name')!r}"
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
+        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+            out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile.type must be RuntimeDefault")
+    return out
+
+
+_GPU_NODE_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator", "node.kubernetes.io/instance-type",
+                    "karpenter.k8s.aws/instance-gpu-name")
+
+
+def _placement_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
+    spec = (template or {}).get("spec") or {}
+    if gpu:
+        if not any(k in (spec.get("nodeSelector") or {}) for k in _GPU_NODE_LABELS):
+            return [f"{where}: no GPU-model nodeSelector ({' / '.join(_GPU_NODE_LABELS[:2])}); an auto-provisioner "
+                    "may pick a more expensive GPU"]
+        return []
+    out = []
+    if any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
+        out.append(f"{where}: the head tolerates the GPU taint; keep it off GPU nodes")
+    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+    if not terms or not all(any(e.get("operator") in ("DoesNotExist", "NotIn") and e.get("key") in
+                                ("nvidia.com/gpu.present",) + _GPU_NODE_LABELS
+                                for e in t.get("matchExpressions") or []) for t in terms):
+        out.append(f"{where}: no required node affinity that keeps the head off GPU nodes")
+    return out
+
+
 def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
     out = []
     if spec.get("enableInTreeAutoscaling") is not True:
@@ -506,6 +611,10 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
         if head.get("serviceType", "ClusterIP") != "ClusterIP":
             out.append(f"{where}.headGroupSpec.serviceType must be ClusterIP")
         out += _pod_findings(f"{where}.headGroupSpec", head.get("template"), gpu=False)
+        out += _restricted_findings(f"{where}.headGroupSpec", head.get("template"))
+        out += _placement_findings(f"{where}.headGroupSpec", head.get("template"), gpu=False)
+    head_sa = ((((head or {}).get("template") or {}).get("spec") or {}).get("serviceAccountName")
+               if isinstance(head, dict) else None)
     groups = spec.get("workerGroupSpecs")
     if not groups:
         out.append(f"{where}.workerGroupSpecs is missing or empty")
@@ -515,6 +624,12 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
             if key not in g:
                 out.append(f"{gw}.{key} is missing")
         out += _pod_findings(gw, g.get("template"), gpu=True)
+        out += _restricted_findings(gw, g.get("template"))
+        out += _placement_findings(gw, g.get("template"), gpu=True)
+        worker_sa = ((g.get("template") or {}).get("spec") or {}).get("serviceAccountName")
+        if head_sa and worker_sa == head_sa:
+            out.append(f"{gw}: workers share the head's service account {head_sa!r}, which carries KubeRay's "
+                       "autoscaler Role; give the workers their own")
     return out
 
 
@@ -539,6 +654,10 @@ def kuberay_findings(doc: dict) -> list[str]:
         for key in ("pip", "uv", "conda"):
             if key in runtime_env:
                 out.append(f"spec.runtimeEnvYAML.{key}: installs packages at job start; use the image")
+        ttl = spec.get("ttlSecondsAfterFinished")
+        if spec.get("shutdownAfterJobFinishes") and (not isinstance(ttl, int) or ttl > MAX_JOB_TTL_S):
+            out.append(f"spec.ttlSecondsAfterFinished={ttl!r}: keep a finished job's cluster minutes, not "
+                       f"longer (<= {MAX_JOB_TTL_S})")
         if "rayClusterSpec" in spec:
             out += _cluster_spec_findings("spec.rayClusterSpec", spec["rayClusterSpec"])
         elif not spec.get("clusterSelector"):
@@ -559,6 +678,15 @@ def manifest_policy_findings(doc: Any) -> list[str]:
         out.append(f"Service type {(doc['spec'])['type']}: expose Ray only through port-forward/SSH tunnels")
     if kind in ("Ingress", "Gateway", "HTTPRoute"):
         out.append(f"{kind}: the Ray dashboard/job API must not be exposed")
+    if kind == "NetworkPolicy":
+        for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
+            sources = rule.get("from")
+            if not sources:
+                out.append(f"spec.ingress[{i}]: no `from`: admits every source; admit the cluster's own pods only")
+            for j, src in enumerate(sources or []):
+                if "ipBlock" in src or not src.get("podSelector"):
+                    out.append(f"spec.ingress[{i}].from[{j}]: admit pods by podSelector only (no ipBlock, no "
+                               "whole namespaces)")
     if kind == "Secret" and (doc.get("data") or doc.get("stringData")):
         out.append("Secret with data: secrets do not belong in the repository")
     for path, value in _walk(doc):

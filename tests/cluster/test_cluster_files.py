@@ -127,7 +127,7 @@ def test_autoscaler_config_essentials(rel):
         assert all(t["node_config"].get("SecurityGroupIds") for t in types.values())
         assert "security_group" not in config["provider"]
     else:
-        assert any(w["node_config"].get("scheduling", {}).get("preemptible") for w in workers.values())
+        assert any(w["node_config"].get("scheduling", {}).get("provisioningModel") == "SPOT" for w in workers.values())
         assert all(t["node_config"]["tags"]["items"] == ["clasp-ray"] for t in types.values())
 
 
@@ -541,3 +541,140 @@ def test_new_files_in_cluster_are_scanned_too(tmp_path):
     (tmp_path / "Dockerfile.cpu").write_text("FROM python\n")
     found = {p.name: check.check_file(p) for p in check.cluster_files(tmp_path)}
     assert found["open.sh"] and found["Dockerfile.cpu"]
+
+
+# ============================================================================ issue 14: first contact, least privilege
+
+def _gpu8(config: dict) -> str:
+    return next(k for k, v in config["available_node_types"].items()
+                if check._GPUS_PER_TYPE.search(str(v["node_config"].get("InstanceType") or
+                                                   v["node_config"].get("machineType") or "")))
+
+
+@pytest.mark.parametrize("rel", AUTOSCALER_FILES)
+def test_autoscaler_first_contact_rules_each_break_on_purpose(rel):
+    base = _doc(rel)
+    head = base["head_node_type"]
+    assert check.first_contact_findings(base, base["provider"]["type"], base["available_node_types"], head) == []
+
+    def findings(mutate):
+        config = copy.deepcopy(base)
+        mutate(config)
+        return check.autoscaler_findings(config)
+
+    assert _has(findings(lambda c: c.update(initialization_commands=[])), "registry login")
+    assert _has(findings(lambda c: c["available_node_types"][head]["node_config"].pop(
+        "IamInstanceProfile" if c["provider"]["type"] == "aws" else "serviceAccounts")), "dedicated identity")
+
+    def share(c):
+        key = "IamInstanceProfile" if c["provider"]["type"] == "aws" else "serviceAccounts"
+        worker = next(k for k in c["available_node_types"] if k != head and key in
+                      c["available_node_types"][k]["node_config"])
+        c["available_node_types"][worker]["node_config"][key] = \
+            copy.deepcopy(c["available_node_types"][head]["node_config"][key])
+    assert _has(findings(share), "head's identity")
+    assert _has(findings(lambda c: c["available_node_types"][_gpu8(c)].update(max_workers=2)), "NCCL")
+    if base["provider"]["type"] == "aws":
+        assert _has(findings(lambda c: c["docker"]["run_options"].remove("--env AWS_DEFAULT_REGION=us-west-2")),
+                    "AWS_DEFAULT_REGION")
+    else:
+        def legacy(c):
+            sched = next(v["node_config"]["scheduling"] for v in c["available_node_types"].values()
+                         if v["node_config"].get("scheduling", {}).get("provisioningModel") == "SPOT")
+            sched.pop("provisioningModel")
+            sched["preemptible"] = True
+        assert _has(findings(legacy), "provisioningModel")
+
+
+def _cluster_spec(doc: dict) -> dict:
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+@pytest.mark.parametrize("rel", KUBERAY_FILES)
+def test_kuberay_hardening_rules_each_break_on_purpose(rel):
+    base = _kuberay(rel)
+
+    def findings(mutate):
+        doc = copy.deepcopy(base)
+        mutate(_cluster_spec(doc))
+        return check.kuberay_findings(doc)
+
+    def head_pod(spec):
+        return spec["headGroupSpec"]["template"]["spec"]
+
+    def worker_pod(spec):
+        return spec["workerGroupSpecs"][0]["template"]["spec"]
+
+    assert _has(findings(lambda s: worker_pod(s).update(serviceAccountName=head_pod(s)["serviceAccountName"])),
+                "autoscaler Role")
+    assert _has(findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].update(
+        allowPrivilegeEscalation=True)), "allowPrivilegeEscalation")
+    assert _has(findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].pop("capabilities")),
+                "drop must contain ALL")
+    assert _has(findings(lambda s: (head_pod(s)["securityContext"].pop("runAsNonRoot"),
+                                    head_pod(s)["containers"][0]["securityContext"].pop("runAsNonRoot"))),
+                "runAsNonRoot")
+    assert _has(findings(lambda s: (worker_pod(s)["securityContext"].pop("seccompProfile"),
+                                    worker_pod(s)["containers"][0]["securityContext"].pop("seccompProfile"))),
+                "seccompProfile")
+    assert _has(findings(lambda s: worker_pod(s).pop("nodeSelector")), "GPU-model nodeSelector")
+    assert _has(findings(lambda s: head_pod(s).pop("affinity")), "off GPU nodes")
+    assert _has(findings(lambda s: head_pod(s).update(
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])), "GPU taint")
+    if base["kind"] == "RayJob":
+        doc = copy.deepcopy(base)
+        doc["spec"]["ttlSecondsAfterFinished"] = 3600
+        assert _has(check.kuberay_findings(doc), "ttlSecondsAfterFinished")
+
+
+def _security_docs() -> list[dict]:
+    return check.load_yaml_docs(_text("kuberay/security.yaml"))
+
+
+def test_service_accounts_and_network_policy_live_in_their_own_manifest():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _security_docs()}
+    assert docs[("ServiceAccount", "clasp-ray-worker")]["automountServiceAccountToken"] is False
+    assert ("ServiceAccount", "clasp-ray-head") in docs
+    policy = docs[("NetworkPolicy", "clasp-ray-ingress")]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/is-ray-node": "yes"}
+    for rel in KUBERAY_FILES:  # the Ray manifests use exactly these accounts and define none themselves
+        doc = _kuberay(rel)
+        spec = _cluster_spec(doc)
+        assert spec["headGroupSpec"]["template"]["spec"]["serviceAccountName"] == "clasp-ray-head"
+        assert {g["template"]["spec"]["serviceAccountName"] for g in spec["workerGroupSpecs"]} == {"clasp-ray-worker"}
+        assert not [d for d in check.load_yaml_docs(_text(rel)) if d.get("kind") == "ServiceAccount"]
+
+
+def test_network_policy_rule_breaks_on_purpose():
+    policy = copy.deepcopy(next(d for d in _security_docs() if d["kind"] == "NetworkPolicy"))
+    assert check.manifest_policy_findings(policy) == []
+    policy["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "10.0.0.0/8"}})
+    assert _has(check.manifest_policy_findings(policy), "podSelector only")
+    policy["spec"]["ingress"] = [{}]
+    assert _has(check.manifest_policy_findings(policy), "admits every source")
+
+
+def test_core_kubernetes_objects_validate_against_their_schemas():
+    """kubernetes-validate: the ServiceAccounts and the NetworkPolicy against the Kubernetes OpenAPI schemas."""
+    import kubernetes_validate
+
+    for doc in _security_docs():
+        kubernetes_validate.validate(doc, "1.33", strict=True)
+    broken = copy.deepcopy(next(d for d in _security_docs() if d["kind"] == "NetworkPolicy"))
+    broken["spec"]["policyTypes"] = "Ingress"  # must be a list
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33", strict=True)
+
+
+def test_hadolint_passes_the_dockerfile_and_fails_a_broken_one(tmp_path):
+    import shutil
+    import subprocess
+
+    hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
+    ok = subprocess.run([hadolint, "--no-color", str(CLUSTER / "Dockerfile")], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM rayproject/ray\nRUN cd /tmp && apt-get install curl\n")
+    broken = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert broken.returncode != 0 and "DL3006" in broken.stdout  # untagged base image
