@@ -1,8 +1,9 @@
 """What a Ray cluster is, and what it can grow to: the driver-side facts that decide where work may run.
 
 * :func:`growable_resources`: the resources the cluster can reach once the autoscaler has launched every node
-  type up to its ``max_workers`` (from the autoscaler's config in the GCS when it reports one, else from a
-  cluster launcher YAML), never fewer than the resources present now. Tune sizes its concurrency from it: at
+  type up to its ``max_workers``: from a given cluster YAML, else the autoscaler's config in the GCS (KubeRay,
+  autoscaler v2), else the head's ``~/ray_bootstrap_config.yaml`` (``ray up``), never fewer than the
+  resources present now. Tune sizes its concurrency from it: at
   start, a head with ``CPU: 0`` and no worker nodes would otherwise allow a single trial.
 * :func:`yaml_max_resources`: the same sum, read from a ``ray up`` YAML (``cluster/aws.yaml``, ``cluster/gcp.yaml``).
   AWS node types leave ``resources`` empty (Ray detects them from the instance type), so the instance types
@@ -62,14 +63,22 @@ def autoscaler_max_resources() -> dict[str, float] | None:
     return {k: float(v) for k, v in found.items()} if found else None
 
 
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+"""Where `ray up` leaves the autoscaler's config on the head node (where `ray job submit` drivers run)."""
+
+
 def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str, float], str]:
     """(resources the cluster can grow to, where that figure came from). Ray must be initialised."""
     import ray
 
     now = {k: float(v) for k, v in ray.cluster_resources().items()}
-    found, source = autoscaler_max_resources(), "the autoscaler's node types"
+    bootstrap = Path(BOOTSTRAP_CONFIG).expanduser()
     if cluster_yaml:
         found, source = yaml_max_resources(read_cluster_yaml(cluster_yaml)), f"{cluster_yaml}'s node types"
+    elif (found := autoscaler_max_resources()):
+        source = "the autoscaler's node types"
+    elif bootstrap.is_file():
+        found, source = yaml_max_resources(read_cluster_yaml(bootstrap)), f"{bootstrap}'s node types"
     if not found:
         return now, "the resources present now"
     return {k: max(now.get(k, 0.0), found.get(k, 0.0)) for k in set(now) | set(found)}, source

@@ -12,6 +12,7 @@ import json
 import math
 import statistics
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -152,12 +153,14 @@ def make_trainable(base: list[str], sweep_uri: str):
 
         from .trainer import run_training
 
+        started = time.time()
         trial_id = ray.tune.get_context().get_trial_id()
         cfg = trial_config(base, params, trial_id, sweep_uri)
         summary = run_training(cfg, callbacks=[TuneReportCallback()])
         final = {f"test_map@{k}": v for k, v in summary.metrics["test"].items() if _is_threshold(k)}
         ray.tune.report({**final, "test_average": summary.metrics["test"]["average"],
-                         "val_average": summary.metrics["validation"]["average"], "done": True})
+                         "val_average": summary.metrics["validation"]["average"], "done": True,
+                         "trial_started": started, "trial_finished": time.time()})
 
     return trainable
 
@@ -395,7 +398,7 @@ def result_rows(grid) -> list[dict]:
         params = result.config or {}
         row = {"arm": params.get("arm", "hparams"), "seed": params.get("train.seed", 0),
                "trial_id": metrics.get("trial_id", ""), **{k: v for k, v in params.items() if k not in ("arm",)}}
-        row.update({k: v for k, v in metrics.items() if k.startswith(("test_", "val_"))})
+        row.update({k: v for k, v in metrics.items() if k.startswith(("test_", "val_", "trial_"))})
         row["error"] = str(result.error) if result.error else ""
         rows.append(row)
     return rows

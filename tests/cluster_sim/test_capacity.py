@@ -11,16 +11,20 @@ from train.conftest import REPO
 
 
 def test_the_aws_yaml_can_grow_to_its_node_types_times_max_workers():
-    grown = yaml_max_resources(read_cluster_yaml(REPO / "cluster" / "aws.yaml"))
-    # head m6i.2xlarge is CPU 0 in the YAML; 8 x g5.2xlarge (8 CPU, 1 GPU) + 2 x p4d.24xlarge (96 CPU, 8 GPU)
-    assert grown == {"CPU": 8 * 8 + 2 * 96, "GPU": 8 * 1 + 2 * 8}
+    aws = read_cluster_yaml(REPO / "cluster" / "aws.yaml")
+    a10g, a100 = (aws["available_node_types"][t]["max_workers"] for t in ("gpu_a10g_spot", "gpu_a100x8"))
+    grown = yaml_max_resources(aws)
+    # the head is CPU 0 in the YAML; g5.2xlarge has 8 CPUs and 1 GPU, p4d.24xlarge 96 CPUs and 8 GPUs
+    assert grown == {"CPU": a10g * 8 + a100 * 96, "GPU": a10g * 1 + a100 * 8}
     gpu_trial = load_config(["config=tiny", "train.use_gpu=true", "train.num_workers=1"])
-    assert max_concurrent_trials(gpu_trial, grown) == 24  # one GPU each; a CPU-0 head alone would give 1
+    assert max_concurrent_trials(gpu_trial, grown) == a10g + 8 * a100  # one GPU each; the head alone: 1
 
 
 def test_gcp_yaml_and_a_bad_file(tmp_path):
-    grown = yaml_max_resources(read_cluster_yaml(REPO / "cluster" / "gcp.yaml"))
-    assert grown["GPU"] == 8 * 1 + 2 * 8
+    gcp = read_cluster_yaml(REPO / "cluster" / "gcp.yaml")
+    grown = yaml_max_resources(gcp)
+    assert grown["GPU"] == sum(t["max_workers"] * t["resources"].get("GPU", 0)
+                               for t in gcp["available_node_types"].values() if "max_workers" in t)
     (tmp_path / "x.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="not a Ray cluster launcher YAML"):
         read_cluster_yaml(tmp_path / "x.yaml")

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_trial_survives_losing_its_train_worker(ray_session, tiny_root, tmp_path):
-    from clasp_dist.tuning import result_rows, run_sweep
+    from clasp_dist.tuning import SweepSpec, claim_sweep_dir, result_rows, run_sweep
 
     sweep_dir = tmp_path / "sweep"
     base = ["config=tiny", f"data.root={tiny_root}", "train.epochs=2", "train.eval_every=2",
@@ -43,7 +43,8 @@ def test_sweep_trial_survives_losing_its_train_worker(ray_session, tiny_root, tm
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    grid = run_sweep("ablation", base, sweep_dir, seeds=1, arms=["base"])
+    spec = claim_sweep_dir(SweepSpec("ablation", base, seeds=1, arms=["base"]), str(sweep_dir), resume=False)
+    grid = run_sweep(spec, str(sweep_dir))
     thread.join(5)
     assert "error" not in state, state.get("error")
     assert state["epochs_at_kill"] == [0], state
