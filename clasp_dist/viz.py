@@ -5,7 +5,10 @@ touches pyplot's global state or needs a display.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -18,6 +21,26 @@ AGREEMENT_COLOR = "#2f855a"
 ANCHOR_COLOR = "#c53030"
 
 PathLike = Union[str, os.PathLike]
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def confined_path(out_dir: PathLike, name: str, suffix: str = "") -> Path:
+    """``out_dir / <name><suffix>`` for a name that comes from data (a video id), never outside out_dir.
+
+    Characters other than letters, digits, ``_ . -`` become ``_`` and leading dots are dropped, so
+    ``../../x`` and ``/abs`` stay inside; a changed name gets an 8-hex digest of the original, so two
+    ids never share a file.
+    """
+    safe = SAFE_NAME.sub("_", str(name)).lstrip(".") or "_"
+    if safe != name:
+        safe = f"{safe[:100]}-{hashlib.sha256(str(name).encode()).hexdigest()[:8]}"
+    base = Path(out_dir).resolve()
+    path = (base / f"{safe}{suffix}").resolve()
+    if path.parent != base:  # unreachable after sanitising; kept as the guarantee
+        raise ValueError(f"output name {name!r} would leave {base}")
+    return path
 
 
 def _save(fig: Figure, path: PathLike, dpi: int = 120) -> str:

@@ -1,12 +1,14 @@
 """Distributed evaluator: Ray Data `map_batches` over an actor pool that loads the model once per actor.
 
-Every video of the split is predicted exactly once (the count is asserted against the manifest),
+Every video of the split is predicted exactly once (``data.source.check_all_seen`` against the manifest;
+with ``data.bad_sample_policy=skip`` the skipped bad samples are counted, bounded and reported),
 decoded to segments on the actors, and scored on the driver with the ActivityNet-exact metric.
 `predict_local` runs the very same predictor in this process, for checks and small jobs.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -17,9 +19,7 @@ import torch
 from ..checkpoint import DatasetInfo, build_model, check_weights_match, load_inference_model
 from ..config import Config, from_dict, to_dict
 
-
-class EvaluationCountError(RuntimeError):
-    """The evaluator did not see every video of the split exactly once."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +40,7 @@ class VideoPrediction:
 class SplitPredictions:
     split: str
     videos: list[VideoPrediction] = field(default_factory=list)
+    skipped: int = 0  # videos of the split not predicted: skipped bad samples (bad_sample_policy=skip)
 
     def records(self) -> list[dict]:
         return [{"video_id": v.video_id, **p} for v in self.videos for p in v.predictions]
@@ -49,8 +50,6 @@ class VideoPredictor:
     """Ray Data callable class (and plain callable): numpy batch of shard rows -> one row per video."""
 
     def __init__(self, spec: dict, weights, device: str = "cpu", with_signals: bool = False, threads: int = 0):
-        from ..data.batch import PaddingCollate
-
         if threads:
             torch.set_num_threads(threads)
         if not isinstance(weights, dict):  # an ObjectRef from ray.put
@@ -64,14 +63,30 @@ class VideoPredictor:
         check_weights_match(weights, model, "inference weights")
         model.load_state_dict(weights)
         self.model = model.to(self.device).eval()
-        self.collate = PaddingCollate(self.info.num_classes)
         self.with_signals = with_signals
 
     @torch.no_grad()
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One output row per input row; a skipped bad sample (``error`` set) passes through with its
+        message and no prediction, so that the driver counts it (``bad_sample_policy=skip``)."""
+        from ..data.batch import batch_from_columns
+
+        n = len(rows["video_id"])
+        errors = [str(e) if e else "" for e in rows.get("error", [""] * n)]
+        batch = batch_from_columns(rows, self.info.num_classes)  # None when every row was skipped
+        predicted = self._predict(batch) if batch is not None else {}
+        skipped = [i for i in range(n) if errors[i]]
+        columns = {key: list(values) for key, values in predicted.items()}
+        for i in skipped:
+            for key, value in _skipped_row(str(rows["video_id"][i]), errors[i], self.with_signals).items():
+                columns.setdefault(key, []).append(value)
+        return {key: np.array(values, dtype=np.float64 if key in FLOAT_COLUMNS else object)
+                for key, values in columns.items()}
+
+    def _predict(self, batch) -> dict[str, list]:
         from ..decode import decode_outputs
 
-        batch = self.collate(rows).to(self.device)
+        batch = batch.to(self.device)
         bf16 = self.cfg.deepspeed.bf16 and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.model(batch.visual, batch.audio, batch.mask, None)
@@ -81,17 +96,27 @@ class VideoPredictor:
         for rec in records:
             per_video[rec["video_id"]].append({k: rec[k] for k in ("label", "t_start", "t_end", "score")})
         result = {
-            "video_id": np.array(batch.video_id, dtype=object),
-            "duration": batch.duration.cpu().numpy().astype(np.float64),
-            "step_s": batch.step_s.cpu().numpy().astype(np.float64),
-            "offset_s": batch.offset_s.cpu().numpy().astype(np.float64),
-            "predictions": np.array([json.dumps(per_video[v]) for v in batch.video_id], dtype=object),
-            "segments": np.asarray(rows["segments"], dtype=object) if "segments" in rows
-            else np.array(["null"] * len(batch.video_id), dtype=object),
+            "video_id": list(batch.video_id),
+            "duration": batch.duration.cpu().tolist(),
+            "step_s": batch.step_s.cpu().tolist(),
+            "offset_s": batch.offset_s.cpu().tolist(),
+            "predictions": [json.dumps(per_video[v]) for v in batch.video_id],
+            "segments": [json.dumps(s) for s in batch.segments] if batch.segments is not None
+            else ["null"] * len(batch),
+            "error": [""] * len(batch),
         }
         if self.with_signals:
-            result["signals"] = np.array(_signals_json(out, batch.mask), dtype=object)
+            result["signals"] = _signals_json(out, batch.mask)
         return result
+
+
+FLOAT_COLUMNS = ("duration", "step_s", "offset_s")
+
+
+def _skipped_row(video_id: str, error: str, with_signals: bool) -> dict:
+    row = {"video_id": video_id, "duration": float("nan"), "step_s": 0.0, "offset_s": 0.0, "predictions": "[]",
+           "segments": "null", "error": error}
+    return {**row, "signals": "null"} if with_signals else row
 
 
 def _signals_json(out, mask: torch.Tensor) -> list[str]:
@@ -106,7 +131,7 @@ def _signals_json(out, mask: torch.Tensor) -> list[str]:
 
 
 def _to_video(row: dict) -> VideoPrediction:
-    signals = json.loads(row["signals"]) if row.get("signals") else {}
+    signals = (json.loads(row["signals"]) if row.get("signals") else None) or {}
     segments = row.get("segments")
     return VideoPrediction(video_id=str(row["video_id"]), duration=float(row["duration"]),
                            predictions=json.loads(row["predictions"]),
@@ -144,24 +169,27 @@ def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, spli
         batch_size=cfg.eval.batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.eval.num_actors),
         num_cpus=cfg.eval.actor_num_cpus, num_gpus=cfg.eval.actor_num_gpus or None)
-    videos = [_to_video(row) for row in predicted.iter_rows()]
-    _check_exactly_once(videos, root, split, cfg)
-    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id))
+    rows = list(predicted.iter_rows())
+    videos = [_to_video(row) for row in rows if not row["error"]]
+    skipped = _check_exactly_once(videos, [str(row["error"]) for row in rows if row["error"]], root, split, cfg)
+    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id), skipped)
 
 
 def predict_local(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
-                  with_signals: bool = False) -> SplitPredictions:
-    """The same predictor in this process (no Ray), over the split in manifest order."""
+                  with_signals: bool = False, device: str = "cpu") -> SplitPredictions:
+    """The same predictor in this process (no Ray) on `device`, over the split in manifest order."""
+    from ..data.samples import SkipStats
     from ..data.source import iter_local_samples
 
-    predictor = VideoPredictor(model_spec(cfg, info), weights, with_signals=with_signals)
+    predictor = VideoPredictor(model_spec(cfg, info), weights, device=device, with_signals=with_signals)
     videos: list[VideoPrediction] = []
-    rows = iter_local_samples(root, split, cfg.data, cfg.storage, include_segments=split != "train")
+    stats = SkipStats(split=split)  # skipped rows never reach us here: the reader drops and counts them
+    rows = iter_local_samples(root, split, cfg.data, cfg.storage, include_segments=split != "train", stats=stats)
     for chunk in chunks(rows, cfg.eval.batch_size):
         out = predictor(_columns(chunk))
         videos.extend(_to_video({k: out[k][i] for k in out}) for i in range(len(chunk)))
-    _check_exactly_once(videos, root, split, cfg)
-    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id))
+    skipped = _check_exactly_once(videos, stats.messages, root, split, cfg)
+    return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id), skipped)
 
 
 def chunks(rows: Iterable[dict], size: int):
@@ -186,14 +214,23 @@ def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _check_exactly_once(videos: list[VideoPrediction], root: str, split: str, cfg: Config) -> None:
-    ids = [v.video_id for v in videos]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise EvaluationCountError(f"{root} [{split}]: videos predicted more than once: {dupes}")
+def _check_exactly_once(videos: list[VideoPrediction], skip_messages: list[str], root: str, split: str,
+                        cfg: Config) -> int:
+    """Every video of the split exactly once (``data.source.check_all_seen``). Under
+    ``bad_sample_policy=skip`` the videos not predicted are the skipped ones: counted, bounded by
+    ``data.max_skipped_fraction`` and reported, as on the training path. Returns the skipped count."""
+    from ..data.samples import SkipStats
+    from ..data.source import check_all_seen
+
     expected = expected_videos(root, split, cfg)
-    if len(ids) != expected and cfg.data.bad_sample_policy == "error":
-        raise EvaluationCountError(f"{root} [{split}]: predicted {len(ids)} videos, the manifest lists {expected}")
+    ids = [v.video_id for v in videos]
+    skipped = max(0, expected - len(set(ids))) if cfg.data.bad_sample_policy == "skip" else 0
+    check_all_seen(ids, expected, skipped, split=f"{split}' of '{root}")
+    if skipped:
+        stats = SkipStats(split=split, seen=expected, skipped=skipped, messages=list(skip_messages[:20]))
+        log.warning("evaluation: %s; the skipped videos are not scored", stats.summary())
+        stats.check(cfg.data.max_skipped_fraction)
+    return skipped
 
 
 def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
@@ -244,6 +281,7 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
                         plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
     """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
     JSON and (`plot` > 0) timeline PNGs for the first `plot` videos."""
+    from ..viz import confined_path
     from .formats import write_predictions
     from .report import write_metrics_json
 
@@ -254,9 +292,9 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_predictions(out / f"predictions_{split}.json", predictions.records(), info.classes,
+        write_predictions(confined_path(out, f"predictions_{split}", ".json"), predictions.records(), info.classes,
                           videos=[v.video_id for v in predictions.videos])
-        write_metrics_json(out / f"metrics_{split}.json", result)
+        write_metrics_json(confined_path(out, f"metrics_{split}", ".json"), result)
         if plot:
             plot_timelines(predictions, info, out / "timelines", plot)
     return result
@@ -275,13 +313,15 @@ def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: st
 
 
 def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Path, count: int) -> list[Path]:
-    from ..viz import plot_timeline
+    """Timeline PNGs of the first `count` videos, one file per video id, always inside `out_dir`."""
+    from ..viz import confined_path, plot_timeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for video in predictions.videos[:count]:
-        path = out_dir / f"{video.video_id}.png"
-        plot_timeline(path, video.video_id, video.duration, video.segments or [], video.predictions, info.classes,
+        path = confined_path(out_dir, video.video_id, ".png")
+        segments = [(p["t_start"], p["t_end"], p["label"], p["score"]) for p in video.predictions]
+        plot_timeline(path, video.video_id, video.duration, video.segments or [], segments, info.classes,
                       agreement=video.agreement, anchors=video.anchors, step_s=video.step_s,
                       offset_s=video.offset_s)
         paths.append(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clasp_dist.viz import plot_ablation_bars, plot_timeline
+from clasp_dist.viz import confined_path, plot_ablation_bars, plot_timeline
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -38,3 +38,19 @@ def test_ablation_bars_png(tmp_path):
     assert_png(out)
     with pytest.raises(ValueError, match="differ in length"):
         plot_ablation_bars(tmp_path / "x.png", ["a"], [1.0, 2.0], [0.1])
+
+
+@pytest.mark.parametrize("video_id", ["../../x", "/abs/olute", "..", "a/../../b", "", "a b;c", "ok_id-1.2"])
+def test_output_names_from_data_stay_in_their_folder(tmp_path, video_id):
+    out = tmp_path / "timelines"
+    path = confined_path(out, video_id, ".png")
+    assert path.parent == out.resolve() and path.name.endswith(".png") and not path.name.startswith(".")
+    if video_id == "ok_id-1.2":
+        assert path.name == "ok_id-1.2.png"  # safe ids keep their name
+    assert_png(plot_timeline(path, video_id, 10.0, [], [], ["x"]))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [path]
+
+
+def test_sanitised_names_do_not_collide(tmp_path):
+    assert confined_path(tmp_path, "a/b", ".png") != confined_path(tmp_path, "a_b", ".png")
+    assert confined_path(tmp_path, "a/b", ".png") != confined_path(tmp_path, "a?b", ".png")

@@ -432,19 +432,34 @@ case("annotations_overlapping_duplicate_events", layer="evaluator", call=evaluat
 
 def _unknown_videos_counted(out, ctx):
     gt, result = out
-    assert result.warnings["unknown_video"] == 2  # ignored and counted
-    assert result.average == pytest.approx(1.0)  # the same number as without them
+    assert result.warnings["unknown_video"] == 2  # counted
+    # official semantics: each is a false positive of its class, ranked first (score 1.0 > 0.9):
+    # dog and car AP 0.5, speech 1.0
+    assert result.average == pytest.approx(2 / 3)
+
+
+def _unknown_labels_ignored_and_counted(out, ctx):
+    gt, result = out
+    assert result.warnings["unknown_labels"] == 1 and result.warnings["class_without_gt"] == 1
+    assert result.average == pytest.approx(1.0)  # ignored (SPEC 3): the perfect predictions still score 1
+
+
+def _cli_unknown_label_noted(proc, ctx):
+    assert "1 of them with a label outside the class list" in proc.stdout
 
 
 case("predictions_for_unknown_videos", layer="evaluator", call=evaluate, check=_unknown_videos_counted,
      build=eval_files(preds={**perfect_entries(), "ghost": [{"segment": [0, 1], "label": "dog", "score": 1.0},
                                                             {"segment": [2, 3], "label": "car", "score": 1.0}]}))
-case("predictions_unknown_label", layer="evaluator", call=evaluate, raises=EvaluationInputError,
-     build=eval_files(preds={"v0": [{"segment": [0, 1], "label": "unicorn", "score": 1.0}]}),
-     names=("{pred}", "results['v0'][0]", "unknown label 'unicorn'"))
-case("predictions_label_id_out_of_range", layer="evaluator", call=evaluate, raises=EvaluationInputError,
-     build=eval_files(preds={"v1": [{"segment": [0, 1], "label_id": 7, "score": 1.0}]}),
-     names=("{pred}", "results['v1'][0]", "label id 7"))
+case("predictions_unknown_label", layer="evaluator", call=evaluate, check=_unknown_labels_ignored_and_counted,
+     build=eval_files(preds={**perfect_entries(), "v0": perfect_entries()["v0"] + [
+         {"segment": [0, 1], "label": "unicorn", "score": 1.0}]}))
+case("predictions_label_id_out_of_range", layer="evaluator", call=evaluate, check=_unknown_labels_ignored_and_counted,
+     build=eval_files(preds={**perfect_entries(), "v1": perfect_entries()["v1"] + [
+         {"segment": [0, 1], "label_id": 7, "score": 1.0}]}))
+case("predictions_label_id_negative", layer="evaluator", call=evaluate, raises=EvaluationInputError,
+     build=eval_files(preds={"v1": [{"segment": [0, 1], "label_id": -7, "score": 1.0}]}),
+     names=("{pred}", "results['v1'][0]", "label -7"))
 case("predictions_nan_score", layer="evaluator", call=evaluate, raises=EvaluationInputError,
      build=eval_files(raw_preds='{"results": {"v0": [{"segment": [0, 1], "label": "dog", "score": NaN}]}}'),
      names=("{pred}", "video 'v0'", "score"))
@@ -471,9 +486,8 @@ case("annotations_label_id_conflict", layer="evaluator", call=evaluate, raises=E
      build=eval_files({**BASE_DB, "v1": {"subset": "test", "annotations": [{"segment": [1, 2], "label": "cat",
                                                                              "label_id": 2}]}}),
      names=("{gt}", "label_id 2", "'car'", "'cat'"))
-case("cli_evaluate_unknown_label", layer="evaluator", call=evaluate_cli(), raises=SystemExit,
-     build=eval_files(preds={"v0": [{"segment": [0, 1], "label": "unicorn", "score": 1.0}]}),
-     names=("error:", "{pred}", "unknown label 'unicorn'"))
+case("cli_evaluate_unknown_label", layer="evaluator", call=evaluate_cli(), check=_cli_unknown_label_noted,
+     build=eval_files(preds={"v0": [{"segment": [0, 1], "label": "unicorn", "score": 1.0}]}))
 case("cli_evaluate_predictions_not_json", layer="evaluator", call=evaluate_cli(), raises=SystemExit,
      build=eval_files(raw_preds="{truncated"), names=("error:", "{pred}", "not valid JSON"))
 case("cli_evaluate_bad_tiou_spec", layer="evaluator", call=evaluate_cli("--tiou", "0.1:0.9"), raises=SystemExit,
