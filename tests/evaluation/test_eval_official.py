@@ -168,3 +168,35 @@ def test_nan_numbers_stay_errors(entry, pattern):
     gt_doc, _, _, _ = official_case(1)
     with pytest.raises(EvaluationInputError, match=pattern):
         score_files(gt_doc, {"results": {"v0": [entry]}})
+
+
+def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_in(tmp_path):
+    """Issue 19 item 4: a predictions file for part of a split scores the rest as misses (official), says so,
+    and --only-predicted-videos scores just the listed videos."""
+    database = {f"v{i}": {"subset": "test", "duration": 20, "annotations": [
+        {"segment": [0, 10], "label": "dog", "label_id": 0}]} for i in range(10)}
+    gt_path, pred_path = tmp_path / "gt.json", tmp_path / "p.json"
+    gt_path.write_text(json.dumps({"database": database}))
+    pred_path.write_text(json.dumps({"results": {"v0": [{"segment": [0, 10], "label": "dog", "score": 0.9}],
+                                                 "v1": [{"segment": [0, 10], "label": "dog", "score": 0.8}]}}))
+    out = tmp_path / "m.json"
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["average"] == pytest.approx(0.2)  # 2 of 10 segments recalled, precision 1
+    assert f"NOTE: 8 of the 10 videos of split 'test' have ground truth but no prediction in {pred_path}" in proc.stdout
+    assert "--only-predicted-videos" in proc.stdout
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out, "--only-predicted-videos")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["average"] == pytest.approx(1.0)
+    assert "only the 2 predicted videos of 10 (--only-predicted-videos)" in proc.stdout and "NOTE" not in proc.stdout
+
+
+def test_help_states_the_semantics_and_real_paths():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for text in ("--ignore-unknown-videos", "--only-predicted-videos", "--max-per-video", "false positive",
+                 "runs/<name>/test/predictions_test.json", "clasp_dist/resources/unav100_annotations.json",
+                 "runs/<name>/export"):
+        assert text in proc.stdout, text
+    assert "runs/x/" not in proc.stdout
+    assert (REPO / "clasp_dist/resources/unav100_annotations.json").exists()
