@@ -4,7 +4,7 @@ A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
   deepspeed/            engine.save_checkpoint(tag="state"): module, optimizer, scheduler (per rank)
   train_state.json      epoch, global step, best validation score, format version
   ema.pt                EMA shadow weights (tensors only; loaded with weights_only=True)
-  rng_rank{R}.pt        each rank's torch / numpy / python RNG states (tensors and ints only)
+  rng_rank{R}.pt        each rank's torch (CPU, and CUDA on a GPU) / numpy / python RNG states
   weights.pt            consolidated fp32 inference weights (EMA when enabled)
   model.json            resolved config + dataset description: everything needed to rebuild the model
 
@@ -132,19 +132,30 @@ def load_tensors(path: Path):
         raise CheckpointError(f"{path}: unreadable or corrupted ({type(err).__name__}: {err})") from None
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | str = "cpu") -> dict:
+    """This rank's RNG states: torch CPU, python, numpy, and the CUDA generator of `device` when it is a GPU
+    (dropout on a GPU draws from it)."""
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": torch.tensor(py_state, dtype=torch.int64),
-            "python_version": py_version, "numpy": torch.from_numpy(np_keys.astype(np.int64)),
-            "numpy_pos": int(np_pos), "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
+    state = {"torch": torch.get_rng_state(), "python": torch.tensor(py_state, dtype=torch.int64),
+             "python_version": py_version, "numpy": torch.from_numpy(np_keys.astype(np.int64)),
+             "numpy_pos": int(np_pos), "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
+    return state
 
 
-def restore_rng(state: dict) -> None:
+def restore_rng(state: dict, device: torch.device | str = "cpu") -> None:
+    """Restore `rng_state`'s states; the CUDA one onto `device` when both the state and a GPU are there.
+
+    A GPU checkpoint resumed on CPU (or the reverse) restores the CPU generators only: dropout on the
+    new device starts from the run's seed stream, not from where it stopped."""
     torch.set_rng_state(state["torch"])
     random.setstate((state["python_version"], tuple(int(x) for x in state["python"].tolist()), None))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
                          state["numpy_has_gauss"], state["numpy_gauss"]))
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], torch.device(device))
 
 
 def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> None:

@@ -26,11 +26,14 @@ def config_from_args(overrides: list[str]):
 
 
 def init_ray(num_cpus: int | None = None) -> None:
-    """Join RAY_ADDRESS's cluster if set (ray job submit), else start a local one quietly."""
+    """Join RAY_ADDRESS's cluster if set (ray job submit), else start a local one quietly.
+
+    DS_ACCELERATOR is not decided here: drivers often run on CPU-only heads, so each train worker picks
+    DeepSpeed's accelerator from its own device (`engine.use_accelerator_for`).
+    """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not _has_cuda() else "cuda")
     if ray.is_initialized():
         return
     from .train_loop import quiet_ray_loggers
@@ -42,19 +45,10 @@ def init_ray(num_cpus: int | None = None) -> None:
     ctx.enable_progress_bars = sys.stderr.isatty()
     ctx.print_on_execution_start = False
     quiet = ray.LoggingConfig(log_level="WARNING")
-    env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "DS_ACCELERATOR": os.environ["DS_ACCELERATOR"],
-           "RAY_DEDUP_LOGS": "0"}
+    env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DEDUP_LOGS": "0"}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
     else:
         ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
                  runtime_env={"env_vars": env})
 
-
-def _has_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False

@@ -2,6 +2,8 @@
 
 L_base = BCE(video_a, y) + BCE(video_v, y) on the base MIL video logits; L_prop is the same on the
 refined video logits (0 when ATP is off). BCE-with-logits, mean over videos and classes, float32.
+The named terms stay detached tensors on the loss's device: reading them is a host sync, which the
+training loop does once per log interval (`LossMeter`), never per micro-batch.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ def _bce(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def compute_loss(out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: LossConfig
-                 ) -> tuple[Tensor, dict[str, float]]:
-    """(total loss tensor, named float terms). `mask` is accepted for the contract; MIL already honours it."""
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
+    """(total loss tensor, named detached 0-d terms). `mask` is accepted for the contract; MIL already honours it."""
     bce_a = _bce(out.video_a, labels)
     bce_v = _bce(out.video_v, labels)
     base = bce_a + bce_v
@@ -34,4 +36,29 @@ def compute_loss(out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: 
         total = base + cfg.lambda_p * prop
         terms.update(loss_prop=prop, bce_a_ref=bce_a_ref, bce_v_ref=bce_v_ref)
     terms["loss"] = total
-    return total, {k: float(v.detach()) for k, v in terms.items()}
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+class LossMeter:
+    """Sums loss terms on their device; `means()` is the single host sync (once per log interval)."""
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] = ()
+        self.sums: Optional[Tensor] = None  # [K] running sums, on the loss's device
+        self.count = 0
+
+    def add(self, terms: dict[str, Tensor]) -> None:
+        if self.sums is None:
+            self.keys = tuple(terms)
+        values = torch.stack([terms[k].float() for k in self.keys])  # [K], no sync
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """Mean of each term since the last reset (one device-to-host copy)."""
+        if self.sums is None:
+            return {}
+        return dict(zip(self.keys, (self.sums / self.count).tolist()))
+
+    def reset(self) -> None:
+        self.sums, self.count = None, 0

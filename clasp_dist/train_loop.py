@@ -2,11 +2,17 @@
 
 Runs inside each Ray Train worker (`train_loop_per_worker`). The training split arrives as this
 worker's Ray Data shard; it carries video-level labels only (the source never parses segments of
-the training split). Validation goes through the distributed evaluator on rank 0 with EMA weights.
+the training split). Validation runs on rank 0 with EMA weights: in-process on its own device while
+the workers hold GPUs (an evaluator actor asking for another GPU would never be scheduled), else
+through the distributed evaluator's actor pool.
+
+GPU path: DeepSpeed's accelerator is chosen from each worker's own device (never the driver's), every
+collective's tensor lives on the worker's device (NCCL takes CUDA tensors only), and loss terms stay on
+the device until a log interval asks for them (one host sync, not one per term per micro-batch).
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -24,9 +30,9 @@ import torch
 from .checkpoint import (DS_SUBDIR, DS_TAG, DatasetInfo, TrainState, build_model, load_tensors, load_train_state,
                          restore_rng, rng_state, save_model_description, save_tensors, save_train_state)
 from .config import Config, from_dict
-from .engine import build_engine, plan_batches
-from .ema import EMA
-from .losses import compute_loss
+from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
+from .ema import EMA, ema_interval
+from .losses import LossMeter, compute_loss
 
 NOT_VALIDATED = -1.0
 """val_average reported for epochs without validation (ranks them below every validated checkpoint)."""
@@ -93,16 +99,16 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model = build_model(cfg, ctx.info).to(ctx.device)
     plan = plan_batches(cfg, ctx.world_size)
     n_steps = steps_per_epoch(ctx.num_train_videos, ctx.world_size, plan.micro_batch_size, plan.grad_accum)
-    engine = build_engine(model, cfg, plan, n_steps)
-    ema = EMA(engine.module, cfg.optim.ema_decay, gather=_gather_fn(cfg)) if cfg.optim.ema_decay > 0 else None
+    engine = build_engine(model, cfg, plan, n_steps, device=ctx.device)
+    ema = build_ema(engine, cfg)
     state, saved_rng = _restore(engine, ema, ctx)
     seed_everything(cfg.train.seed + 1000 * ctx.rank)  # per-rank dropout streams
     if saved_rng is not None:
-        restore_rng(saved_rng)
+        restore_rng(saved_rng, ctx.device)
     shard = ray.train.get_dataset_shard("train")
     writer = _summary_writer(ctx)
     for epoch in range(state.epoch + 1, cfg.train.epochs):
-        stats = _run_epoch(engine, ema, shard, ctx, epoch, writer, state.global_step)
+        stats = _run_epoch(engine, ema, _epoch_batches(shard, ctx, epoch), ctx, epoch, writer, state.global_step)
         state = TrainState(epoch, stats["global_step"], state.best_val, state.best_epoch)
         weights = _inference_weights(engine, ema, cfg)  # once per epoch: validated and checkpointed alike
         val = _maybe_validate(weights, ctx, epoch)
@@ -134,12 +140,11 @@ def _record_workers(ctx: LoopContext) -> None:
         (Path(ctx.run_dir) / "workers.json").write_text(json.dumps(everyone, indent=1) + "\n")
 
 
-def _gather_fn(cfg: Config):
-    if cfg.deepspeed.zero_stage != 3:
+def build_ema(engine, cfg: Config) -> EMA | None:
+    """The EMA of the engine's fp32 master weights (None when optim.ema_decay is 0)."""
+    if cfg.optim.ema_decay <= 0:
         return None
-    import deepspeed
-
-    return lambda params: deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return EMA(engine.module, cfg.optim.ema_decay, every=ema_interval(cfg.optim.ema_every, engine_zero_stage(cfg)))
 
 
 def _restore(engine, ema: EMA | None, ctx: LoopContext) -> tuple[TrainState, dict | None]:
@@ -171,64 +176,111 @@ def _progress(ctx: LoopContext, epoch: int, total: int):
     return tqdm(total=total, desc=f"epoch {epoch + 1}", unit="video")
 
 
-def _run_epoch(engine, ema: EMA | None, shard, ctx: LoopContext, epoch: int, writer, global_step: int) -> dict:
+def _epoch_batches(shard, ctx: LoopContext, epoch: int):
     from .data.batch import iter_train_batches
 
     cfg = ctx.cfg
+    return iter_train_batches(shard, batch_size=plan_batches(cfg, ctx.world_size).micro_batch_size,
+                              num_classes=ctx.info.num_classes, shuffle_buffer=cfg.data.shuffle_buffer,
+                              seed=cfg.train.seed + epoch, device=ctx.device,
+                              max_skipped_fraction=cfg.data.max_skipped_fraction)
+
+
+def _run_epoch(engine, ema: EMA | None, batches, ctx: LoopContext, epoch: int, writer, global_step: int) -> dict:
+    """One pass over `batches` (Batch objects on ctx.device): forward, loss, backward, step, EMA.
+
+    Loss terms accumulate on the device (LossMeter); the host reads them once per
+    train.log_every_steps optimizer steps (TensorBoard, rank 0) and once at the end of the epoch.
+    """
+    cfg = ctx.cfg
     engine.train()
-    totals: dict[str, float] = {}
-    n_micro, n_videos, start = 0, 0, time.perf_counter()
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.device)  # peak_gpu_mem_gb is this epoch's
+    epoch_terms, window_terms = LossMeter(), LossMeter()
+    n_videos, start = 0, time.perf_counter()
     bar = _progress(ctx, epoch, math.ceil(ctx.num_train_videos / ctx.world_size))
-    batches = iter_train_batches(shard, batch_size=cfg.deepspeed.micro_batch_size, num_classes=ctx.info.num_classes,
-                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed + epoch, device=ctx.device,
-                                 max_skipped_fraction=cfg.data.max_skipped_fraction)
     for batch in batches:
         out = engine(batch.visual, batch.audio, batch.mask, batch.labels)
         loss, terms = compute_loss(out, batch.labels, batch.mask, cfg.loss)
         engine.backward(loss)
         boundary = engine.is_gradient_accumulation_boundary()
         engine.step()
+        epoch_terms.add(terms)
+        if writer is not None:
+            window_terms.add(terms)
         if boundary:
             global_step += 1
             if ema is not None:
                 ema.update(engine.module)
             if writer is not None and global_step % cfg.train.log_every_steps == 0:
-                writer.add_scalar("train/loss", loss.detach().item(), global_step)
-                writer.add_scalar("train/lr", engine.get_lr()[0], global_step)
-        for key, value in {"loss": loss.detach().item(), **terms}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        n_micro += 1
+                _log_window(writer, window_terms, engine, global_step)
         n_videos += len(batch.video_id)
         if bar is not None:
             bar.update(len(batch.video_id))
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - start
-    videos = _sum_across_ranks(n_videos)
+    videos = _sum_across_ranks(n_videos, ctx.device)
     memory = {"peak_gpu_mem_gb": torch.cuda.max_memory_allocated(ctx.device) / 2**30} if ctx.device.type == "cuda" else {}
-    return {**{k: v / max(1, n_micro) for k, v in totals.items()}, **memory, "lr": float(engine.get_lr()[0]),
+    return {**epoch_terms.means(), **memory, "lr": float(engine.get_lr()[0]),
             "videos_per_s": videos / max(elapsed, 1e-9), "epoch_time_s": elapsed, "global_step": global_step,
             "train_videos": videos}
 
 
-def _sum_across_ranks(value: int) -> int:
+def _log_window(writer, window: LossMeter, engine, global_step: int) -> None:
+    """TensorBoard scalars for the micro-batches since the last log: the interval's one host sync."""
+    writer.add_scalar("train/loss", window.means()["loss"], global_step)
+    writer.add_scalar("train/lr", engine.get_lr()[0], global_step)
+    window.reset()
+
+
+def _sum_across_ranks(value: int, device: torch.device) -> int:
+    """Sum an int over the ranks; the tensor lives on the worker's device (NCCL accepts CUDA tensors only)."""
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.int64)
+    tensor = collective_tensor([value], device)
     dist.all_reduce(tensor)
     return int(tensor.item())
 
 
+def collective_tensor(values: list[int], device: torch.device) -> torch.Tensor:
+    """An int64 tensor for a collective, on `device` (the worker's own: cuda under NCCL, cpu under gloo)."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
 def _inference_weights(engine, ema: EMA | None, cfg: Config) -> dict:
-    """fp32 CPU state dict for evaluation/export: EMA weights when enabled. Collective under ZeRO-3."""
+    """fp32 CPU state dict for evaluation/export, from the fp32 master weights (never the bf16 module
+    copy): EMA weights when enabled. A collective on every rank under bf16 and ZeRO-3."""
     if ema is not None and cfg.eval.use_ema:
         return ema.weights_for(engine.module)
-    gather = _gather_fn(cfg)
-    with (gather(list(engine.module.parameters())) if gather else contextlib.nullcontext()):
-        return {k: (v.detach().float() if v.dtype.is_floating_point else v.detach()).cpu().clone()
-                for k, v in engine.module.state_dict().items()}
+    full = {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items() if not v.dtype.is_floating_point}
+    full.update({k: v.cpu().clone() for k, v in fp32_weights(engine.module).items()})
+    return full
+
+
+def validation_mode(cfg: Config) -> str:
+    """How validation runs during training: "in-process" on rank 0's own device while the train workers
+    hold GPUs (evaluator actors asking for more GPUs would wait forever, and the other ranks would time
+    out in the barrier), else "actors" (the distributed evaluator's pool; it asks for no GPU here either)."""
+    return "in-process" if cfg.train.use_gpu else "actors"
+
+
+def validation_config(cfg: Config) -> Config:
+    """The config validation runs with during training: never requests GPUs (eval.actor_num_gpus=0)."""
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, actor_num_gpus=0.0))
+
+
+def validate(weights: dict, ctx: LoopContext, split: str = "validation"):
+    """Score `weights` on `split` without asking Ray for a GPU (see validation_mode)."""
+    from .evaluation.distributed import evaluate_weights, predict_local, score
+
+    cfg = validation_config(ctx.cfg)
+    if validation_mode(cfg) == "in-process":
+        predictions = predict_local(weights, cfg, ctx.info, ctx.data_root, split, device=str(ctx.device))
+        return score(predictions, ctx.info, cfg)
+    return evaluate_weights(weights, cfg, ctx.info, ctx.data_root, split)
 
 
 def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
@@ -236,11 +288,7 @@ def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
     last = epoch == cfg.train.epochs - 1
     if not (last or (epoch + 1) % cfg.train.eval_every == 0):
         return None
-    result = None
-    if ctx.rank == 0:
-        from .evaluation.distributed import evaluate_weights
-
-        result = evaluate_weights(weights, cfg, ctx.info, ctx.data_root, "validation")
+    result = validate(weights, ctx) if ctx.rank == 0 else None
     _barrier()
     if result is None:
         return {"val_average": NOT_VALIDATED}
@@ -296,7 +344,7 @@ def _save_and_report(engine, ema: EMA | None, weights: dict, ctx: LoopContext, s
     with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:
         directory = Path(tmp)
         engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
-        save_tensors(directory / f"rng_rank{ctx.rank}.pt", rng_state())
+        save_tensors(directory / f"rng_rank{ctx.rank}.pt", rng_state(ctx.device))
         if ctx.rank == 0:
             if ema is not None:
                 save_tensors(directory / "ema.pt", ema.state_dict())

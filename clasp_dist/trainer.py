@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .checkpoint import DatasetInfo, export_inference
 from .config import Config, ConfigError, save_config, to_dict
+from .engine import plan_batches
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -231,6 +232,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     from .evaluation.report import format_table, metrics_dict
 
     started = time.time()
+    plan_batches(cfg, cfg.train.num_workers)  # batch arithmetic on the driver, before any resource is requested
     root = resolve_dataset(cfg)
     info, manifest = dataset_info(root, cfg)
     run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name

@@ -65,3 +65,41 @@ def test_ema_tracks_and_restores():
     assert torch.equal(clone.shadow["weight"], ema.shadow["weight"]) and clone.updates == 1
     with pytest.raises(ValueError, match="differing keys"):
         EMA(torch.nn.Linear(3, 2, bias=False), 0.5).load_state_dict(ema.state_dict())
+
+
+def test_ema_update_matches_the_formula():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.9)
+    before = ema.shadow["weight"].clone()
+    with torch.no_grad():
+        model.weight.mul_(2.0)
+    ema.update(model)
+    decay = min(0.9, 2 / 11)  # bias-corrected warm start at step 1
+    torch.testing.assert_close(ema.shadow["weight"], decay * before + (1 - decay) * model.weight.detach())
+
+
+def test_ema_interval_raises_the_decay_to_its_power():
+    from clasp_dist.ema import ZERO3_EMA_EVERY, ema_interval
+
+    assert ema_interval(0, 0) == ema_interval(0, 2) == 1 and ema_interval(0, 3) == ZERO3_EMA_EVERY
+    assert ema_interval(4, 3) == 4
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.99, every=3)
+    before = ema.shadow["weight"].clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    ema.update(model)
+    assert torch.equal(ema.shadow["weight"], before) and ema.updates == 0  # not yet: every 3rd step
+    ema.update(model)
+    decay = min(0.99, 4 / 13) ** 3
+    torch.testing.assert_close(ema.shadow["weight"], decay * before + (1 - decay) * model.weight.detach())
+    assert ema.updates == 1 and ema.state_dict()["steps"] == 3
+
+
+def test_ema_reads_fp32_even_from_a_bf16_module():
+    model = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    ema = EMA(model, decay=0.5)
+    assert all(v.dtype == torch.float32 for v in ema.shadow.values())
+    assert all(v.dtype == torch.float32 for k, v in ema.weights_for(model).items())

@@ -174,12 +174,16 @@ class OptimConfig:
     """Gradient norm clip (0 disables)."""
     ema_decay: float = 0.999
     """EMA decay of the weights used for evaluation (0 disables EMA)."""
+    ema_every: int = 0
+    """Optimizer steps between EMA updates, decay applied as decay**k (0 = every step; every 10 under ZeRO-3)."""
 
     def __post_init__(self):
         if self.lr <= 0:
             raise ValueError("optim.lr must be > 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("optim.ema_decay must be in [0, 1)")
+        if self.ema_every < 0:
+            raise ValueError("optim.ema_every must be >= 0")
 
 
 @section
@@ -189,7 +193,7 @@ class DeepSpeedConfig:
     bf16: bool = False
     """bf16 mixed precision (use on GPUs that support it)."""
     micro_batch_size: int = 8
-    """Videos per worker per forward pass; gradient accumulation = batch_size / (micro * workers)."""
+    """Videos per worker per forward pass (0 = batch_size / workers); grad accumulation = batch_size / (micro * workers)."""
 
 
 @section

@@ -45,9 +45,20 @@ class Batch:
         return len(self.video_id)
 
     def to(self, device) -> "Batch":
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        """The batch on `device`. To a GPU: from page-locked memory, asynchronously (the copy overlaps the
+        previous step's kernels; CUDA orders it before any kernel that reads it on the same stream)."""
+        device = torch.device(device)
+        to_gpu = device.type == "cuda"
+        moved = {name: (t.pin_memory() if to_gpu and not t.is_pinned() else t).to(device, non_blocking=to_gpu)
+                 for name, t in self._tensors().items()}
         return replace(self, **moved)
+
+    def pin_memory(self) -> "Batch":
+        """The batch in page-locked host memory (done in the loader's threads, so `to(cuda)` is only a DMA)."""
+        return replace(self, **{name: t.pin_memory() for name, t in self._tensors().items()})
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
 def _pad(arrays: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -120,13 +131,15 @@ def _padding_collate_class():
         """``iter_torch_batches(collate_fn=PaddingCollate(num_classes))``: numpy batch -> :class:`Batch`
         (None when every row of the batch was a skipped sample; the iterators below drop those)."""
 
-        def __init__(self, num_classes: int, stats: Optional[SkipStats] = None):
+        def __init__(self, num_classes: int, stats: Optional[SkipStats] = None, pin_memory: bool = False):
             super().__init__()
             self.num_classes = num_classes
             self.stats = stats if stats is not None else SkipStats()
+            self.pin_memory = pin_memory
 
         def __call__(self, batch: dict) -> Optional[Batch]:
-            return batch_from_columns(batch, self.num_classes, self.stats)
+            out = batch_from_columns(batch, self.num_classes, self.stats)
+            return out.pin_memory() if self.pin_memory and out is not None else out
 
     PaddingCollate.__module__ = __name__
     return PaddingCollate
@@ -147,7 +160,8 @@ def iter_train_batches(dataset_shard, batch_size: int, num_classes: int, shuffle
     counted in ``stats``; at the end of the pass its summary is logged and the fraction checked.
     """
     stats = stats if stats is not None else SkipStats(split="train")
-    collate = _padding_collate_class()(num_classes, stats)
+    to_gpu = device is not None and torch.device(device).type == "cuda"
+    collate = _padding_collate_class()(num_classes, stats, pin_memory=to_gpu)  # pinned in Ray's prefetch threads
     kwargs = {"local_shuffle_buffer_size": shuffle_buffer, "local_shuffle_seed": seed} if shuffle_buffer > 0 else {}
     for batch in dataset_shard.iter_torch_batches(batch_size=batch_size, collate_fn=collate, drop_last=False,
                                                   prefetch_batches=prefetch_batches, **kwargs):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from ..config.schema import ModelConfig
@@ -37,6 +38,11 @@ class CLASP(nn.Module):
                                          cfg.prop_threshold)
             self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The parameters' dtype (fp32, or bf16 under DeepSpeed bf16): the dtype inputs are cast to."""
+        return next(self.parameters()).dtype
+
     def forward(self, visual: Tensor, audio: Tensor, mask: Tensor, labels: Optional[Tensor] = None) -> ModelOutput:
         """visual [B, T, Dv], audio [B, T, Da], mask [B, T] (True = valid), labels [B, C] multi-hot or None.
 
@@ -45,7 +51,8 @@ class CLASP(nn.Module):
         """
         cfg = self.cfg
         mask = as_bool_mask(mask)  # [B, T]
-        dtype = self.encoder.pos_table.dtype  # fp32, or bf16 when the engine casts the whole module (DeepSpeed bf16)
+        # From a parameter, never a buffer: DeepSpeed bf16 casts parameters and leaves buffers in fp32.
+        dtype = self.compute_dtype
         visual, audio = visual.to(dtype), audio.to(dtype)
         a, v = self.encoder(visual, audio, mask)  # [B, T, d] each
         cas_a, cas_v, video_a, video_v = self.base(a, v, mask)  # [B, T, C] x2, [B, C] x2

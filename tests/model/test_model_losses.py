@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from clasp_dist.config import LossConfig
-from clasp_dist.losses import compute_loss
+from clasp_dist.losses import LossMeter, compute_loss
 from clasp_dist.model import ModelOutput
 
 
@@ -23,8 +23,9 @@ def test_base_only_loss():
     total, terms = compute_loss(out, y, None, LossConfig())
     want = F.binary_cross_entropy_with_logits(out.video_a, y) + F.binary_cross_entropy_with_logits(out.video_v, y)
     torch.testing.assert_close(total, want)
-    assert "loss_prop" not in terms and terms["loss"] == terms["loss_base"] == float(want)
-    assert all(isinstance(v, float) for v in terms.values())
+    assert "loss_prop" not in terms and float(terms["loss"]) == float(terms["loss_base"]) == float(want)
+    # terms stay 0-d detached tensors: reading them is the caller's (once per log interval) host sync
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in terms.values())
 
 
 def test_lambda_p_weights_prop_loss():
@@ -35,3 +36,14 @@ def test_lambda_p_weights_prop_loss():
     assert abs(terms1["loss_prop"] - float(prop)) < 1e-6
     torch.testing.assert_close(t3 - t1, 2 * prop)
     torch.testing.assert_close(t1, torch.tensor(terms1["loss_base"]) + prop)
+
+
+def test_loss_meter_means_over_micro_batches():
+    meter = LossMeter()
+    assert meter.means() == {}
+    for value in (1.0, 2.0, 6.0):
+        meter.add({"loss": torch.tensor(value), "loss_base": torch.tensor(value / 2)})
+    assert meter.means() == {"loss": 3.0, "loss_base": 1.5}
+    meter.reset()
+    meter.add({"loss": torch.tensor(5.0), "loss_base": torch.tensor(0.0)})
+    assert meter.means() == {"loss": 5.0, "loss_base": 0.0}

@@ -1,0 +1,203 @@
+"""The CUDA path, proven on CPU where CPU can show it (issue 18): bf16 through a real DeepSpeed engine,
+DeepSpeed's accelerator chosen per worker, collectives on the worker's device, batch arithmetic of every
+documented command checked on the driver, validation that never asks for a GPU held by training."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from clasp_dist.config import load_config
+from clasp_dist.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
+
+from .conftest import REPO, TINY
+
+DOC_FILES = [REPO / "README.md", REPO / "cluster" / "kuberay" / "rayjob.yaml", REPO / "jobs" / "train.py",
+             REPO / "jobs" / "tune.py", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def documented_commands() -> list[tuple[str, int, str]]:
+    """(preset, train.num_workers, file) for every documented command that names a worker count."""
+    import yaml
+
+    found = set()
+    for path in DOC_FILES:
+        text = re.sub(r"\\\\?\n\s*", " ", path.read_text())  # join shell line continuations
+        if path.suffix == ".yaml":
+            text = yaml.safe_load(path.read_text())["spec"]["entrypoint"]
+        for line in text.splitlines():
+            workers = re.search(r"train\.num_workers=(\d+)", line)
+            preset = re.search(r"\bconfig=(\w+)", line)
+            if workers:
+                found.add((preset.group(1) if preset else "small", int(workers.group(1)), path.name))
+    return sorted(found)
+
+
+def test_documented_commands_are_found():
+    commands = documented_commands()
+    assert ("unav100_i3d", 8, "README.md") in commands and ("unav100_i3d", 1, "README.md") in commands
+    assert any(name == "rayjob.yaml" for _, _, name in commands)
+
+
+@pytest.mark.parametrize("preset, workers, source", documented_commands())
+def test_documented_worker_counts_fit_the_presets(preset, workers, source):
+    cfg = load_config([f"config={preset}", f"train.num_workers={workers}"])
+    plan = plan_batches(cfg, workers)
+    assert plan.global_batch_size == cfg.train.batch_size
+
+
+@pytest.mark.parametrize("preset", ["unav100_i3d", "unav100_onepeace", "anet13"])
+@pytest.mark.parametrize("workers", [1, 2, 4, 8])
+def test_gpu_presets_serve_every_power_of_two_worker_count(preset, workers):
+    cfg = load_config([f"config={preset}"])
+    plan = plan_batches(cfg, workers)
+    assert plan.grad_accum == 1 and plan.micro_batch_size * workers == cfg.train.batch_size == 16
+
+
+def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):
+    """The pre-fix preset (micro 16) with 8 workers fails in run_training before Ray or data is touched."""
+    from clasp_dist.trainer import run_training
+
+    cfg = load_config(["config=unav100_i3d", "deepspeed.micro_batch_size=16", "train.num_workers=8",
+                       "train.use_gpu=true", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
+                       f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(ValueError, match=r"train.batch_size=16 is not a multiple.*train.num_workers=8"):
+        run_training(cfg)
+    assert not list(tmp_path.iterdir())  # nothing written, nothing requested
+
+
+def test_accelerator_follows_the_workers_device_not_the_drivers():
+    assert not torch.cuda.is_available()  # this driver has no GPU...
+    assert accelerator_name(torch.device("cuda", 3)) == "cuda"  # ...a worker that holds one still gets cuda
+    assert accelerator_name(torch.device("cuda")) == "cuda"
+    assert accelerator_name(torch.device("cpu")) == "cpu"
+
+
+def test_dev_does_not_force_a_cpu_accelerator(tmp_path):
+    script = tmp_path / "show.py"
+    script.write_text("import os; print(repr(os.environ.get('DS_ACCELERATOR')))\n")
+    env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
+    out = subprocess.run([str(REPO / "dev"), str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+
+
+def test_init_ray_ships_no_accelerator_to_workers():
+    import inspect
+
+    from clasp_dist import cli
+
+    assert "DS_ACCELERATOR" not in inspect.getsource(cli.init_ray).split('"""')[-1]
+
+
+def test_collective_tensors_live_on_the_workers_device():
+    from clasp_dist.train_loop import collective_tensor
+
+    for device in (torch.device("cpu"), torch.device("meta")):  # meta stands in for a device that is not cpu
+        tensor = collective_tensor([7], device)
+        assert tensor.device.type == device.type and tensor.dtype == torch.int64
+
+
+def test_bf16_accumulates_gradients_in_fp32_at_every_stage():
+    for stage, runs_as in ((0, 1), (1, 1), (2, 2), (3, 3)):
+        cfg = load_config([f"deepspeed.zero_stage={stage}", "deepspeed.bf16=true"])
+        ds = deepspeed_config(cfg, plan_batches(cfg, 1))
+        assert ds["data_types"] == {"grad_accum_dtype": "fp32"} and ds["zero_optimization"]["stage"] == runs_as
+        assert engine_zero_stage(cfg) == runs_as
+    fp32 = load_config(["deepspeed.zero_stage=0"])
+    assert "data_types" not in deepspeed_config(fp32, plan_batches(fp32, 1)) and engine_zero_stage(fp32) == 0
+
+
+def test_validation_during_gpu_training_requests_no_gpu():
+    from clasp_dist.train_loop import validation_config, validation_mode
+
+    cfg = load_config(["train.use_gpu=true", "eval.actor_num_gpus=0.2"])
+    assert validation_mode(cfg) == "in-process"
+    assert validation_config(cfg).eval.actor_num_gpus == 0.0
+    cpu = load_config(["eval.actor_num_gpus=0.2"])
+    assert validation_mode(cpu) == "actors" and validation_config(cpu).eval.actor_num_gpus == 0.0
+
+
+def test_in_process_validation_scores_every_video(tiny_root):
+    """What rank 0 runs while the workers hold GPUs: the evaluator's predictor in-process, no Ray."""
+    from clasp_dist.checkpoint import build_model
+    from clasp_dist.train_loop import LoopContext, validate
+    from clasp_dist.trainer import dataset_info
+
+    cfg = load_config(TINY + [f"data.root={tiny_root}", "train.use_gpu=true", "eval.actor_num_gpus=0.5"])
+    info, manifest = dataset_info(tiny_root, cfg)
+    weights = build_model(cfg, info).state_dict()
+    ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=0, world_size=1,
+                      device=torch.device("cpu"), interactive=False, num_train_videos=0)
+    result = validate(weights, ctx)
+    assert 0.0 <= result.average <= 1.0 and len(result.mAP) == 9
+
+
+@pytest.fixture(scope="module")
+def gloo_world_of_one():
+    """A one-process gloo group, as Ray Train gives each worker (DeepSpeed reuses it)."""
+    import socket
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(_free_port(socket)))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _free_port(socket) -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [0, 2])
+def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, tiny_root, stage):
+    """A real DeepSpeed engine with bf16 (parameters bf16, buffers fp32), two optimizer steps through the
+    loop's own epoch function; EMA and exported weights come from the fp32 masters, not the bf16 copy."""
+    from clasp_dist.checkpoint import build_model
+    from clasp_dist.data.batch import collate_rows
+    from clasp_dist.data.source import iter_local_samples
+    from clasp_dist.engine import build_engine, fp32_weights
+    from clasp_dist.train_loop import LoopContext, _inference_weights, _run_epoch, build_ema, seed_everything
+    from clasp_dist.trainer import dataset_info
+
+    cfg = load_config(TINY + [f"data.root={tiny_root}", "deepspeed.bf16=true", f"deepspeed.zero_stage={stage}",
+                              "train.batch_size=4", "deepspeed.micro_batch_size=2", "optim.ema_decay=0.5",
+                              "train.log_every_steps=1"])
+    info, _ = dataset_info(tiny_root, cfg)
+    seed_everything(0)
+    plan = plan_batches(cfg, 1)
+    engine = build_engine(build_model(cfg, info), cfg, plan, steps_per_epoch=2, device=torch.device("cpu"))
+    assert engine.module.encoder.pos_table.dtype == torch.float32  # DeepSpeed leaves buffers alone...
+    assert next(engine.module.parameters()).dtype == torch.bfloat16  # ...and casts parameters
+    ema = build_ema(engine, cfg)
+    initial = {k: v.clone() for k, v in ema.shadow.items()}
+    rows = [row for _, row in zip(range(8), iter_local_samples(tiny_root, "train", cfg.data, cfg.storage))]
+    batches = [collate_rows(rows[i:i + 2], info.num_classes) for i in range(0, 8, 2)]  # 4 micro -> 2 steps
+    ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=0, world_size=1,
+                      device=torch.device("cpu"), interactive=False, num_train_videos=8)
+    stats = _run_epoch(engine, ema, batches, ctx, epoch=0, writer=None, global_step=0)
+    assert stats["global_step"] == 2 and stats["train_videos"] == 8
+    assert torch.isfinite(torch.tensor(stats["loss"])) and stats["loss"] > 0
+    masters = fp32_weights(engine.module)
+    name = "encoder.embed_v.conv1.weight" if "encoder.embed_v.conv1.weight" in masters else next(iter(masters))
+    module_weight = dict(engine.module.named_parameters())[name]
+    assert module_weight.dtype == torch.bfloat16 and masters[name].dtype == torch.float32
+    assert not torch.equal(masters[name], module_weight.float())  # the master keeps bits bf16 drops
+    assert torch.equal(masters[name].to(torch.bfloat16), module_weight.detach())
+    assert all(v.dtype == torch.float32 for v in ema.shadow.values()) and ema.steps == 2
+    assert any(not torch.equal(initial[k], ema.shadow[k]) for k in initial)
+    cfg_no_ema = load_config(TINY + ["eval.use_ema=false"])
+    exported = _inference_weights(engine, None, cfg_no_ema)
+    assert torch.equal(exported[name], masters[name].cpu())
