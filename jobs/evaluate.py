@@ -120,7 +120,7 @@ def run_files_mode(args: argparse.Namespace) -> int:
     if video_ids is not None:
         title += f", only the {len(video_ids)} predicted videos of {len(ground_truth.videos)} (--only-predicted-videos)"
     print(format_table(result, title=title))
-    note = coverage_note(result, split, len(ground_truth.videos), args.predictions)
+    note = coverage_note(result, split, len(ground_truth.videos), args.predictions, video_ids is not None)
     if note and not args.quiet:
         print(note)
     if args.json_out:

@@ -59,15 +59,18 @@ def format_table(result: DetectionResult, title: Optional[str] = None) -> str:
     return "\n".join(lines)
 
 
-def coverage_note(result: DetectionResult, split: str, split_videos: int, predictions_name: str = "the predictions"
-                  ) -> str:
+def coverage_note(result: DetectionResult, split: str, split_videos: int, predictions_name: str = "the predictions",
+                  only_predicted: bool = False) -> str:
     """What the numbers include, in words, for each counted case that changes them (empty when none).
 
     Loud on purpose: scoring a predictions file for a few videos against a whole split is legal (the
     missing videos are misses) but gives a far lower mAP than the same model scored on its own videos.
     """
     w, lines = result.warnings, []
-    if w.get("videos_without_predictions", 0):
+    if w.get("videos_without_predictions", 0) and only_predicted:
+        lines.append(f"NOTE: {w['videos_without_predictions']} of the {result.num_videos} scored videos are listed in "
+                     f"{predictions_name} without any segment; all their segments count as misses.")
+    elif w.get("videos_without_predictions", 0):
         lines.append(
             f"NOTE: {w['videos_without_predictions']} of the {split_videos} videos of split '{split}' have ground truth "
             f"but no prediction in {predictions_name}; all their segments count as misses (official protocol). "
