@@ -3,9 +3,9 @@
 
 Two modes:
 
-  files       python jobs/evaluate.py --predictions P.json --ground-truth GT.json [--split test]
+  files       ./dev jobs/evaluate.py --predictions P.json --ground-truth GT.json [--split test]
                   [--tiou 0.1:0.9:0.1] [--json-out M.json]
-  checkpoint  python jobs/evaluate.py --checkpoint CKPT [--data ROOT] [--split test] [--out DIR]
+  checkpoint  ./dev jobs/evaluate.py --checkpoint CKPT [--data ROOT] [--split test] [--out DIR]
                   [--plot N] [key=value ...]      (runs the model with the distributed evaluator)
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 
 EXAMPLES = """examples:
   # score a run's test predictions against the packaged UnAV-100 annotations (thresholds 0.1:0.1:0.9)
-  python jobs/evaluate.py --predictions runs/<name>/test/predictions_test.json \\
+  ./dev jobs/evaluate.py --predictions runs/<name>/test/predictions_test.json \\
       --ground-truth clasp_dist/resources/unav100_annotations.json --split test --json-out metrics.json
   # ActivityNet 1.3 validation (200 classes -> 0.5:0.05:0.95 by default)
-  python jobs/evaluate.py --predictions anet_results.json --ground-truth anet13.json --split validation
+  ./dev jobs/evaluate.py --predictions anet_results.json --ground-truth anet13.json --split validation
   # custom thresholds
-  python jobs/evaluate.py --predictions P.json --ground-truth GT.json --tiou 0.3,0.5,0.7
+  ./dev jobs/evaluate.py --predictions P.json --ground-truth GT.json --tiou 0.3,0.5,0.7
   # evaluate a run's exported model on its dataset (Ray actor pool; config overrides as key=value)
-  python jobs/evaluate.py --checkpoint runs/<name>/export --split test --out runs/<name>/eval --plot 8
+  ./dev jobs/evaluate.py --checkpoint runs/<name>/export --split test --out runs/<name>/eval --plot 8
 
 semantics (official ActivityNet/UnAV evaluation, SPEC 3), each case counted in the output:
   prediction on a video outside the split      false positive      (--ignore-unknown-videos: dropped)

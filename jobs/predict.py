@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example: python jobs/predict.py --checkpoint runs/default/export "
+                                     epilog="example: ./dev jobs/predict.py --checkpoint runs/default/export "
                                             "--data s3://bucket/new_videos --split test --out preds.json")
     parser.add_argument("--checkpoint", required=True, help="export or checkpoint dir (weights.pt + model.json)")
     parser.add_argument("--data", required=True, help="dataset root (local path or s3://) with manifest.json")
