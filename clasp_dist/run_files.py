@@ -37,3 +37,22 @@ def publish_run_files(cfg, run_dir: str | Path, names: Iterable[str] | None = No
         fs.put_file(str(path), join(base, rel))
         uploaded.append(join(target, rel))
     return uploaded
+
+
+def restore_run_files(cfg, run_dir: str | Path, names: Iterable[str]) -> list[str]:
+    """Download the files `names` from the run's storage folder where `run_dir` lacks them: a run resumed on
+    another node (a replaced spot node) continues its `metrics.jsonl` instead of starting a new one."""
+    target = run_storage_dir(cfg)
+    if target is None:
+        return []
+    from .data.filesystem import get_fs, join
+
+    fs, base = get_fs(target, cfg.storage)
+    fetched = []
+    for name in names:
+        local = Path(run_dir) / name
+        if not local.exists() and fs.exists(join(base, name)):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(join(base, name), str(local))
+            fetched.append(str(local))
+    return fetched

@@ -33,6 +33,7 @@ from .config import Config, from_dict
 from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
 from .ema import EMA, ema_interval
 from .losses import LossMeter, compute_loss
+from .run_files import publish_run_files, restore_run_files
 
 NOT_VALIDATED = -1.0
 """val_average reported for epochs without validation (ranks them below every validated checkpoint)."""
@@ -94,6 +95,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                       interactive=bool(loop_config.get("interactive")),
                       num_train_videos=int(loop_config["num_train_videos"]))
     configure_threads(cfg)
+    if ctx.rank == 0:  # resumed on a replacement node: continue the run's metrics.jsonl from storage
+        restore_run_files(cfg, ctx.run_dir, ["metrics.jsonl"])
     _record_workers(ctx)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg, ctx.info).to(ctx.device)
@@ -332,8 +335,6 @@ def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
                 writer.add_scalar(f"epoch/{key}", value, metrics["epoch"])
         writer.add_scalar("epoch/videos_per_s", metrics["videos_per_s"], metrics["epoch"])
         writer.flush()
-    from .run_files import publish_run_files
-
     publish_run_files(ctx.cfg, ctx.run_dir, ["metrics.jsonl", "tensorboard", "workers.json"])  # off this node
 
 
