@@ -9,10 +9,11 @@ import sys
 from .config import ConfigError, help_text, load_config
 
 
-def override_parser(description: str, usage_examples: str) -> argparse.ArgumentParser:
+def override_parser(description: str, usage_examples: str, argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """`--help` lists every key with the value that will run for the preset and overrides in `argv`."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"{usage_examples}\n\n{help_text()}")
+        epilog=f"{usage_examples}\n\n{help_text(sys.argv[1:] if argv is None else argv)}")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config=PRESET selects a preset; any other dotted key overrides a field")
     return parser

@@ -5,7 +5,6 @@ initialised (`ray.init()` honours RAY_ADDRESS, so the same code runs under `ray 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -150,30 +149,34 @@ def check_storage_writable(cfg: Config) -> None:
                       f"({type(err).__name__}: {err})") from None
 
 
-def check_resume_compatible(cfg: Config, info: DatasetInfo) -> None:
-    """A rerun under an existing run name resumes: refuse it up front when the latest checkpoint was
-    written for another model or dataset (DeepSpeed would fail on shapes mid-start, or worse, load)."""
-    from .checkpoint import CheckpointError, parse_model_description
-    from .data.filesystem import get_fs, join
+def check_resume_compatible(cfg: Config, saved, info: DatasetInfo | None = None) -> list:
+    """A rerun under an existing run name resumes it: refuse it up front, naming the keys, when its config
+    (or, given `info`, its dataset) differs from the run's (`clasp_dist.run_identity`); return the
+    differences accepted through `run.resume_changes`."""
+    from .run_identity import check_resume_changes, config_differences, dataset_differences
 
-    fs, base = get_fs(storage_uri(cfg), cfg.storage)
-    run_path = join(base, cfg.run.name)
-    try:
-        names = sorted(p for p in fs.ls(run_path, detail=False) if p.rsplit("/", 1)[-1].startswith("checkpoint_2"))
-    except FileNotFoundError:
+    if saved is None:
+        return []
+    differences = config_differences(saved.config, cfg)
+    if info is not None:
+        differences = dataset_differences(saved.dataset, asdict(info)) + differences
+    return check_resume_changes(cfg, saved.label, differences)
+
+
+def check_gpu_request(cfg: Config) -> None:
+    """Fail at once when `train.use_gpu` asks for more GPUs than the cluster has or its autoscaler can add
+    (Ray Train would otherwise retry the worker group forever). Ray must be initialised."""
+    from .cluster import growable_resources
+
+    if not cfg.train.use_gpu:
         return
-    if not names:
-        return
-    latest = names[-1]
-    with fs.open(join(latest, "model.json"), "rb") as handle:
-        saved_cfg, saved_info = parse_model_description(handle.read(), join(latest, "model.json"))
-    differs = [f"model.{f.name}" for f in dataclasses.fields(cfg.model)
-               if getattr(cfg.model, f.name) != getattr(saved_cfg.model, f.name)]
-    differs += [f"dataset {k}" for k, v in asdict(info).items() if asdict(saved_info).get(k) != v]
-    if differs:
-        raise CheckpointError(f"run.name={cfg.run.name!r} already has checkpoints ({latest}) written with different "
-                              f"settings ({', '.join(differs[:6])}); rerun with the same settings to resume, "
-                              f"or pick a new run.name")
+    wanted = cfg.train.num_workers
+    reachable, source = growable_resources()
+    have = reachable.get("GPU", 0.0)
+    if have < wanted:
+        raise RuntimeError(f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers="
+                           f"{wanted}), but this Ray cluster can reach {have:g} (from {source}) and no autoscaler "
+                           f"can add more. Run on a cluster with GPUs, or drop train.use_gpu=true to train on CPU.")
 
 
 def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
@@ -230,26 +233,44 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     """Train, pick the best checkpoint by validation mAP, evaluate it on test, write the run directory."""
     from .evaluation.distributed import evaluate_checkpoint
     from .evaluation.report import format_table, metrics_dict
+    from .run_identity import find_saved_run, finished_message, record_changes
 
     started = time.time()
+    run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
     plan_batches(cfg, cfg.train.num_workers)  # batch arithmetic on the driver, before any resource is requested
+    check_gpu_request(cfg)
+    check_storage_writable(cfg)
+    saved = find_saved_run(cfg)
+    changes = check_resume_compatible(cfg, saved)
+    finished = saved is not None and saved.epochs_done >= cfg.train.epochs
+    if finished and not changes and (run_dir / "metrics.json").is_file():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        log(finished_message(cfg, run_dir, saved.epochs_done, metrics))
+        return TrainingSummary(run_dir, run_dir / "export", metrics)
     root = resolve_dataset(cfg)
     info, manifest = dataset_info(root, cfg)
-    run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
+    changes = check_resume_compatible(cfg, saved, info)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    check_storage_writable(cfg)
-    check_resume_compatible(cfg, info)
+    if not (run_dir / "config.yaml").exists() or saved is None:  # a run's config.yaml is never rewritten
+        save_config(cfg, run_dir / "config.yaml")
+    if changes:
+        record_changes(run_dir, saved.epochs_done, changes)
+        log(f"[clasp-dist] resuming run {cfg.run.name!r} with changed {', '.join(d.key for d in changes)} "
+            f"(run.resume_changes; recorded in {run_dir / 'config_changes.jsonl'})")
     n_train = manifest.splits["train"].videos
     log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
         f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}")
-    try:
-        result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
-    except Exception as err:  # noqa: BLE001 - re-raised with its root cause on top
-        _raise_training_error(err)
-    if result.error:
-        _raise_training_error(result.error)
+    if finished:  # every epoch trained, but the test pass never completed (or its settings changed)
+        log(f"[clasp-dist] all {saved.epochs_done} epochs were trained; evaluating the best checkpoint on test")
+        result = saved.result
+    else:
+        try:
+            result = build_trainer(cfg, root, info, n_train, run_dir, callbacks).fit()
+        except Exception as err:  # noqa: BLE001 - re-raised with its root cause on top
+            _raise_training_error(err)
+        if result.error:
+            _raise_training_error(result.error)
     ckpt, best_metrics = best_checkpoint(result)
     export_dir = run_dir / "export"
     with ckpt.as_directory() as directory:

@@ -23,7 +23,7 @@ Rerunning with the same run.name (and run.storage_path) resumes from the last ch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = override_parser(__doc__.strip().splitlines()[0], EXAMPLES)
+    parser = override_parser(__doc__.strip().splitlines()[0], EXAMPLES, argv)
     parser.add_argument("--debug", action="store_true", help="on a data error, print the full traceback too")
     args = parser.parse_args(argv)
     cfg = config_from_args(args.overrides)

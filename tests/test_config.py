@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from clasp_dist.config import (Config, ConfigError, field_docs, flatten, from_dict, load_config, load_saved_config,
+from clasp_dist.config import (Config, ConfigError, field_docs, from_dict, load_config, load_saved_config,
                                preset_names, save_config, to_dict)
 
 
@@ -64,7 +64,7 @@ def test_mapping_overrides_match_cli_overrides():
 
 def test_every_field_has_a_docstring():
     docs = field_docs()
-    assert len(docs) == len(flatten(to_dict(Config())))
+    assert len(docs) == sum(len(dataclasses.fields(getattr(Config(), f.name))) for f in dataclasses.fields(Config))
     missing = [key for key, doc, _ in docs if not doc]
     assert not missing, missing
 
@@ -72,3 +72,23 @@ def test_every_field_has_a_docstring():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().train.epochs = 3  # type: ignore[misc]
+
+
+def test_help_shows_the_values_that_will_run():
+    """`--help` lists the chosen preset's values (default `small`), not the schema defaults."""
+    from clasp_dist.config import help_text
+
+    def shown(text: str, key: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith(f"  {key} = ")).split(" = ", 1)[1]
+
+    small, tiny = load_config([]), load_config(["config=tiny"])
+    assert small.train.epochs != Config().train.epochs  # otherwise this test shows nothing
+    default = help_text([])
+    assert "preset 'small' (the default" in default
+    assert shown(default, "train.epochs") == repr(small.train.epochs)
+    assert shown(default, "model.d_model") == repr(small.model.d_model)
+    assert shown(default, "optim.lr") == repr(small.optim.lr)
+    chosen = help_text(["config=tiny", "train.epochs=5", "--help"])
+    assert "preset 'tiny' with the overrides given" in chosen
+    assert shown(chosen, "model.d_model") == repr(tiny.model.d_model) and shown(chosen, "train.epochs") == "5"
+    assert "do not load" in help_text(["config=nope"])

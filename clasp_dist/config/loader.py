@@ -124,8 +124,7 @@ def load_config(overrides: Iterable[str] | Mapping[str, Any] = (), preset: str |
     """Preset (from `config=NAME` among the overrides, `preset`, or `small`), then dotted overrides."""
     if not isinstance(overrides, Mapping):
         overrides = list(overrides)
-        named = [o.split("=", 1)[1] for o in overrides if o.startswith("config=")]
-        preset = named[-1] if named else preset
+        preset = chosen_preset(overrides) if any(o.startswith("config=") for o in overrides) else preset
     elif "config" in overrides:
         preset = overrides["config"]
     tree = _read_preset(preset or "small")
@@ -157,16 +156,15 @@ def load_saved_config(path_or_text: str | Path) -> Config:
     return from_dict(yaml.safe_load(text))
 
 
-def field_docs() -> list[tuple[str, str, Any]]:
-    """(dotted key, one-line doc, default) for every field, read from the attribute docstrings."""
+def field_docs(cfg: Config | None = None) -> list[tuple[str, str, Any]]:
+    """(dotted key, one-line doc, value in `cfg`; the schema default without one) for every field."""
     rows: list[tuple[str, str, Any]] = []
-    defaults = flatten(to_dict(Config()))
+    tree = to_dict(cfg if cfg is not None else Config())
     for section in dataclasses.fields(Config):
         cls = _resolve(Config, section.name)
         docs = _attribute_docstrings(cls)
         for f in dataclasses.fields(cls):
-            key = f"{section.name}.{f.name}"
-            rows.append((key, docs.get(f.name, ""), defaults.get(key)))
+            rows.append((f"{section.name}.{f.name}", docs.get(f.name, ""), tree[section.name][f.name]))
     return rows
 
 
@@ -180,8 +178,26 @@ def _attribute_docstrings(cls: type) -> dict[str, str]:
     return docs
 
 
-def help_text() -> str:
-    lines = [f"Presets (config=NAME): {', '.join(preset_names())}", "", "Override keys (key=value):"]
-    for key, doc, default in field_docs():
-        lines.append(f"  {key} = {default!r}\n      {doc}")
+def chosen_preset(overrides: Iterable[str]) -> str:
+    """The preset a command line selects: its last `config=NAME`, else `small`."""
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("config=")]
+    return named[-1] if named else "small"
+
+
+def help_text(overrides: Iterable[str] = ()) -> str:
+    """Presets and every key with the value that will run: the chosen preset (`small` unless `config=NAME`
+    is among `overrides`) with the other overrides applied (the preset alone when they do not validate)."""
+    overrides = [o for o in overrides if "=" in o and not o.startswith("-")]
+    preset = chosen_preset(overrides)
+    title = f"preset {preset!r}" + ("" if any(o.startswith("config=") for o in overrides)
+                                    else " (the default; choose another with config=NAME)")
+    try:
+        cfg = load_config(overrides)
+        title += " with the overrides given" if any(not o.startswith("config=") for o in overrides) else ""
+    except ConfigError as err:
+        cfg, title = load_config(), f"preset 'small' (the arguments given do not load: {str(err).splitlines()[0]})"
+    lines = [f"Presets (config=NAME): {', '.join(preset_names())}", "",
+             f"Override keys (key=value), with the values that will run: {title}:"]
+    for key, doc, value in field_docs(cfg):
+        lines.append(f"  {key} = {value!r}\n      {doc}")
     return "\n".join(lines)

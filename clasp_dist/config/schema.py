@@ -274,6 +274,8 @@ class RunConfig:
     """Local directory for the run directory (config, metrics, TensorBoard, exported weights)."""
     keep_checkpoints: int = 2
     """Checkpoints kept (the best by validation mAP and the latest are always among them)."""
+    resume_changes: tuple[str, ...] = ()
+    """Keys allowed to differ from the run's saved config when resuming it, e.g. [train.epochs]."""
 
 
 @section

@@ -149,7 +149,8 @@ def test_torn_checkpoint_directory_is_never_resumed_from_or_chosen(ray_session, 
     (torn / "weights.pt").write_bytes((torn / "weights.pt").read_bytes()[:100])
     (torn / "train_state.json").write_text('{"epoch": 5')
 
-    second = run_training(run_cfg(tmp_path, tiny_root, "train.epochs=2", "run.name=torn"))
+    second = run_training(run_cfg(tmp_path, tiny_root, "train.epochs=2", "run.name=torn",
+                                  "run.resume_changes=[train.epochs]"))  # a named, safe change
     epochs = [m["epoch"] for m in epoch_metrics(second.run_dir)]
     assert epochs == [0, 1], epochs  # resumed after epoch 1 from the registered checkpoint
     assert torn.name not in registered_checkpoints(storage)
