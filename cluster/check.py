@@ -28,8 +28,11 @@ What is enforced (each function returns a list of human-readable findings; empty
   provisioningModel (never the legacy `preemptible`); an 8-GPU node type on one node unless EFA and a
   placement group are configured. KubeRay: head and workers on different service accounts (only the
   head carries the autoscaler Role), Restricted Pod Security in every Ray container, a GPU-model
-  nodeSelector on GPU groups, the head kept off GPU nodes, RayJob ttlSecondsAfterFinished <= 600,
-  and NetworkPolicy ingress only from pods selected by label.
+  nodeSelector on GPU groups, the head kept off GPU nodes, AWS_DEFAULT_REGION in every Ray container,
+  RayJob ttlSecondsAfterFinished <= 600, and NetworkPolicy ingress only from pods selected by label.
+- KubeRay fields: every RayCluster/RayJob field against the KubeRay v1.5.1 CRD (vendored, strict:
+  unknown fields are errors) and every pod template against Kubernetes' PodTemplateSpec
+  (kubernetes-validate, strict); other Kubernetes objects against their own schemas.
 - Placeholders (`REPLACE_ME`, the example registry `registry.example.com`): findings unless --template.
 - The Ray token: a token file_mounts source outside the repository (and, when it exists, mode 0600);
   no tracked file of the repository holding a token-looking string (64 hex characters outside a
@@ -545,6 +548,8 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
         for hook in ((c.get("lifecycle") or {}).values()):
             if _INSTALL.search(json.dumps(hook)):
                 out.append(f"{where}: container {c.get('name')!r} installs packages in a lifecycle hook")
+        if not any(e.get("name") in ("AWS_DEFAULT_REGION", "AWS_REGION") for e in c.get("env") or []):
+            out.append(f"{where}: container {c.get('name')!r} sets no AWS_DEFAULT_REGION (the SDKs' region on EKS)")
         for env in c.get("env") or []:
             if env.get("name") == "RAY_AUTH_TOKEN" and "value" in env:
                 out.append(f"{where}: RAY_AUTH_TOKEN given as a literal value (use authOptions or a secretKeyRef)")
@@ -633,9 +638,63 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
     return out
 
 
+KUBERAY_VERSION = "v1.5.1"
+"""The KubeRay release the manifests target; its CRD field schemas are vendored under cluster/kuberay/crd/."""
+KUBERNETES_VERSION = "1.33"
+"""Kubernetes API version for kubernetes-validate (pod templates, ServiceAccounts, NetworkPolicies)."""
+CRD_DIR = CLUSTER_DIR / "kuberay" / "crd"
+_CRD_FILES = {"RayCluster": "rayclusters", "RayJob": "rayjobs"}
+
+
+def crd_schema(kind: str) -> dict:
+    """The strict field schema of a KubeRay kind, derived from the CRD (cluster/kuberay/crd/derive.py)."""
+    return json.loads((CRD_DIR / f"ray.io_{_CRD_FILES[kind]}.{KUBERAY_VERSION}.schema.json").read_text())
+
+
+def crd_field_findings(doc: dict) -> list[str]:
+    """Every field of a RayCluster/RayJob against the KubeRay CRD (unknown fields are errors), and every pod
+    template against the core Kubernetes PodTemplateSpec schema (kubernetes-validate, strict)."""
+    import jsonschema
+
+    kind = doc.get("kind")
+    if kind not in _CRD_FILES:
+        return []
+    validator = jsonschema.Draft7Validator(crd_schema(kind))
+    out = [f"KubeRay {KUBERAY_VERSION} {kind} schema: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+           for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
+    spec = doc.get("spec") or {}
+    cluster, base = (spec.get("rayClusterSpec") or {}, "spec.rayClusterSpec") if kind == "RayJob" else (spec, "spec")
+    templates = [(f"{base}.headGroupSpec.template", (cluster.get("headGroupSpec") or {}).get("template"))]
+    templates += [(f"{base}.workerGroupSpecs[{i}].template", g.get("template"))
+                  for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
+    if kind == "RayJob" and spec.get("submitterPodTemplate"):
+        templates.append(("spec.submitterPodTemplate", spec["submitterPodTemplate"]))
+    for where, template in templates:
+        if isinstance(template, dict):
+            out += [f"{where}: {e}" for e in core_object_findings(
+                {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template})]
+    return out
+
+
+def core_object_findings(doc: dict) -> list[str]:
+    """A core Kubernetes object against its schema (kubernetes-validate, strict: unknown fields are errors)."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return ["kubernetes-validate is not installed (requirements/test.txt): core objects not checked"]
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(map(str, getattr(exc, "path", []) or []))
+        return [f"Kubernetes {KUBERNETES_VERSION} {doc.get('kind')} schema: {path or '<root>'}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [f"Kubernetes {KUBERNETES_VERSION}: no schema for {doc.get('apiVersion')} {doc.get('kind')} ({exc})"]
+    return []
+
+
 def kuberay_findings(doc: dict) -> list[str]:
     """Required fields and policy of one KubeRay RayCluster/RayJob manifest."""
-    out = []
+    out = crd_field_findings(doc)
     kind = doc.get("kind")
     if doc.get("apiVersion") != "ray.io/v1":
         out.append(f"apiVersion must be ray.io/v1, not {doc.get('apiVersion')!r}")
@@ -720,6 +779,8 @@ def check_text(name: str, text: str) -> list[str]:
                 out += kuberay_findings(doc)
             else:
                 out += yaml_image_findings(doc)
+                if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                    out += core_object_findings(doc)
             out += manifest_policy_findings(doc)
     if base == "Dockerfile" or base.startswith("Dockerfile.") and not base.endswith(".dockerignore") \
             or suffix == ".dockerfile":

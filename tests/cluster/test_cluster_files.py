@@ -618,6 +618,7 @@ def test_kuberay_hardening_rules_each_break_on_purpose(rel):
                                     worker_pod(s)["containers"][0]["securityContext"].pop("seccompProfile"))),
                 "seccompProfile")
     assert _has(findings(lambda s: worker_pod(s).pop("nodeSelector")), "GPU-model nodeSelector")
+    assert _has(findings(lambda s: worker_pod(s)["containers"][0].pop("env")), "AWS_DEFAULT_REGION")
     assert _has(findings(lambda s: head_pod(s).pop("affinity")), "off GPU nodes")
     assert _has(findings(lambda s: head_pod(s).update(
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])), "GPU taint")
@@ -678,3 +679,32 @@ def test_hadolint_passes_the_dockerfile_and_fails_a_broken_one(tmp_path):
     bad.write_text("FROM rayproject/ray\nRUN cd /tmp && apt-get install curl\n")
     broken = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert broken.returncode != 0 and "DL3006" in broken.stdout  # untagged base image
+
+
+# ============================================================================ KubeRay CRD fields
+
+@pytest.mark.parametrize("rel", KUBERAY_FILES)
+def test_kuberay_manifests_pass_the_crd_field_schema(rel):
+    doc = _kuberay(rel)
+    schema = check.crd_schema(doc["kind"])
+    assert schema["x-kuberay-version"] == check.KUBERAY_VERSION == "v1.5.1"
+    assert "ray-project/kuberay" in schema["$comment"] and (CLUSTER / "kuberay" / "crd" / "LICENSE.kuberay").is_file()
+    assert check.crd_field_findings(doc) == []
+
+
+@pytest.mark.parametrize("rel", KUBERAY_FILES)
+def test_crd_field_check_breaks_on_purpose(rel):
+    base = _kuberay(rel)
+
+    def findings(mutate):
+        doc = copy.deepcopy(base)
+        mutate(doc, _cluster_spec(doc))
+        return check.crd_field_findings(doc)
+
+    assert _has(findings(lambda d, s: s["workerGroupSpecs"][0].update(maxReplica=3)), "maxReplica", "unexpected")
+    assert _has(findings(lambda d, s: s["authOptions"].update(mode="tokens")), "authOptions.mode")
+    assert _has(findings(lambda d, s: s.update(enableInTreeAutoscaling="yes")), "enableInTreeAutoscaling")
+    assert _has(findings(lambda d, s: s["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"]
+                         .update(runAsNonroot=True)), "PodTemplate", "runAsNonroot")
+    assert _has(findings(lambda d, s: s["workerGroupSpecs"][0]["template"]["spec"].update(nodeselector={})),
+                "nodeselector")
