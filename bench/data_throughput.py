@@ -7,7 +7,7 @@ Three sources, the same consumer (``iter_train_batches`` -> ``PaddingCollate`` -
 (read through pyarrow's native S3 client), (c) the rows already in memory (``ray.data.from_items``): the
 ceiling without storage or tar decoding. The i3d profile is limited to ``--videos`` train videos
 (default 1,000 of 6,489) so that a run takes a few minutes. MB/s counts the shard bytes.
-Writes ``bench/results/data_throughput.json``. For the full-profile generation timing see
+Writes ``bench/results/local/data_throughput.json`` (``--record``: the tracked bench/results/ one). For the full-profile generation timing see
 ``bench/generate_full.py``.
 """
 from __future__ import annotations
@@ -23,6 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.outputs import add_output_args, output_path  # noqa: E402
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -87,6 +91,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    add_output_args(ap)
     args = ap.parse_args()
 
     import ray
@@ -127,7 +132,7 @@ def main() -> None:
            "shards": len(manifest.splits["train"].shards), "batch_size": args.batch_size, "cpus": args.num_cpus,
            "machine": platform.platform(), "results": results, "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
            "note": "2-core machine shared with other jobs: compare figures only at similar load"}
-    dest = Path(__file__).parent / "results" / "data_throughput.json"
+    dest = output_path(args, "data_throughput.json")
     dest.write_text(json.dumps(out, indent=1) + "\n")
 
 

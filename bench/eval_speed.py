@@ -7,11 +7,11 @@ classes: half on its own classes (jittered copies of its events and random spans
 classes, random scores. Thresholds 0.1:0.1:0.9. Median of --repeats runs, timed around
 ``evaluate_detection`` only (inputs already in memory as Segments).
 
-Results go to bench/results/eval_speed.json as ``{"machine": ..., "sections": {name: {...}}}``.
+Results go to bench/results/local/eval_speed.json (``--record``: the tracked bench/results/ one) as ``{"machine": ..., "sections": {name: {...}}}``.
 Another bench (e.g. the distributed evaluator's videos/s) adds a section with
 ``update_results(section_name, payload)`` without touching this one.
 
-    python bench/eval_speed.py [--videos 2000 10000] [--repeats 5] [--out bench/results/eval_speed.json]
+    python bench/eval_speed.py [--videos 2000 10000] [--repeats 5] [--record | --out PATH]
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.outputs import add_output_args, output_path
 from clasp_dist.evaluation.metric import UNAV100_TIOU, Segments, evaluate_detection
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ANNOTATIONS = ROOT / "clasp_dist" / "resources" / "unav100_annotations.json"  # the packaged copy
-DEFAULT_OUT = ROOT / "bench" / "results" / "eval_speed.json"
 PREDICTIONS_PER_VIDEO = 100
 NUM_CLASSES = 100
 
@@ -90,7 +90,7 @@ def machine() -> dict:
                 numpy=np.__version__)
 
 
-def update_results(section: str, payload: dict, path: Path = DEFAULT_OUT) -> dict:
+def update_results(section: str, payload: dict, path: Path) -> dict:
     """Merge one section into the results file (other sections are kept)."""
     document = json.loads(path.read_text()) if path.exists() else {}
     document.setdefault("sections", {})[section] = payload
@@ -142,8 +142,9 @@ def main() -> None:
     parser.add_argument("--videos", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--annotations", type=Path, default=DEFAULT_ANNOTATIONS)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_output_args(parser)
     args = parser.parse_args()
+    args.out = output_path(args, "eval_speed.json")
     if args.distributed:
         rows = time_distributed(args.distributed, [1, 2], args.workdir)
         for r in rows:

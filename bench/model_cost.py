@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.config import LossConfig, ModelConfig  # noqa: E402
 from clasp_dist.losses import compute_loss  # noqa: E402
 from clasp_dist.model import CLASP  # noqa: E402
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/model_cost_<device>.json)")
+    add_output_args(p)
     args = p.parse_args(argv)
     device = torch.device(args.device)
     rows = [bench_one(d, v, args, device) for d in args.dims for v in args.variants]
@@ -115,9 +116,7 @@ def main(argv=None) -> int:
     print(" | ".join(f"{c:>14}" for c in cols))
     for r in rows:
         print(" | ".join(f"{str(r[c]):>14}" for c in cols))
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / (
-        f"model_cost_{device.type}{'_bf16' if args.bf16 else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, f"model_cost_{device.type}{'_bf16' if args.bf16 else ''}.json")
     out.write_text(json.dumps(dict(env=env, rows=rows), indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -2,10 +2,11 @@
 
     python bench/untrained_baseline.py [key=value ...]     # default: the embedded `small` preset
 
-Writes bench/results/untrained_baseline.json. This is the number the embedded training run must beat.
+Writes bench/results/local/untrained_baseline.json (`--record`: the tracked bench/results/ one). This is the number the embedded training run must beat.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,10 +19,15 @@ from clasp_dist.checkpoint import build_model  # noqa: E402
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.evaluation.distributed import predict_local, score  # noqa: E402
 from clasp_dist.trainer import dataset_info, resolve_dataset  # noqa: E402
+from bench.outputs import add_output_args, output_path  # noqa: E402
 
 
 def main() -> None:
-    cfg = load_config(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (config=PRESET, ...)")
+    add_output_args(parser)
+    args = parser.parse_args()
+    cfg = load_config(args.overrides)
     root = resolve_dataset(cfg)
     info, _ = dataset_info(root, cfg)
     torch.manual_seed(cfg.train.seed)
@@ -30,8 +36,9 @@ def main() -> None:
     out = {"root": root, "average": float(result.average),
            "mAP": {f"{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}}
     print(f"untrained test avg mAP: {out['average'] * 100:.2f}")
-    path = Path(__file__).resolve().parent / "results" / "untrained_baseline.json"
+    path = output_path(args, "untrained_baseline.json")
     path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
