@@ -29,7 +29,7 @@ def _default(factory):
 class DataConfig:
     root: str = ""
     """Dataset root (local path or s3://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
-    synth_profile: Literal["tiny", "small", "i3d", "onepeace"] = "small"
+    synth_profile: Literal["tiny", "small", "distract", "scarce", "i3d", "onepeace"] = "small"
     """Semi-synthetic profile generated when `root` is empty."""
     synth_limit_per_split: Optional[int] = None
     """Videos per split for the generated data (None = all annotated videos)."""

@@ -94,6 +94,17 @@ PROFILES: dict[str, SynthProfile] = {
     "tiny": SynthProfile("tiny", 32, 16, I3D_GRID, {"train": 48, "validation": 16, "test": 16},
                          visual_snr=7.0, audio_snr=6.0, shard_size=8),
     "small": SynthProfile("small", 256, 64, I3D_GRID, {"train": 600, "validation": 200, "test": 200}, shard_size=64),
+    # Harder regimes (issue 16), same size and features as `small`; `small` itself stays as it is.
+    # `distract`: 2.5 one-stream distractors per event, 2-14 s long, half of them off-screen sounds of a labelled
+    # class, and audio onsets/offsets 0.5 s (std) off the visual span: agreement is needed more, and is blurrier.
+    "distract": SynthProfile("distract", 256, 64, I3D_GRID, {"train": 600, "validation": 200, "test": 200},
+                             jitter_s=0.5, distractor_rate=2.5, distractor_mix=(0.5, 0.3, 0.2),
+                             distractor_len_s=(2.0, 14.0), shard_size=64),
+    # `scarce`: half the training videos (about 3 per class), lower SNR in both streams and tighter class
+    # families (more confusable classes): less signal to learn from, more classes to confuse.
+    "scarce": SynthProfile("scarce", 256, 64, I3D_GRID, {"train": 300, "validation": 200, "test": 200},
+                           visual_snr=4.5, audio_snr=3.75, family_corr_visual=0.7, family_corr_audio=0.6,
+                           shard_size=64),
     "i3d": SynthProfile("i3d", 2048, 128, I3D_GRID),
     "onepeace": SynthProfile("onepeace", 1536, 1536, ONEPEACE_GRID, audio_snr=6.0),
 }

@@ -120,13 +120,12 @@ def _ap(score: np.ndarray, positive: np.ndarray) -> float:
     return float((precision * hits).sum() / max(1, hits.sum()))
 
 
-def test_agreement_is_necessary():
-    """An oracle knowing the prototypes scores each (step, class) by projection: with distractors, one
-    stream alone is far worse than requiring both (min), and summing the streams is worse too."""
-    profile = get_profile("small")
+def _oracle_ap(name: str, videos: int = 60) -> dict[str, float]:
+    """Step-level AP of an oracle that knows the prototypes and scores each (step, class) by projection."""
+    profile = get_profile(name)
     bank = make_class_bank(profile, 100, 0)
     scores, truth = {"visual": [], "audio": [], "sum": [], "agree": []}, []
-    for video in load_annotations().splits["validation"][:60]:
+    for video in load_annotations().splits["validation"][:videos]:
         visual, audio, _ = synthesize_video(video, profile, bank, seed=0)
         zv = visual @ bank.visual.T / np.sqrt(profile.visual_dim)  # [T, C]
         za = audio @ bank.audio.T / np.sqrt(profile.audio_dim)  # [T, C]
@@ -134,13 +133,31 @@ def test_agreement_is_necessary():
         gt = np.zeros(zv.shape, bool)
         for s, e, c in video.segments:
             gt[(centres >= s) & (centres <= e), c] = True
-        for name, z in (("visual", zv), ("audio", za), ("sum", zv + za), ("agree", np.minimum(zv, za))):
-            scores[name].append(z.ravel())
+        for key, z in (("visual", zv), ("audio", za), ("sum", zv + za), ("agree", np.minimum(zv, za))):
+            scores[key].append(z.ravel())
         truth.append(gt.ravel())
     truth = np.concatenate(truth)
-    ap = {name: _ap(np.concatenate(s), truth) for name, s in scores.items()}
+    return {key: _ap(np.concatenate(s), truth) for key, s in scores.items()}
+
+
+def test_agreement_is_necessary():
+    """With distractors, one stream alone is far worse than requiring both (min), and summing the streams is worse too."""
+    ap = _oracle_ap("small")
     assert ap["agree"] > ap["sum"] + 0.02, ap
     assert ap["agree"] > max(ap["visual"], ap["audio"]) + 0.15, ap
+
+
+@pytest.mark.parametrize("name", ["distract", "scarce"])
+def test_harder_profiles_are_harder_and_still_need_agreement(name):
+    """The issue-16 regimes: same features and splits as `small` (scarce: half the training videos), a lower
+    oracle ceiling, and agreement still the best oracle."""
+    small, hard = get_profile("small"), get_profile(name)
+    assert (hard.visual_dim, hard.audio_dim, hard.grid) == (small.visual_dim, small.audio_dim, small.grid)
+    assert hard.limit_per_split["test"] == small.limit_per_split["test"]
+    assert hard.limit_per_split["train"] <= small.limit_per_split["train"]
+    ap, ap_small = _oracle_ap(name), _oracle_ap("small")
+    assert ap["agree"] < ap_small["agree"] - 0.05, (ap, ap_small)
+    assert ap["agree"] > max(ap["visual"], ap["audio"]) + 0.05, ap
 
 
 def test_ensure_dataset_generates_once_then_reuses(tmp_path):
