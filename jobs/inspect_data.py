@@ -2,16 +2,18 @@
 
   inspect_data.py ROOT [--no-verify-checksums] [--endpoint-url URL]
 
-Checks the manifest (format, version, dims, counts), every shard's sha256 (unless
---no-verify-checksums), every sample (members, JSON, dims, NaN/Inf, label/segment ranges, stream
-lengths), counts per split and the weak-supervision rule (train shards carry no segments).
+Checks the manifest (format, version, dims, counts, shard paths), every shard's sha256 (unless
+--no-verify-checksums), every sample (members, JSON, every meta.json field, dims, NaN/Inf, label/segment
+ranges, step count vs duration, stream lengths, safe ids), counts per split and the weak-supervision rule
+(train shards carry no segments). Hostile shards are refused before they grow: compressed shards, sparse
+or non-regular members, and members over --max-member-mb are never expanded or read.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from clasp_dist.config import StorageConfig
+from clasp_dist.config import DataConfig, StorageConfig
 from clasp_dist.data import DataError
 from clasp_dist.data.inspection import inspect_dataset
 
@@ -24,11 +26,14 @@ def main(argv=None) -> int:
     ap.add_argument("--endpoint-url", default=None)
     ap.add_argument("--region", default=None)
     ap.add_argument("--length-tolerance", type=int, default=1)
+    ap.add_argument("--max-member-mb", type=float, default=DataConfig.max_member_mb,
+                    help="bound on one .npy member, checked from the tar header before reading it (data.max_member_mb)")
     args = ap.parse_args(argv)
     storage = StorageConfig(endpoint_url=args.endpoint_url, region=args.region)
     try:
         report = inspect_dataset(args.root, storage, verify=args.verify_checksums,
-                                 length_tolerance=args.length_tolerance)
+                                 length_tolerance=args.length_tolerance,
+                                 data_cfg=DataConfig(max_member_mb=args.max_member_mb))
     except DataError as exc:  # storage unreachable, refused credentials
         print(f"inspect_data: error: {exc}", file=sys.stderr)
         return 1

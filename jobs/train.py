@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, TrainingDataError) as err:  # bad data: deterministic, one line (shard, sample, field)
         if args.debug:
             raise
+        import ray
+
+        ray.shutdown()  # flush Ray's forwarded worker logs first, so that the cause is the last line
         print(f"error: {str(err).splitlines()[0]} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     print(f"test average mAP {summary.metrics['test']['average'] * 100:.2f} | run directory: {summary.run_dir}")

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .errors import BadSampleError
 from .samples import SkipStats
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,29 @@ def _pad(arrays: Sequence[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def _multi_hot(labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+def _multi_hot(labels: Sequence[np.ndarray], num_classes: int, video_ids: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(labels), num_classes), dtype=np.float32)  # [B, C]
     for i, ids in enumerate(labels):
-        out[i, np.asarray(ids, dtype=np.int64)] = 1.0
+        ids = np.asarray(ids)  # [n]
+        if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= num_classes):
+            raise BadSampleError(f"labels {ids.tolist()[:10]} are not class ids in [0, {num_classes})",
+                                 video_id=str(video_ids[i]), field="labels")
+        out[i, ids.astype(np.int64)] = 1.0
     return out
 
 
-def _parse_segments(texts: Iterable[Any]) -> list[list[tuple[float, float, int]]]:
-    return [[(float(s), float(e), int(c)) for s, e, c in (json.loads(t) if isinstance(t, (str, bytes)) else t)]
-            for t in texts]
+def _parse_segments(texts: Iterable[Any], video_ids: Sequence[str]) -> list[list[tuple[float, float, int]]]:
+    """``[(start_s, end_s, class)]`` per row; a malformed row is a BadSampleError naming the video (the
+    decoder already refuses them: this guards rows built by other code)."""
+    out = []
+    for text, vid in zip(texts, video_ids):
+        try:
+            out.append([(float(s), float(e), int(c)) for s, e, c in
+                        (json.loads(text) if isinstance(text, (str, bytes)) else text)])
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise BadSampleError(f"malformed segments ({type(exc).__name__}: {str(exc)[:120]})", video_id=str(vid),
+                                 field="segments") from None
+    return out
 
 
 def batch_from_columns(columns: Mapping[str, Any], num_classes: int, stats: Optional[SkipStats] = None) -> Optional[Batch]:
@@ -103,13 +117,13 @@ def batch_from_columns(columns: Mapping[str, Any], num_classes: int, stats: Opti
     mask = np.arange(length)[None, :] < num_steps[:, None]  # [B, T]
     return Batch(
         visual=torch.from_numpy(_pad(visual, length)), audio=torch.from_numpy(_pad(audio, length)),
-        mask=torch.from_numpy(mask), labels=torch.from_numpy(_multi_hot(col("labels"), num_classes)),
+        mask=torch.from_numpy(mask), labels=torch.from_numpy(_multi_hot(col("labels"), num_classes, col("video_id"))),
         video_id=[str(v) for v in col("video_id")],
         duration=torch.from_numpy(np.asarray(col("duration"), dtype=np.float64)),
         step_s=torch.from_numpy(np.asarray(col("feat_stride"), dtype=np.float64) / fps),
         offset_s=torch.from_numpy(np.asarray(col("window"), dtype=np.float64) / (2.0 * fps)),
         num_steps=torch.from_numpy(num_steps),
-        segments=_parse_segments(col("segments")) if "segments" in columns else None)
+        segments=_parse_segments(col("segments"), col("video_id")) if "segments" in columns else None)
 
 
 def collate_rows(rows: Sequence[Mapping[str, Any]], num_classes: int, stats: Optional[SkipStats] = None) -> Batch:

@@ -129,3 +129,16 @@ def test_train_segments_never_parsed_and_flagged_by_inspect(tmp_path):
         list(iter_local_samples(str(root), "train", include_segments=True))
     report = inspect_dataset(str(root))
     assert any("carries segments" in p for p in report.all_problems())
+
+
+def test_collate_refuses_malformed_rows_naming_the_video(tmp_path):
+    """Rows built by other code than the decoder: malformed segments or labels are a BadSampleError, not a crash."""
+    from clasp_dist.data.batch import collate_rows
+
+    root = one_sample_dataset(tmp_path, good_members("v0"), vid="v0")
+    row = _read(root)[0]
+    with pytest.raises(BadSampleError, match="sample 'v0', field 'segments': malformed segments"):
+        collate_rows([{**row, "segments": json.dumps([["a", 1.0, 1]])}], 5)
+    with pytest.raises(BadSampleError, match=r"sample 'v0', field 'labels'.*\[0, 5\)"):
+        collate_rows([{**row, "labels": np.array([7])}], 5)
+    assert collate_rows([row], 5).segments == [[(0.5, 1.5, 1)]]
