@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Decoding knobs ablated on trained checkpoints (issue 16): the same weights, decoded four ways.
+
+Variants: the SPEC 4.6 default; `decode.loc_threshold_mode=relative` (levels as fractions of each video-class
+signal's range); `decode.video_score=base` (class scores from the base heads); both. Each checkpoint's test split
+is predicted in this process (no Ray: `predict_local`) and scored with the project's evaluator. Reports test
+average mAP and the share of test videos with no prediction at all, per checkpoint and variant; writes JSON.
+
+    ./dev bench/decode_knobs.py runs/sweeps/regimes_seed0/trials/*/export --out docs/results/regimes/decode_knobs.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VARIANTS = {
+    "default": [],
+    "relative": ["decode.loc_threshold_mode=relative"],
+    "base-scores": ["decode.video_score=base"],
+    "relative+base-scores": ["decode.loc_threshold_mode=relative", "decode.video_score=base"],
+}
+
+
+def evaluate_variant(checkpoint: str, overrides: list[str], split: str) -> dict:
+    """Test average mAP (%) and share of videos without a prediction for one checkpoint and decode variant."""
+    from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, resolve_data_root, score
+
+    model, cfg, info = load_for_evaluation(checkpoint, overrides)
+    predictions = predict_local(model.state_dict(), cfg, info, resolve_data_root(cfg, None), split)
+    result = score(predictions, info, cfg)
+    empty = sum(1 for v in predictions.videos if not v.predictions)
+    return {"average": 100 * result.average, "videos": len(predictions.videos),
+            "no_prediction_share": empty / max(1, len(predictions.videos)),
+            "profile": cfg.data.synth_profile, "base_model": not cfg.model.use_atp}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", help="export (or checkpoint) directories")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", type=Path, required=True, help="JSON output path")
+    args = parser.parse_args(argv)
+    rows = []
+    for ckpt in args.checkpoints:
+        for name, overrides in VARIANTS.items():
+            row = {"checkpoint": ckpt, "variant": name, **evaluate_variant(ckpt, overrides, args.split)}
+            rows.append(row)
+            print(f"{ckpt} {row['profile']} {'base' if row['base_model'] else 'clasp'} {name:22s} "
+                  f"avg mAP {row['average']:6.2f}  no-prediction videos {100 * row['no_prediction_share']:5.1f}%",
+                  flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""CLASP's margin per data regime (issue 16): full vs base and full vs the all-anchors control, per generator profile.
+
+Reads the trial directories of one or more ablation sweeps (`<sweep>/trials/<trial>/config.yaml` and
+`metrics.json`), so a sweep that was stopped early still counts every trial that finished. A trial's arm is
+read from its config: the base model (`model.use_atp=false`), the all-anchors control (`model.global_ratio=1`,
+no local anchors) or full CLASP (anything else with ATP on). Writes `regimes.json`, `regimes.md` (per regime:
+each arm's seeds and mean ± std of test average mAP, the margins, whether every full seed beats every base
+seed) and `regimes.png`.
+
+    ./dev bench/regimes.py runs/sweeps/regimes_seed0 runs/sweeps/regimes_seed1 --out docs/results/regimes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clasp_dist.viz import plot_ablation_bars  # noqa: E402
+
+ARMS = ("base", "control/all-anchors", "full")
+REGIMES = ("small", "distract", "scarce")
+
+
+def trial_arm(cfg: dict) -> str:
+    """base / control/all-anchors / full from a trial's saved config."""
+    model = cfg["model"]
+    if not model["use_atp"]:
+        return "base"
+    if model["global_ratio"] == 1 and not model["csai_local"]:
+        return "control/all-anchors"
+    return "full"
+
+
+def collect(sweeps: list[Path]) -> list[dict]:
+    """One row per finished trial: regime, arm, seed, test/val average mAP (%), trial directory."""
+    rows = []
+    for sweep in sweeps:
+        for trial in sorted((sweep / "trials").glob("*")):
+            metrics_path, cfg_path = trial / "metrics.json", trial / "config.yaml"
+            if not (metrics_path.is_file() and cfg_path.is_file()):
+                continue
+            metrics, cfg = json.loads(metrics_path.read_text()), yaml.safe_load(cfg_path.read_text())
+            if "test" not in metrics:
+                continue
+            rows.append({"regime": cfg["data"]["synth_profile"], "arm": trial_arm(cfg), "seed": cfg["train"]["seed"],
+                         "test_average": 100 * metrics["test"]["average"],
+                         "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
+                         "wall_time_s": metrics.get("wall_time_s"), "trial": str(trial)})
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """{regime: {arm: {seeds, tests, mean, std}, margins}} over whatever finished."""
+    out = {}
+    for regime in sorted({r["regime"] for r in rows}, key=lambda x: (x not in REGIMES, REGIMES.index(x) if x in REGIMES else 0, x)):
+        arms = {}
+        for arm in ARMS:
+            got = sorted((r for r in rows if r["regime"] == regime and r["arm"] == arm), key=lambda r: r["seed"])
+            if got:
+                tests = [r["test_average"] for r in got]
+                arms[arm] = {"seeds": [r["seed"] for r in got], "tests": tests, "mean": statistics.fmean(tests),
+                             "std": statistics.stdev(tests) if len(tests) > 1 else 0.0}
+        entry = {"arms": arms}
+        if "full" in arms and "base" in arms:
+            entry["full_minus_base"] = arms["full"]["mean"] - arms["base"]["mean"]
+            entry["every_full_seed_beats_every_base_seed"] = min(arms["full"]["tests"]) > max(arms["base"]["tests"])
+        if "full" in arms and "control/all-anchors" in arms:
+            entry["full_minus_control"] = arms["full"]["mean"] - arms["control/all-anchors"]["mean"]
+        out[regime] = entry
+    return out
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| regime | arm | seeds | test avg mAP per seed | mean ± std |", "|---|---|---|---|---|"]
+    for regime, entry in summary.items():
+        for arm, a in entry["arms"].items():
+            per_seed = ", ".join(f"s{s}: {t:.2f}" for s, t in zip(a["seeds"], a["tests"]))
+            lines.append(f"| {regime} | {arm} | {len(a['seeds'])} | {per_seed} | {a['mean']:.2f} ± {a['std']:.2f} |")
+    lines += ["", "| regime | full − base | full − control | every full seed > every base seed |", "|---|---|---|---|"]
+    for regime, entry in summary.items():
+        fb, fc = entry.get("full_minus_base"), entry.get("full_minus_control")
+        every = entry.get("every_full_seed_beats_every_base_seed")
+        lines.append(f"| {regime} | {'-' if fb is None else f'{fb:+.2f}'} | {'-' if fc is None else f'{fc:+.2f}'} | "
+                     f"{'-' if every is None else ('yes' if every else 'no')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="ablation sweep directories (with trials/)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+    rows = collect(args.sweeps)
+    if not rows:
+        print(f"no finished trial under {', '.join(map(str, args.sweeps))}", file=sys.stderr)
+        return 1
+    summary = summarise(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "regimes.json").write_text(json.dumps({"trials": rows, "summary": summary}, indent=2))
+    (args.out / "regimes.md").write_text(markdown(summary))
+    bars = [(f"{regime}\n{arm}", a["mean"], a["std"]) for regime, e in summary.items() for arm, a in e["arms"].items()]
+    plot_ablation_bars(args.out / "regimes.png", [b[0] for b in bars], [b[1] for b in bars], [b[2] for b in bars],
+                       title="test average mAP per regime and arm (mean ± std over seeds)")
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
