@@ -114,11 +114,10 @@ class Segments:
         if n and (self.video_index.min() < 0 or self.video_index.max() >= len(self.videos)):
             raise EvaluationInputError("Segments.video_index points outside Segments.videos")
         _check_finite_and_ordered(self)
-        if self.class_names is not None and n and (self.label.min() < 0 or self.label.max() >= len(self.class_names)):
-            i = int(np.flatnonzero((self.label < 0) | (self.label >= len(self.class_names)))[0])
-            raise EvaluationInputError(
-                f"segment {i} of video '{self.video_of(i)}': label {int(self.label[i])} is not a class id "
-                f"(0..{len(self.class_names) - 1})")
+        if n and self.label.min() < 0:
+            i = int(np.argmin(self.label))
+            raise EvaluationInputError(f"segment {i} of video '{self.video_of(i)}': label {int(self.label[i])} is "
+                                       "not a class id (negative)")
 
     def __len__(self) -> int:
         return len(self.video_index)
@@ -412,10 +411,10 @@ def _shared_class_names(ground_truth: Segments, predictions: Segments) -> tuple[
         raise EvaluationInputError(
             f"predictions and ground truth use different class lists ({len(predictions.class_names)} vs "
             f"{len(ground_truth.class_names)} classes, or a different order)")
-    if len(predictions) and predictions.label.min() < 0:
-        i = int(np.argmin(predictions.label))
-        raise EvaluationInputError(f"segment {i} of video '{predictions.video_of(i)}': label "
-                                   f"{int(predictions.label[i])} is not a class id (negative)")
+    if len(ground_truth) and ground_truth.label.max() >= len(ground_truth.class_names):
+        i = int(np.argmax(ground_truth.label))
+        raise EvaluationInputError(f"ground-truth segment {i} of video '{ground_truth.video_of(i)}': label "
+                                   f"{int(ground_truth.label[i])} is not a class id (0..{len(ground_truth.class_names) - 1})")
     return tuple(ground_truth.class_names)
 
 

@@ -10,7 +10,7 @@ from clasp_dist.evaluation.metric import (ANET_TIOU, UNAV100_TIOU, EvaluationInp
                                           format_threshold, parse_tiou_thresholds, segment_tiou)
 
 from . import reference
-from .helpers import gt_segments, pred_segments, random_case
+from .helpers import NAMES, gt_segments, pred_segments, random_case
 
 
 def evaluate(gt_rows, pred_rows, thresholds=(0.5,), videos=None, **kw):
@@ -210,6 +210,11 @@ def test_label_outside_class_list_is_ignored_and_counted_negative_is_an_error():
     assert res.mAP[0] == 1.0 and res.warnings["class_without_gt"] == 1
     with pytest.raises(EvaluationInputError, match="label -1 is not a class id"):
         evaluate([("a", 0, 0, 10)], [("a", -1, 0, 10, 0.5)])
+    named = Segments.from_records([dict(video_id="a", label=7, t_start=0, t_end=10, score=0.9)], class_names=NAMES)
+    res = evaluate_detection(gt_segments([("a", 0, 0, 10)]), named, (0.5,))  # from Python with a class list, too
+    assert res.warnings["class_without_gt"] == 1 and res.mAP[0] == 0.0
+    with pytest.raises(EvaluationInputError, match="ground-truth segment 0 of video 'a': label 9"):
+        evaluate([("a", 9, 0, 10)], [])
 
 
 def test_class_list_mismatch_is_an_error():
