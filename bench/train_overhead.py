@@ -7,7 +7,8 @@ generated `small` dataset, decoded once into memory) with the same micro-batch s
 thread per worker:
   plain       a single-process loop: collate_rows -> model -> loss -> backward -> AdamW (no Ray, no DeepSpeed)
   ray+ds x1   TorchTrainer, 1 worker: ray.data.from_items(rows) -> get_dataset_shard -> iter_train_batches
-              -> DeepSpeed engine (ZeRO-0) forward/backward/step
+              -> the training loop's own epoch function (train_loop._run_epoch: DeepSpeed ZeRO-0
+              forward/backward/step, EMA, loss terms kept on the device)
   ray+ds x2   the same with 2 workers (each gets half the rows)
 videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes bench/results/train_overhead.json.
 Target: ray+ds x1 >= 0.9x plain.
@@ -82,26 +83,28 @@ def ray_worker(config: dict) -> None:
 
     from clasp_dist.data.batch import iter_train_batches
     from clasp_dist.engine import build_engine, plan_batches
+    from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema
 
     cfg = from_dict(config["config"])
     info = DatasetInfo(**config["dataset"])
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    world = ray.train.get_context().get_world_size()
-    engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, world), steps_per_epoch=100)
+    context = ray.train.get_context()
+    world = context.get_world_size()
+    device = torch.device("cpu")
+    engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, world), steps_per_epoch=100, device=device)
+    ema = build_ema(engine, cfg)
+    ctx = LoopContext(cfg=cfg, info=info, data_root="", run_dir="", rank=context.get_world_rank(), world_size=world,
+                      device=device, interactive=False, num_train_videos=config["videos"])
     shard = ray.train.get_dataset_shard("train")
-    timed_videos, timed_s = 0, 0.0
+    timed_videos, timed_s, step = 0, 0.0, 0
     for epoch in range(config["epochs"]):
-        start, videos = time.perf_counter(), 0
-        for batch in iter_train_batches(shard, cfg.deepspeed.micro_batch_size, info.num_classes):
-            out = engine(batch.visual, batch.audio, batch.mask, batch.labels)
-            loss, _ = compute_loss(out, batch.labels, batch.mask, cfg.loss)
-            engine.backward(loss)
-            engine.step()
-            videos += len(batch.video_id)
+        batches = iter_train_batches(shard, cfg.deepspeed.micro_batch_size, info.num_classes, device=device)
+        stats = _run_epoch(engine, ema, batches, ctx, epoch, writer=None, global_step=step)
+        step = stats["global_step"]
         if epoch > 0:
-            timed_s += time.perf_counter() - start
-            timed_videos += videos
+            timed_s += stats["epoch_time_s"]
+            timed_videos += stats["train_videos"] / world
     if ray.train.get_context().get_world_rank() == 0:  # Result.metrics is None without a checkpoint: use a file
         Path(config["out"]).write_text(json.dumps({"videos_per_s": timed_videos / timed_s}))
 
@@ -115,7 +118,7 @@ def ray_deepspeed(cfg, info: DatasetInfo, rows: list[dict], epochs: int, workers
                                                 cfg.deepspeed.micro_batch_size * workers}})
     trainer = TorchTrainer(
         ray_worker, train_loop_config={"config": to_dict(wcfg), "dataset": info.__dict__, "epochs": epochs,
-                                       "out": f"/tmp/clasp-overhead-{workers}.json"},
+                                       "videos": len(rows), "out": f"/tmp/clasp-overhead-{workers}.json"},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name=f"overhead-{workers}-{time.time_ns()}", storage_path="/tmp/clasp-bench"),
         datasets={"train": ray.data.from_items(rows)})
