@@ -37,7 +37,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
-    from .train_loop import quiet_ray_loggers
+    from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
     quiet_ray_loggers()
     from ray.data import DataContext
@@ -52,4 +52,5 @@ def init_ray(num_cpus: int | None = None) -> None:
     else:
         ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
                  runtime_env={"env_vars": env})
+    filter_forwarded_logs()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import random
@@ -30,6 +29,7 @@ import torch
 from .checkpoint import (DS_SUBDIR, DS_TAG, DatasetInfo, TrainState, build_model, load_tensors, load_train_state,
                          restore_rng, rng_state, save_model_description, save_tensors, save_train_state)
 from .config import Config, from_dict
+from .quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
 from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
 from .ema import EMA, ema_interval
 from .losses import LossMeter, compute_loss
@@ -57,12 +57,6 @@ def worker_log(message: str) -> None:
     patch would route print() through the root logger and show it twice)."""
     sys.__stdout__.write(message + "\n")
     sys.__stdout__.flush()
-
-
-def quiet_ray_loggers() -> None:
-    """Ray Train/Data log every report and dataset pass at INFO; keep job logs to our epoch lines."""
-    for name in ("ray.train", "ray.data", "ray.tune"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def seed_everything(seed: int) -> None:
@@ -291,7 +285,8 @@ def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
     last = epoch == cfg.train.epochs - 1
     if not (last or (epoch + 1) % cfg.train.eval_every == 0):
         return None
-    result = validate(weights, ctx) if ctx.rank == 0 else None
+    with evaluation_warnings_quiet():  # the test pass after training reports them, once
+        result = validate(weights, ctx) if ctx.rank == 0 else None
     _barrier()
     if result is None:
         return {"val_average": NOT_VALIDATED}

@@ -163,6 +163,10 @@ def check_resume_compatible(cfg: Config, saved, info: DatasetInfo | None = None)
     return check_resume_changes(cfg, saved.label, differences)
 
 
+class UnsatisfiableRequestError(RuntimeError):
+    """The run asks for resources this Ray cluster can never provide (refused before anything is requested)."""
+
+
 def check_gpu_request(cfg: Config) -> None:
     """Fail at once when `train.use_gpu` asks for more GPUs than the cluster has or its autoscaler can add
     (Ray Train would otherwise retry the worker group forever). Ray must be initialised."""
@@ -174,9 +178,10 @@ def check_gpu_request(cfg: Config) -> None:
     reachable, source = growable_resources()
     have = reachable.get("GPU", 0.0)
     if have < wanted:
-        raise RuntimeError(f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers="
-                           f"{wanted}), but this Ray cluster can reach {have:g} (from {source}) and no autoscaler "
-                           f"can add more. Run on a cluster with GPUs, or drop train.use_gpu=true to train on CPU.")
+        raise UnsatisfiableRequestError(
+            f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers={wanted}), but this Ray "
+            f"cluster can reach {have:g} (from {source}) and no autoscaler can add more. Run on a cluster with "
+            f"GPUs, or drop train.use_gpu=true to train on CPU.")
 
 
 def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
@@ -186,6 +191,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
 
     from .data.filesystem import get_arrow_fs, is_object_store
     from .data.source import read_split
+    from .quiet_logs import ray_train_logging
 
     resources = {"CPU": cfg.train.cpus_per_worker, **cfg.train.worker_resources}
     if cfg.train.use_gpu:
@@ -211,6 +217,7 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
                                                          checkpoint_score_attribute="val_average",
                                                          checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            logging_config=ray_train_logging(),
             callbacks=[stop_on_bad_data_callback(), *(callbacks or [])]),
         datasets={"train": read_split(root, "train", cfg.data, cfg.storage, include_segments=False)},
         dataset_config=data_config,

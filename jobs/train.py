@@ -19,7 +19,8 @@ EXAMPLES = """examples:
   python jobs/train.py config=unav100_i3d data.root=s3://bucket/unav100_i3d \\
       train.num_workers=8 train.use_gpu=true deepspeed.bf16=true deepspeed.zero_stage=2
   python jobs/train.py model.use_meae=false model.use_atp=false run.name=base   # the base model
-Rerunning with the same run.name (and run.storage_path) resumes from the last checkpoint."""
+Rerunning with the same run.name (and run.storage_path) resumes from the last checkpoint; the config must be
+the run's (a new run.name for other settings, run.resume_changes=[train.epochs] for a safe change)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args.overrides)
     init_ray()
     from clasp_dist.data.errors import DataError
-    from clasp_dist.trainer import TrainingDataError, run_training
+    from clasp_dist.config import ConfigError
+    from clasp_dist.run_identity import RunIdentityError
+    from clasp_dist.trainer import TrainingDataError, UnsatisfiableRequestError, run_training
 
     try:
         summary = run_training(cfg)
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
         ray.shutdown()  # flush Ray's forwarded worker logs first, so that the cause is the last line
         print(f"error: {str(err).splitlines()[0]} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    except (RunIdentityError, UnsatisfiableRequestError, ConfigError) as err:  # refused before anything ran
+        print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"test average mAP {summary.metrics['test']['average'] * 100:.2f} | run directory: {summary.run_dir}")
     return 0

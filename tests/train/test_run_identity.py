@@ -34,7 +34,7 @@ def test_unlisted_change_is_refused_with_both_ways_out():
     with pytest.raises(RunIdentityError) as err:
         check_resume_changes(cfg, "runs/x/checkpoint_1", _differences("train.epochs=9"))
     text = str(err.value)
-    assert "train.epochs: 2 in the run, 9 now" in text
+    assert f"train.epochs: {load_config(['config=tiny']).train.epochs} in the run, 9 now" in text
     assert "run.name=<new name>" in text and "run.resume_changes=[train.epochs]" in text
 
 
@@ -104,9 +104,24 @@ def test_finished_run_says_so_and_trains_nothing(tiny_run):
 
 @pytest.mark.slow
 def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path):
-    from clasp_dist.trainer import run_training
+    from clasp_dist.trainer import UnsatisfiableRequestError, run_training
 
     started = time.time()
-    with pytest.raises(RuntimeError, match=r"train.use_gpu=true asks for 1 GPU.*can reach 0"):
+    with pytest.raises(UnsatisfiableRequestError, match=r"train.use_gpu=true asks for 1 GPU.*can reach 0"):
         run_training(run_cfg(tmp_path, tiny_root, "train.use_gpu=true"))
     assert time.time() - started < 20
+
+
+@pytest.mark.slow
+def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
+    """`jobs/train.py` with the run's own config.yaml and another lr: exit 1, the message, no traceback."""
+    import sys
+
+    from .conftest import REPO, job_env, run_job
+
+    args = [sys.executable, str(REPO / "jobs" / "train.py"), f"config={tiny_run.run_dir / 'config.yaml'}",
+            "optim.lr=0.0003"]
+    done = run_job(args, job_env(), timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "error: run.name='tiny' already exists" in done.stderr and "optim.lr" in done.stderr
+    assert "Traceback" not in done.stderr

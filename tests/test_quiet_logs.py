@@ -1,0 +1,76 @@
+"""Log noise: Ray's known noise lines are dropped from what the driver prints, ours and real events kept."""
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from clasp_dist.quiet_logs import evaluation_warnings_quiet, filter_forwarded_logs, is_noise
+
+RAY_NOISE_LINES = [  # verbatim from a `./dev jobs/train.py config=tiny` run and a `ray job submit` (Ray 2.60)
+    "[2026-11-30 14:45:07,617 E 7931 7985] core_worker.cc:2465: Actor with class name: 'PreemptionWatcher' and ID: "
+    "'e51165bad9182f3b59e3777f01000000' has constructor arguments in the object store and max_restarts > 0. If the "
+    "arguments in the object store go out of scope or are lost, the actor restart will fail. See "
+    "https://github.com/ray-project/ray/issues/53727 for more details.",
+    "2026-11-30 14:44:51,303\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled for this Ray "
+    "cluster. Set RAY_AUTH_MODE=disabled to opt out.",
+    "RayDeprecationWarning: `ExecutionOptions.exclude_resources` is deprecated and will be removed after January 2027.",
+    "Progress bars disabled. To enable, set `ray.data.DataContext.get_current().enable_progress_bars = True`.",
+    "WARNING: 8 PYTHON worker processes have been started on node: 5f3a with address: 10.0.0.2, which is 4x the "
+    "maximum expected startup concurrency (2). This could be a result of using a large number of actors",
+]
+REAL_LINES = [
+    "[clasp-dist] epoch   1/1 | loss 0.3103 (base 0.1587 prop 0.1515) | lr 0.00e+00 | val mAP  0.00 | 4.9 videos/s",
+    "[2026-11-30 14:45:07,617 E 7931 7985] core_worker.cc:120: Failed to connect to the raylet",
+    "evaluation: 24 video(s) with ground truth had no prediction (all their segments are misses)",
+    "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.",
+]
+
+
+@pytest.mark.parametrize("line", RAY_NOISE_LINES)
+def test_known_ray_noise_is_recognised(line):
+    assert is_noise(line)
+
+
+@pytest.mark.parametrize("line", REAL_LINES)
+def test_real_events_are_kept(line):
+    assert not is_noise(line)
+
+
+def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch):
+    """The filter wraps the function Ray's driver prints every forwarded worker line and raylet message with."""
+    import ray._private.worker as ray_worker
+
+    monkeypatch.setattr(ray_worker, "_worker_logs_enabled", True)
+    monkeypatch.setattr(ray_worker, "print_worker_logs", ray_worker.print_worker_logs)  # restored afterwards
+    filter_forwarded_logs()
+    filter_forwarded_logs()  # idempotent: wrapped once
+    sink = io.StringIO()
+    ray_worker.print_worker_logs({"lines": RAY_NOISE_LINES + REAL_LINES, "pid": 7, "ip": "h", "localhost": "h",
+                                  "is_err": True}, sink)
+    printed = sink.getvalue()
+    assert printed.count("\n") == len(REAL_LINES)
+    assert all(line in printed for line in REAL_LINES)
+    sink = io.StringIO()
+    ray_worker.print_worker_logs({"lines": RAY_NOISE_LINES[:1], "pid": 7, "ip": "h", "localhost": "h",
+                                  "is_err": True}, sink)
+    assert sink.getvalue() == ""  # nothing left: no empty prefixed line either
+
+
+def test_every_filter_off_with_clasp_ray_noise(monkeypatch):
+    import ray._private.worker as ray_worker
+
+    monkeypatch.setenv("CLASP_RAY_NOISE", "1")
+    original = ray_worker.print_worker_logs
+    filter_forwarded_logs()
+    assert ray_worker.print_worker_logs is original
+
+
+def test_validation_does_not_repeat_the_evaluator_warnings(caplog):
+    log = logging.getLogger("clasp_dist.evaluation.metric")
+    with caplog.at_level(logging.WARNING):
+        with evaluation_warnings_quiet():
+            log.warning("evaluation: 3 video(s) with ground truth had no prediction")
+        log.warning("evaluation: 4 video(s) with ground truth had no prediction")
+    assert [r.getMessage()[:13] for r in caplog.records] == ["evaluation: 4"]
