@@ -33,13 +33,15 @@ def plan_batches(cfg: Config, world_size: int) -> BatchPlan:
     deepspeed.micro_batch_size=0 means batch_size / world_size per worker (no accumulation), so one
     preset serves every worker count that divides its batch.
     """
-    micro = cfg.deepspeed.micro_batch_size or cfg.train.batch_size // world_size
+    configured = cfg.deepspeed.micro_batch_size
+    micro = configured or cfg.train.batch_size // world_size
     per_step = micro * world_size
     if micro < 1 or cfg.train.batch_size % per_step:
         raise ValueError(
-            f"train.batch_size={cfg.train.batch_size} is not a multiple of deepspeed.micro_batch_size="
-            f"{cfg.deepspeed.micro_batch_size or micro} x train.num_workers={world_size}; pick train.batch_size as a "
-            f"multiple of {max(per_step, world_size)}, or deepspeed.micro_batch_size=0 (batch_size / num_workers)")
+            f"train.batch_size={cfg.train.batch_size} is not a multiple of deepspeed.micro_batch_size={configured} "
+            f"{'(= batch_size / num_workers) ' if not configured else ''}x train.num_workers={world_size}; pick "
+            f"train.batch_size as a multiple of {per_step if configured else world_size}"
+            f"{', or deepspeed.micro_batch_size=0 (batch_size / num_workers)' if configured else ''}")
     return BatchPlan(world_size, micro, cfg.train.batch_size // per_step)
 
 
