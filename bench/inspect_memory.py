@@ -1,6 +1,6 @@
 """Peak memory of `jobs/inspect_data.py` on the largest legal samples and on memory bombs (issue 17).
 
-  ./dev bench/inspect_memory.py [--out bench/results/inspect_memory.json] [--bomb-gb 4]
+  ./dev bench/inspect_memory.py [--bomb-gb 4] [--record | --out PATH]   # --record: bench/results/inspect_memory.json
 
 Each case is a fresh dataset root (I3D dims: 2048-d visual, 128-d audio, 25 fps / stride 8 /
 window 24) inspected by `jobs/inspect_data.py` in its own process; the figure is that process's
@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "data"))  # the hostile builders live with the tests, never shipped
 
+from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.data.grid import I3D_GRID  # noqa: E402
 from clasp_dist.data.shards import VideoSample, encode_sample, npy_bytes, write_dataset  # noqa: E402
 from hostile import gnu_sparse_member  # noqa: E402
@@ -172,7 +173,7 @@ def measure(root: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "inspect_memory.json"))
+    add_output_args(ap)
     ap.add_argument("--bomb-gb", type=float, default=4.0, help="what each bomb expands to (GB)")
     args = ap.parse_args()
     cases = {"baseline_10s": lambda r: legal_root(r, 10.0), "unav100_longest": lambda r: legal_root(r, 60.0),
@@ -190,9 +191,9 @@ def main() -> int:
     out = {"bomb_expands_to_gb": args.bomb_gb, "bounds": {"max_member_mb": 64, "meta_json_max_bytes": 2**20,
                                                            "step_count_tolerance": "max(8, 10% of steps)"},
            "cases": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    path = output_path(args, "inspect_memory.json")
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

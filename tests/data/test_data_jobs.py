@@ -42,7 +42,8 @@ def test_inspect_missing_manifest(tmp_path, capsys):
 
 def test_prepare_rejects_bad_features_dir(tmp_path, capsys):
     ann = tmp_path / "a.json"
-    ann.write_text(json.dumps({"database": {"v1": {"subset": "train", "duration": 3.0, "annotations": []}}}))
+    event = {"segment": [0.5, 1.5], "label": "dog", "label_id": 0}  # a class list exists; the features do not
+    ann.write_text(json.dumps({"database": {"v1": {"subset": "train", "duration": 3.0, "annotations": [event]}}}))
     (tmp_path / "f").mkdir()
     rc = _job("prepare_data")(["unav100", "--annotations", str(ann), "--features", str(tmp_path / "f"),
                                "--feature-set", "i3d", "--out", str(tmp_path / "o"), "--quiet"])

@@ -204,10 +204,12 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
         tars.append(((root / SHARD).read_bytes(), manifest["videos"]))
         expected[f"validation-{i:06d}.tar"] = name
     combined = write_dataset_from_tars(tmp_path / "all", {"validation": tars})
-    stats = SkipStats(split="validation")
+    stats = SkipStats(split="validation", max_messages=100)
     ds, _ = read_eval_split(str(combined), "validation", SKIP)
     ids = [v for b in iter_eval_batches(ds, 8, 5, stats, 1.0) for v in b.video_id]
-    assert ids.count("good0") == len(HOSTILE) and not any("/" in v or "." in v for v in ids)
+    # every shard's good videos arrive, except in the gzip shard (refused as a whole before any sample)
+    assert ids.count("good0") == ids.count("good1") == len(HOSTILE) - 1
+    assert not any("/" in v or "." in v for v in ids)
     assert stats.skipped >= len(HOSTILE)
     for shard, name in expected.items():
         _, field, reason = HOSTILE[name]
