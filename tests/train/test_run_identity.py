@@ -103,6 +103,23 @@ def test_finished_run_says_so_and_trains_nothing(tiny_run):
 
 
 @pytest.mark.slow
+def test_trained_run_without_its_test_pass_only_evaluates(tiny_run):
+    """Every epoch trained but metrics.json missing (killed during the test pass): the rerun evaluates the
+    best registered checkpoint on test and trains nothing."""
+    from clasp_dist.config import load_saved_config
+    from clasp_dist.trainer import run_training
+
+    run_dir = tiny_run.run_dir
+    saved_metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").unlink()
+    lines: list[str] = []
+    again = run_training(load_saved_config(run_dir / "config.yaml"), log=lines.append)
+    assert any("all 2 epochs were trained; evaluating the best checkpoint on test" in line for line in lines), lines
+    assert sorted(m["epoch"] for m in epoch_metrics(run_dir)) == [0, 1]
+    assert again.metrics["test"] == saved_metrics["test"] and (run_dir / "metrics.json").is_file()
+
+
+@pytest.mark.slow
 def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path):
     from clasp_dist.trainer import UnsatisfiableRequestError, run_training
 
