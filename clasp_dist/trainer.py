@@ -16,6 +16,7 @@ from pathlib import Path
 from .checkpoint import DatasetInfo, export_inference
 from .config import Config, ConfigError, save_config, to_dict
 from .engine import plan_batches
+from .run_files import publish_run_files, run_storage_dir
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -264,6 +265,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         record_changes(run_dir, saved.epochs_done, changes)
         log(f"[clasp-dist] resuming run {cfg.run.name!r} with changed {', '.join(d.key for d in changes)} "
             f"(run.resume_changes; recorded in {run_dir / 'config_changes.jsonl'})")
+    publish_run_files(cfg, run_dir, ["config.yaml", "config_changes.jsonl"])  # in storage from the start
     n_train = manifest.splits["train"].videos
     log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
@@ -292,8 +294,6 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
                "best_epoch": best_metrics.get("epoch"), "dataset": {"root": root, "name": info.dataset},
                "wall_time_s": time.time() - started, "checkpoint": ckpt.path}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from .run_files import publish_run_files, run_storage_dir
-
     if publish_run_files(cfg, run_dir):
         log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")
     return TrainingSummary(run_dir, export_dir, metrics)

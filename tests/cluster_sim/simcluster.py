@@ -110,7 +110,7 @@ class SimCluster:
     def ray_bin(self) -> str:
         return str(Path(sys.executable).parent / "ray")
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 300) -> None:
         config = simulated_config(self.idle_timeout_minutes, self.gcs_address)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         # worker groups wait for nodes to be launched: allow minutes, as on a real cluster (not the tests' 60 s)
