@@ -45,6 +45,7 @@ class TooManySkippedError(DataError):
 
 
 def format_bad_sample(reason: str, shard: Optional[str], video_id: Optional[str], field: Optional[str]) -> str:
-    where = [f"shard {shard}" if shard else None, f"sample {video_id!r}" if video_id else None,
+    sample = repr(video_id) if not video_id or len(video_id) <= 120 else f"{video_id[:100]!r}... ({len(video_id)} chars)"
+    where = [f"shard {shard}" if shard else None, f"sample {sample}" if video_id else None,
              f"field {field!r}" if field else None]
     return "bad sample: " + ", ".join(w for w in where if w) + f": {reason}"

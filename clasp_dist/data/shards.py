@@ -103,15 +103,22 @@ class VideoSample:
 
 
 # --------------------------------------------------------------------------------------------- ids
+MAX_ID_LENGTH = 200
+"""Longest video id (a file name derived from it must fit the usual 255-byte limit)."""
+
+
 def unsafe_id_reason(video_id: object) -> Optional[str]:
     """Why ``video_id`` cannot be a sample key or a file name, or None when it is safe.
 
     The one rule of the writer and of every reader (SPEC 2.2): a non-empty string without '.'
     (WebDataset keys end at the first dot; '..' and '.' are path steps), '/' or '\\' (a path,
-    absolute or not), or control characters. Anything derived from such an id stays inside its folder.
+    absolute or not), or control characters, and at most MAX_ID_LENGTH characters long. Anything derived
+    from such an id stays inside its folder.
     """
     if not isinstance(video_id, str) or not video_id:
         return "must be a non-empty string"
+    if len(video_id) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
     bad = [ch for ch in (".", "/", "\\") if ch in video_id]
     if bad:
         return f"contains {' '.join(repr(b) for b in bad)}"

@@ -128,6 +128,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "key_absolute_path": (sample_root("/tmp/clasp-escaped"), "key", "unsafe video id"),
     "key_dot_dot": (entries_root(lambda: [(f"...{s}", d, {}) for s, d in good_members("..").items()]), "key",
                     "unsafe video id"),
+    "key_ten_thousand_characters": (sample_root("k" * 10_000), "key", "longer than 200 characters"),
     "meta_video_id_traversal": (sample_root(**{"meta.json": meta(video_id="../../escaped")}), "meta.json:video_id",
                                 "but the tar key is"),
     # 2. memory bombs
