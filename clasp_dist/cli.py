@@ -50,9 +50,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
     else:
-        # No dashboard on the throw-away local cluster: its forkserver leaves a /tmp/pymp-* folder behind at
-        # every shutdown. For a dashboard, start Ray yourself (`ray start --head`) and set RAY_ADDRESS.
-        ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet, include_dashboard=False,
+        ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
                  runtime_env={"env_vars": env})
     filter_forwarded_logs()
 
