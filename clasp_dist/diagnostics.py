@@ -388,7 +388,7 @@ def _timeline_data(out, i: int, n: int, video_id: str, times: np.ndarray, truth:
 
 def write_diagnostics(out_dir: Path, result: Diagnostics, collector: DiagnosticsCollector,
                       timelines: list[_TimelineData], checkpoint: str, split: str) -> None:
-    from .viz import plot_category_histograms, plot_signal_timeline
+    from .viz import confined_path, plot_category_histograms, plot_signal_timeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "diagnostics.json").write_text(json.dumps(
@@ -398,7 +398,7 @@ def write_diagnostics(out_dir: Path, result: Diagnostics, collector: Diagnostics
                                  {cat: collector.pool.get(f"alpha/{cat}") for cat in CATEGORIES},
                                  xlabel="anchor score alpha_t = s_t e_t", title=f"MEAE anchor score by step category ({split})")
     for t in timelines:
-        plot_signal_timeline(out_dir / "timelines" / f"{t.video_id}.png", t.video_id, t.times,
+        plot_signal_timeline(confined_path(out_dir / "timelines", t.video_id, ".png"), t.video_id, t.times,
                              events=t.truth.event_by_class, distractors=t.truth.distractor_by_class,
                              signals=t.signals, alpha=t.alpha, anchors=t.anchors, class_names=t.class_names)
 
