@@ -37,10 +37,11 @@ def init_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
+    from ray.data import DataContext
+
     from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
-    quiet_ray_loggers()
-    from ray.data import DataContext
+    quiet_ray_loggers()  # after importing ray.data: its import resets the "ray.data" logger to DEBUG
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()

@@ -10,7 +10,8 @@ Ray prints these on every run, and none of them is an event of the run (Ray 2.60
 * `N PYTHON worker processes have been started ... the maximum expected startup concurrency`: the raylet,
   when Ray Train and Ray Data start their workers together on a small node;
 * Ray Train's INFO lines (worker group start, one `Reporting training result ...` dump per report):
-  `ray_train_logging()` sets Ray Train's console level to WARNING (failures and retries still show).
+  `ray_train_logging()` sets Ray Train's console level to WARNING (failures and retries still show);
+* Ray Data's `Dataset ... execution finished in N seconds` after every pass (our epoch line says it).
 Lines forwarded from Ray's worker processes are filtered in the driver (`filter_forwarded_logs`), the rest
 at their logger. `CLASP_RAY_NOISE=1` turns every filter off.
 """
@@ -28,6 +29,8 @@ NOISE = re.compile("|".join([
     r"ExecutionOptions\.exclude_resources` is deprecated",
     r"Progress bars disabled\. To enable, set",
     r"worker processes have been started on node: .* the maximum expected startup concurrency",
+    r"Reporting training result \d+: TrainingReport\(",
+    r"Dataset \S+ execution finished in [\d.]+ seconds",
 ]))
 """Lines of Ray's known noise (one pattern each, see the module docstring)."""
 

@@ -19,6 +19,9 @@ RAY_NOISE_LINES = [  # verbatim from a `./dev jobs/train.py config=tiny` run and
     "Progress bars disabled. To enable, set `ray.data.DataContext.get_current().enable_progress_bars = True`.",
     "WARNING: 8 PYTHON worker processes have been started on node: 5f3a with address: 10.0.0.2, which is 4x the "
     "maximum expected startup concurrency (2). This could be a result of using a large number of actors",
+    "Reporting training result 1: TrainingReport(checkpoint=Checkpoint(filesystem=local, path=/tmp/r/after/"
+    "checkpoint_2026-11-30_15-57-53.643420), metrics={'loss_base': 0.17586714029312134, ...}) from rank 0",
+    "\u2714\ufe0f  Dataset train_0356e0JZUOxZHTZ3bocRtY_0 execution finished in 5.64 seconds",
 ]
 REAL_LINES = [
     "[clasp-dist] epoch   1/1 | loss 0.3103 (base 0.1587 prop 0.1515) | lr 0.00e+00 | val mAP  0.00 | 4.9 videos/s",
