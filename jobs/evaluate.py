@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     files = parser.add_argument_group("files mode (score a results JSON)")
     files.add_argument("--predictions", metavar="P.json",
                        help="ActivityNet results JSON {'results': {vid: [{'segment', 'label', 'score'}]}} "
-                            "(local path or s3:// URL); labels are class names or integer ids")
+                            "(local path, s3:// or gs:// URL); labels are class names or integer ids")
     files.add_argument("--ground-truth", metavar="GT.json",
                        help="ActivityNet/UnAV annotation JSON {'database': {vid: {'subset', 'duration', 'annotations'}}}")
     files.add_argument("--json-out", metavar="M.json",
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "'official' = the official script's np.argsort(...)[::-1] calls (numpy-build dependent)")
 
     ckpt = parser.add_argument_group("checkpoint mode (run a trained model, distributed)")
-    ckpt.add_argument("--checkpoint", metavar="CKPT", help="checkpoint directory (local or s3://)")
+    ckpt.add_argument("--checkpoint", metavar="CKPT", help="checkpoint or export directory (local, s3:// or gs://)")
     ckpt.add_argument("--data", metavar="ROOT", help="dataset root holding manifest.json and shards (default: the "
                       "checkpoint's data.root, or the semi-synthetic dataset it was trained on, from the cache)")
     ckpt.add_argument("--out", metavar="DIR", help="output folder: predictions JSON, metrics JSON, plots")

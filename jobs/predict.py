@@ -18,9 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="example: ./dev jobs/predict.py --checkpoint runs/default/export "
                                             "--data s3://bucket/new_videos --split test --out preds.json")
     parser.add_argument("--checkpoint", required=True, help="export or checkpoint dir (weights.pt + model.json)")
-    parser.add_argument("--data", required=True, help="dataset root (local path or s3://) with manifest.json")
+    parser.add_argument("--data", required=True, help="dataset root (local path, s3:// or gs://) with manifest.json")
     parser.add_argument("--split", default="test", help="split to predict (default: test)")
-    parser.add_argument("--out", required=True, help="where to write the results JSON (local path or s3://)")
+    parser.add_argument("--out", required=True, help="where to write the results JSON (local path, s3:// or gs://)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. eval.num_actors=2 eval.batch_size=32 decode.max_segments=50")
     return parser

@@ -28,7 +28,7 @@ def _default(factory):
 @section
 class DataConfig:
     root: str = ""
-    """Dataset root (local path or s3://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
+    """Dataset root (local path, s3:// or gs://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
     synth_profile: Literal["tiny", "small", "distract", "scarce", "i3d", "onepeace"] = "small"
     """Semi-synthetic profile generated when `root` is empty."""
     synth_limit_per_split: Optional[int] = None
@@ -269,7 +269,7 @@ class RunConfig:
     name: str = "default"
     """Run name: rerunning with the same name (and storage_path) resumes."""
     storage_path: str = "runs"
-    """Where Ray Train writes checkpoints (local path or s3://)."""
+    """Where Ray Train writes checkpoints (local path, s3:// or gs://)."""
     output_dir: str = "runs"
     """Local directory for the run directory (config, metrics, TensorBoard, exported weights)."""
     keep_checkpoints: int = 2

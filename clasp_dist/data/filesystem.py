@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import logging
 import os
 import posixpath
 import re
@@ -36,6 +37,8 @@ from .errors import StorageError
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0
 FALLBACK_REGION = "us-east-1"
+GCS_RETRY_S_PER_ATTEMPT = 3
+"""pyarrow's GCS client retries by time, not attempts: this many seconds per `storage.retries` attempt."""
 
 
 def _storage(cfg):
@@ -148,6 +151,29 @@ def open_url(url: str, mode: str = "rb", storage_cfg=None, **kwargs):
     return fs.open(path, mode, **kwargs)
 
 
+@contextlib.contextmanager
+def local_copy(url: str, names: Optional[tuple[str, ...]] = None, storage_cfg=None) -> Iterator[str]:
+    """A local directory holding the files of ``url``: the path itself when local, else a temporary download
+    of its files (only ``names`` when given, e.g. a checkpoint's model.json and weights.pt, not its
+    optimizer shards), removed on exit."""
+    if not is_object_store(url):
+        yield url
+        return
+    import tempfile
+
+    fs, base = get_fs(url, storage_cfg)
+    with tempfile.TemporaryDirectory(prefix="clasp-download-") as tmp:
+        with storage_errors(url, storage_cfg):
+            found = [join(base, n) for n in names] if names else fs.find(base)
+            if not found or (names and not fs.exists(found[0])):
+                raise FileNotFoundError(f"{url}: nothing to read there ({', '.join(names or ())})")
+            for remote in found:
+                dest = os.path.join(tmp, remote[len(base):].lstrip("/"))
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                fs.get_file(remote, dest)
+        yield tmp
+
+
 def ensure_dir(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Create a local directory; nothing on object storage (no directories there, and s3fs/gcsfs
     ``makedirs`` would even create a missing bucket)."""
@@ -171,6 +197,9 @@ def _gcsfs(cfg):
     """gcsfs's plain JSON-API filesystem with ``storage.retries`` attempts per request (gcsfs itself makes 6,
     about 30 s of backoff) and bounded timeouts. Credentials: ADC, or anonymous with ``storage.anon``."""
     cls = _gcs_class(max(1, cfg.retries))
+    gcsfs_log = logging.getLogger("gcsfs")
+    if gcsfs_log.level == logging.NOTSET:  # it logs a full traceback per failed request; StorageError says it once
+        gcsfs_log.setLevel(logging.CRITICAL)
     project = cfg.gcs_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
     token = "anon" if cfg.anon else "google_default"
     return cls(project=project, token=token, endpoint_url=gcs_endpoint_url(cfg), skip_instance_cache=True,
@@ -230,7 +259,7 @@ def _arrow_gcs(cfg):
     import pyarrow.fs as pafs
 
     kwargs = {"anonymous": bool(cfg.anon),
-              "retry_time_limit": datetime.timedelta(seconds=CONNECT_TIMEOUT_S * max(1, cfg.retries))}
+              "retry_time_limit": datetime.timedelta(seconds=GCS_RETRY_S_PER_ATTEMPT * max(1, cfg.retries))}
     url = gcs_endpoint_url(cfg)
     if url:
         parsed = urlparse(url)

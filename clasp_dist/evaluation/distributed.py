@@ -262,8 +262,10 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
 def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     """The checkpoint's model and resolved config, with `key=value` overrides applied (e.g. eval.num_actors)."""
     from ..config import apply_overrides
+    from ..data.filesystem import local_copy
 
-    model, cfg, info = load_inference_model(checkpoint)
+    with local_copy(checkpoint, names=("model.json", "weights.pt")) as directory:  # s3:// and gs:// too
+        model, cfg, info = load_inference_model(directory)
     return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
 
 

@@ -71,6 +71,12 @@ def test_unreachable_endpoint_fails_fast_with_clear_error():
         generate_dataset("gs://bucket/ds", "tiny", limit_per_split=1, workers=1, progress=False,
                          storage_cfg=_emulator(endpoint, retries=1))
     assert time.perf_counter() - start < 15
+    start = time.perf_counter()
+    with pytest.raises(StorageError, match="unreachable"):  # the pyarrow path (Ray Data, Train checkpoints)
+        with storage_errors("gs://bucket/ds", _emulator(endpoint, retries=1)):
+            arrow, base = get_arrow_fs("gs://bucket/ds", _emulator(endpoint, retries=1))
+            arrow.get_file_info(f"{base}/manifest.json")
+    assert time.perf_counter() - start < 15
 
 
 class _TokenEndpoint(http.server.BaseHTTPRequestHandler):
@@ -127,6 +133,21 @@ def test_application_default_credentials_write_and_read(gcs_bucket, gcs_server, 
         assert handle.read() == b"\x00\x01payload"
 
 
+def test_predictions_json_round_trip_with_the_environment_only(gcs_bucket, gcs_server, token_endpoint, tmp_path,
+                                                               monkeypatch):
+    """Paths without a config (predictions, annotations, metrics) use STORAGE_EMULATOR_HOST and ADC."""
+    from clasp_dist.data.annotations import read_document
+    from clasp_dist.evaluation.formats import write_json
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.split("://", 1)[1])
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", _service_account_file(tmp_path, f"{token_endpoint}/grant"))
+    document = {"version": "VERSION 1.3", "results": {"v1": [{"label": "dog", "score": 0.1 + 0.2,
+                                                               "segment": [1.0, 2.5]}]}}
+    write_json(f"{gcs_bucket}/eval/predictions_test.json", document)
+    parsed, name = read_document(f"{gcs_bucket}/eval/predictions_test.json")
+    assert parsed == document and name == f"{gcs_bucket}/eval/predictions_test.json"
+
+
 def test_refused_credentials_fail_fast_and_are_not_printed(gcs_bucket, gcs_server, token_endpoint, tmp_path,
                                                           monkeypatch):
     sa = _service_account_file(tmp_path, f"{token_endpoint}/refuse")
@@ -157,7 +178,7 @@ def test_refused_user_credentials_on_the_arrow_path(gcs_bucket, gcs_server, toke
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_server, tmp_path):
+def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_server, token_endpoint, tmp_path):
     """Ray Data reads the shards and Ray Train writes its checkpoints through pyarrow's GcsFileSystem."""
     from clasp_dist.config import load_config
     from clasp_dist.trainer import run_training
@@ -177,3 +198,17 @@ def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_
     assert fs.ls(f"{base}/{checkpoints[0]}", detail=False)  # the checkpoint's files are in the bucket
     assert (tmp_path / "on-gcs" / "export").is_dir()
     assert "test" in summary.metrics or summary.metrics, summary
+    # evaluate/predict load a checkpoint straight from the bucket (its model.json and weights.pt only)
+    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.data.filesystem import local_copy
+    from clasp_dist.evaluation.distributed import load_for_evaluation
+
+    _, local_cfg, _ = load_inference_model(tmp_path / "on-gcs" / "export")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STORAGE_EMULATOR_HOST", gcs_server)
+        env.setenv("GOOGLE_APPLICATION_CREDENTIALS", _service_account_file(tmp_path, f"{token_endpoint}/grant"))
+        model, loaded_cfg, info = load_for_evaluation(f"{gcs_bucket}/runs/on-gcs/{checkpoints[-1]}", [])
+        assert loaded_cfg.model == local_cfg.model and info.num_classes > 0
+        with pytest.raises(FileNotFoundError, match="nothing to read"):
+            with local_copy(f"{gcs_bucket}/runs/on-gcs/no-such-checkpoint", names=("model.json",)):
+                pass
