@@ -35,7 +35,7 @@ RESULTS = REPO / "bench" / "results"
 JOB = ["config=tiny", "train.epochs=1", "train.num_workers=2", "train.progress_bar=off"]
 
 
-def first_step_at(read_metrics, started: float, proc, timeout: float = 600) -> float:
+def first_step_at(read_metrics, started: float, proc, out: list, timeout: float = 600) -> float:
     """Seconds from `started` to the first optimizer step (first metrics line seen minus its epoch time)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -45,7 +45,8 @@ def first_step_at(read_metrics, started: float, proc, timeout: float = 600) -> f
             first = json.loads(text.splitlines()[0])
             return seen - first["epoch_time_s"] - started
         if proc.poll() is not None and proc.returncode != 0:
-            raise RuntimeError(f"the job failed ({proc.returncode})")
+            time.sleep(1)
+            raise RuntimeError(f"the job failed ({proc.returncode}): {''.join(out)[-4000:]}")
         time.sleep(0.2)
     raise RuntimeError("no epoch was reported in time")
 
@@ -65,7 +66,7 @@ def timed_job(cmd: list[str], env: dict, read_metrics, cwd: Path = REPO) -> dict
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
     reader.start()  # drain the pipe from the start, or a chatty job blocks on a full pipe
-    first = first_step_at(read_metrics, started, proc)
+    first = first_step_at(read_metrics, started, proc, out)
     proc.wait(600)
     reader.join(10)
     if proc.returncode != 0:
