@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import socket
 import threading
 import time
@@ -148,6 +149,38 @@ def test_predictions_json_round_trip_with_the_environment_only(gcs_bucket, gcs_s
     assert parsed == document and name == f"{gcs_bucket}/eval/predictions_test.json"
 
 
+def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoint, tmp_path, monkeypatch):
+    """`evaluate/predict --checkpoint gs://...`: model.json and weights.pt are fetched, nothing else."""
+    import torch
+
+    from clasp_dist.checkpoint import DatasetInfo, build_model, save_model_description, save_tensors
+    from clasp_dist.config import load_config
+    from clasp_dist.data.filesystem import local_copy
+    from clasp_dist.evaluation.distributed import load_for_evaluation
+
+    cfg = load_config(["config=tiny"])
+    info = DatasetInfo("tiny", [f"c{i}" for i in range(5)], 16, 8, 25.0, 8, 24)
+    model = build_model(cfg, info)
+    export = tmp_path / "export"
+    export.mkdir()
+    save_model_description(export, cfg, info)
+    save_tensors(export / "weights.pt", model.state_dict())
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", _service_account_file(tmp_path, f"{token_endpoint}/grant"))
+    fs, base = get_fs(f"{gcs_bucket}/runs/x/export")
+    for name in ("model.json", "weights.pt"):
+        fs.put_file(str(export / name), f"{base}/{name}")
+    fs.pipe_file(f"{base}/optimizer_shard.pt", b"not needed")  # never downloaded
+    loaded, loaded_cfg, loaded_info = load_for_evaluation(f"{gcs_bucket}/runs/x/export", ["eval.num_actors=1"])
+    assert loaded_info == info and loaded_cfg.model == cfg.model and loaded_cfg.eval.num_actors == 1
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with local_copy(f"{gcs_bucket}/runs/x/export", names=("model.json",)) as directory:
+        assert os.listdir(directory) == ["model.json"]
+    with pytest.raises(FileNotFoundError, match="nothing to read"):
+        load_for_evaluation(f"{gcs_bucket}/runs/x/no-such-export", [])
+
+
 def test_refused_credentials_fail_fast_and_are_not_printed(gcs_bucket, gcs_server, token_endpoint, tmp_path,
                                                           monkeypatch):
     sa = _service_account_file(tmp_path, f"{token_endpoint}/refuse")
@@ -178,7 +211,7 @@ def test_refused_user_credentials_on_the_arrow_path(gcs_bucket, gcs_server, toke
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_server, token_endpoint, tmp_path):
+def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_server, tmp_path):
     """Ray Data reads the shards and Ray Train writes its checkpoints through pyarrow's GcsFileSystem."""
     from clasp_dist.config import load_config
     from clasp_dist.trainer import run_training
@@ -198,17 +231,3 @@ def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_
     assert fs.ls(f"{base}/{checkpoints[0]}", detail=False)  # the checkpoint's files are in the bucket
     assert (tmp_path / "on-gcs" / "export").is_dir()
     assert "test" in summary.metrics or summary.metrics, summary
-    # evaluate/predict load a checkpoint straight from the bucket (its model.json and weights.pt only)
-    from clasp_dist.checkpoint import load_inference_model
-    from clasp_dist.data.filesystem import local_copy
-    from clasp_dist.evaluation.distributed import load_for_evaluation
-
-    _, local_cfg, _ = load_inference_model(tmp_path / "on-gcs" / "export")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("STORAGE_EMULATOR_HOST", gcs_server)
-        env.setenv("GOOGLE_APPLICATION_CREDENTIALS", _service_account_file(tmp_path, f"{token_endpoint}/grant"))
-        model, loaded_cfg, info = load_for_evaluation(f"{gcs_bucket}/runs/on-gcs/{checkpoints[-1]}", [])
-        assert loaded_cfg.model == local_cfg.model and info.num_classes > 0
-        with pytest.raises(FileNotFoundError, match="nothing to read"):
-            with local_copy(f"{gcs_bucket}/runs/on-gcs/no-such-checkpoint", names=("model.json",)):
-                pass
