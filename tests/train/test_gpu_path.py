@@ -160,44 +160,67 @@ def _free_port(socket) -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", [0, 2])
-def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, tiny_root, stage):
-    """A real DeepSpeed engine with bf16 (parameters bf16, buffers fp32), two optimizer steps through the
-    loop's own epoch function; EMA and exported weights come from the fp32 masters, not the bf16 copy."""
+def _two_steps(tiny_root: str, *extra: str):
+    """Build a real DeepSpeed engine and run two optimizer steps (4 micro-batches of 2) through the loop's
+    own epoch function. Returns (engine, ema, initial EMA shadow, epoch stats, cfg, dataset info)."""
     from clasp_dist.checkpoint import build_model
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine, fp32_weights
-    from clasp_dist.train_loop import LoopContext, _inference_weights, _run_epoch, build_ema, seed_everything
+    from clasp_dist.engine import build_engine
+    from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema, seed_everything
     from clasp_dist.trainer import dataset_info
 
-    cfg = load_config(TINY + [f"data.root={tiny_root}", "deepspeed.bf16=true", f"deepspeed.zero_stage={stage}",
-                              "train.batch_size=4", "deepspeed.micro_batch_size=2", "optim.ema_decay=0.5",
-                              "train.log_every_steps=1"])
+    cfg = load_config(TINY + [f"data.root={tiny_root}", "train.batch_size=4", "deepspeed.micro_batch_size=2",
+                              "optim.ema_decay=0.5", "train.log_every_steps=1", *extra])
     info, _ = dataset_info(tiny_root, cfg)
     seed_everything(0)
-    plan = plan_batches(cfg, 1)
-    engine = build_engine(build_model(cfg, info), cfg, plan, steps_per_epoch=2, device=torch.device("cpu"))
-    assert engine.module.encoder.pos_table.dtype == torch.float32  # DeepSpeed leaves buffers alone...
-    assert next(engine.module.parameters()).dtype == torch.bfloat16  # ...and casts parameters
+    engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, 1), steps_per_epoch=2,
+                          device=torch.device("cpu"))
     ema = build_ema(engine, cfg)
     initial = {k: v.clone() for k, v in ema.shadow.items()}
     rows = [row for _, row in zip(range(8), iter_local_samples(tiny_root, "train", cfg.data, cfg.storage))]
-    batches = [collate_rows(rows[i:i + 2], info.num_classes) for i in range(0, 8, 2)]  # 4 micro -> 2 steps
+    batches = [collate_rows(rows[i:i + 2], info.num_classes) for i in range(0, 8, 2)]
     ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=0, world_size=1,
                       device=torch.device("cpu"), interactive=False, num_train_videos=8)
     stats = _run_epoch(engine, ema, batches, ctx, epoch=0, writer=None, global_step=0)
     assert stats["global_step"] == 2 and stats["train_videos"] == 8
     assert torch.isfinite(torch.tensor(stats["loss"])) and stats["loss"] > 0
+    assert ema.steps == 2 and any(not torch.equal(initial[k], ema.shadow[k]) for k in initial)
+    return engine, ema, stats, cfg, info
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [0, 2])
+def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, tiny_root, stage):
+    """A real DeepSpeed engine with bf16 (parameters bf16, buffers fp32), two optimizer steps through the
+    loop's own epoch function; EMA and exported weights come from the fp32 masters, not the bf16 copy."""
+    from clasp_dist.engine import fp32_weights
+    from clasp_dist.train_loop import _inference_weights
+
+    engine, ema, _, _, _ = _two_steps(tiny_root, "deepspeed.bf16=true", f"deepspeed.zero_stage={stage}")
+    assert engine.module.encoder.pos_table.dtype == torch.float32  # DeepSpeed leaves buffers alone...
+    assert next(engine.module.parameters()).dtype == torch.bfloat16  # ...and casts parameters
     masters = fp32_weights(engine.module)
-    name = "encoder.embed_v.conv1.weight" if "encoder.embed_v.conv1.weight" in masters else next(iter(masters))
+    name = next(iter(dict(engine.module.named_parameters())))
     module_weight = dict(engine.module.named_parameters())[name]
     assert module_weight.dtype == torch.bfloat16 and masters[name].dtype == torch.float32
     assert not torch.equal(masters[name], module_weight.float())  # the master keeps bits bf16 drops
     assert torch.equal(masters[name].to(torch.bfloat16), module_weight.detach())
-    assert all(v.dtype == torch.float32 for v in ema.shadow.values()) and ema.steps == 2
-    assert any(not torch.equal(initial[k], ema.shadow[k]) for k in initial)
-    cfg_no_ema = load_config(TINY + ["eval.use_ema=false"])
-    exported = _inference_weights(engine, None, cfg_no_ema)
+    assert all(v.dtype == torch.float32 for v in ema.shadow.values())
+    exported = _inference_weights(engine, None, load_config(TINY + ["eval.use_ema=false"]))
     assert torch.equal(exported[name], masters[name].cpu())
+
+
+@pytest.mark.slow
+def test_zero3_ema_and_export_are_whole_fp32_weights(gloo_world_of_one, tiny_root):
+    """ZeRO-3 partitions the module: the EMA (every step here) and the export still hold every weight whole."""
+    from clasp_dist.checkpoint import build_model, check_weights_match
+    from clasp_dist.train_loop import _inference_weights
+
+    engine, ema, _, cfg, info = _two_steps(tiny_root, "deepspeed.bf16=true", "deepspeed.zero_stage=3",
+                                           "optim.ema_every=1")
+    weights = _inference_weights(engine, ema, cfg)
+    model = build_model(cfg, info)
+    check_weights_match(weights, model, "ZeRO-3 export")
+    model.load_state_dict(weights)
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.dtype.is_floating_point)
