@@ -143,7 +143,7 @@ def run_checkpoint_mode(args: argparse.Namespace) -> int:
         tiou_thresholds=parse_tiou_thresholds(args.tiou) if args.tiou else None, overrides=list(args.overrides))
     if isinstance(result, DetectionResult):
         print(format_table(result, title=f"checkpoint {args.checkpoint}, split {args.split}"))
-        note = coverage_note(result, args.split, result.num_videos, "the model's predictions")
+        note = coverage_note(result, args.split, result.num_videos, "the model's predictions", only_predicted=True)
         if note and not args.quiet:
             print(note)
     return 0

@@ -65,11 +65,12 @@ def coverage_note(result: DetectionResult, split: str, split_videos: int, predic
 
     Loud on purpose: scoring a predictions file for a few videos against a whole split is legal (the
     missing videos are misses) but gives a far lower mAP than the same model scored on its own videos.
+    ``only_predicted``: the scored videos are the predicted ones (--only-predicted-videos, checkpoint mode).
     """
     w, lines = result.warnings, []
     if w.get("videos_without_predictions", 0) and only_predicted:
-        lines.append(f"NOTE: {w['videos_without_predictions']} of the {result.num_videos} scored videos are listed in "
-                     f"{predictions_name} without any segment; all their segments count as misses.")
+        lines.append(f"NOTE: {w['videos_without_predictions']} of the {result.num_videos} scored videos have no segment in "
+                     f"{predictions_name}; all their ground-truth segments count as misses.")
     elif w.get("videos_without_predictions", 0):
         lines.append(
             f"NOTE: {w['videos_without_predictions']} of the {split_videos} videos of split '{split}' have ground truth "

@@ -189,6 +189,12 @@ def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_i
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["average"] == pytest.approx(1.0)
     assert "only the 2 predicted videos of 10 (--only-predicted-videos)" in proc.stdout and "NOTE" not in proc.stdout
+    empty = json.loads(pred_path.read_text())
+    empty["results"]["v2"] = []  # listed without segments: scored, all misses
+    pred_path.write_text(json.dumps(empty))
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out, "--only-predicted-videos")
+    assert json.loads(out.read_text())["average"] == pytest.approx(2 / 3)
+    assert f"NOTE: 1 of the 3 scored videos have no segment in {pred_path}" in proc.stdout
 
 
 def test_help_states_the_semantics_and_real_paths():
