@@ -41,8 +41,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from conftest import free_port
-from train.test_job_submit import EXCLUDES, _pids_naming
+from train.test_job_submit import EXCLUDES, _pids_naming, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_YAML = REPO / "cluster" / "aws.yaml"
