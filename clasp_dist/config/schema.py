@@ -210,6 +210,8 @@ class TrainConfig:
     """One GPU per worker."""
     cpus_per_worker: float = 0.5
     """CPUs reserved per train worker (fractional on small machines so Ray Data can read)."""
+    worker_resources: dict[str, float] = _default(dict)
+    """Extra Ray resources per train worker, e.g. {accelerator_type:A10G: 0.01} to pick a node type."""
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """Placement of the workers over nodes (Ray placement group strategy; STRICT_SPREAD = one per node)."""
     eval_every: int = 2
@@ -226,8 +228,6 @@ class TrainConfig:
 
 @section
 class DecodeConfig:
-    worker_resources: dict[str, float] = _default(dict)
-    """Extra Ray resources per train worker, e.g. {accelerator_type:A10G: 0.01} to pick a node type."""
     class_threshold: float = 0.1
     """Keep video classes with p_c = sqrt(p_a' p_v') >= this."""
     max_classes: int = 5
