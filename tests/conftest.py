@@ -19,6 +19,21 @@ S3_SECRET = "testing-secret"
 S3_REGION = "us-east-1"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--simcluster", action="store_true",
+                     help="also run the simulated autoscaling cluster tests (tests/cluster_sim, 8+ minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (never skip) the `simcluster` tests unless --simcluster: they do not fit the suite's budget."""
+    if config.getoption("--simcluster"):
+        return
+    dropped = [item for item in items if item.get_closest_marker("simcluster")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("simcluster")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
