@@ -70,8 +70,11 @@ def test_every_filter_off_with_clasp_ray_noise(monkeypatch):
     assert ray_worker.print_worker_logs is original
 
 
-def test_validation_does_not_repeat_the_evaluator_warnings(caplog):
+def test_validation_does_not_repeat_the_evaluator_warnings(caplog, monkeypatch):
     log = logging.getLogger("clasp_dist.evaluation.metric")
+    # As in a training process: no level of its own (jobs/evaluate.py, run in-process by other tests, sets one).
+    monkeypatch.setattr(log, "level", logging.NOTSET)
+    logging.getLogger().manager._clear_cache()
     with caplog.at_level(logging.WARNING):
         with evaluation_warnings_quiet():
             log.warning("evaluation: 3 video(s) with ground truth had no prediction")
