@@ -34,6 +34,17 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("simcluster")]
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Jobs' main() run in-process call logging.basicConfig, which binds a root handler to that test's captured
+    stderr; later tests would then log into a closed stream ('--- Logging error ---'). Restore the root logger."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
