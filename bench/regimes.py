@@ -6,9 +6,11 @@ Reads the trial directories of one or more ablation sweeps (`<sweep>/trials/<tri
 read from its config: the base model (`model.use_atp=false`), the all-anchors control (`model.global_ratio=1`,
 no local anchors) or full CLASP (anything else with ATP on). Writes `regimes.json`, `regimes.md` (per regime:
 each arm's seeds and mean ± std of test average mAP, the margins, whether every full seed beats every base
-seed) and `regimes.png`.
+seed) and `regimes.png`. `--previous` keeps the trials of an earlier `regimes.json` whose trial directories
+are gone (a trial found in a sweep wins over the same regime, arm and seed from there).
 
     ./dev bench/regimes.py runs/sweeps/regimes_seed0 runs/sweeps/regimes_seed1 --out docs/results/regimes
+    ./dev bench/regimes.py runs/sweeps/regimes_* --previous docs/results/regimes/regimes.json --out docs/results/regimes
 """
 from __future__ import annotations
 
@@ -56,6 +58,13 @@ def collect(sweeps: list[Path]) -> list[dict]:
     return rows
 
 
+def merge_previous(rows: list[dict], previous: list[dict]) -> list[dict]:
+    """`rows` plus the earlier trials whose (regime, arm, seed) no finished trial in `rows` has."""
+    key = lambda r: (r["regime"], r["arm"], r["seed"])  # noqa: E731
+    have = {key(r) for r in rows}
+    return rows + [r for r in previous if key(r) not in have]
+
+
 def summarise(rows: list[dict]) -> dict:
     """{regime: {arm: {seeds, tests, mean, std}, margins}} over whatever finished."""
     out = {}
@@ -96,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="ablation sweep directories (with trials/)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--previous", type=Path, action="append", default=[], metavar="JSON",
+                        help="an earlier regimes.json: keep its trials that no sweep here has (repeatable)")
     args = parser.parse_args(argv)
     rows = collect(args.sweeps)
+    for path in args.previous:
+        rows = merge_previous(rows, json.loads(path.read_text())["trials"])
     if not rows:
         print(f"no finished trial under {', '.join(map(str, args.sweeps))}", file=sys.stderr)
         return 1
