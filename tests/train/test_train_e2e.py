@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO, epoch_metrics, job_env, run_cfg, run_job, train_command
+from helpers import REPO, epoch_metrics, job_env, run_cfg, run_job, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +29,6 @@ def test_embedded_pipeline_writes_a_complete_run_directory(tiny_run, tiny_root):
     assert set(test) >= {"0.1", "0.5", "0.9", "average"} and 0.0 <= test["average"] <= 1.0
     model, cfg, info = load_inference_model(summary.export_dir)
     assert info.num_classes == 100 and cfg.data.root == tiny_root
-
-
-def test_zero_stage_0_and_2_train_the_same(ray_session, tiny_root, tmp_path):
-    """Same seed, same data: ZeRO-2's partitioned optimizer must give ZeRO-0's losses (2 workers)."""
-    from clasp_dist.trainer import run_training
-
-    losses = {}
-    for stage in (0, 2):
-        cfg = run_cfg(tmp_path / f"z{stage}", tiny_root, "train.epochs=1", "train.num_workers=2",
-                      f"deepspeed.zero_stage={stage}", "train.batch_size=8", "deepspeed.micro_batch_size=4",
-                      "data.shuffle_buffer=0", f"run.name=z{stage}")
-        losses[stage] = epoch_metrics(run_training(cfg).run_dir)[0]["loss"]
-    assert losses[0] == pytest.approx(losses[2], rel=1e-5)
 
 
 def _add_scrambled_segments(root: Path) -> None:
@@ -79,7 +66,8 @@ def _add_scrambled_segments(root: Path) -> None:
 def test_training_never_reads_training_segments_and_is_reproducible(ray_session, tiny_root, tmp_path):
     """Weak-supervision guard: scrambled segments in every training shard leave training bit-identical.
 
-    The same run twice (seeded) also matches bit for bit: reproducibility."""
+    Two separate seeded runs matching bit for bit also needs training to be reproducible, so one pair of runs
+    checks both (a mismatch means segments were read or a run is not deterministic: the message says so)."""
     import shutil
 
     from clasp_dist.checkpoint import load_tensors
@@ -89,13 +77,13 @@ def test_training_never_reads_training_segments_and_is_reproducible(ray_session,
     shutil.copytree(tiny_root, scrambled)
     _add_scrambled_segments(scrambled)
     runs = {}
-    for name, root in (("a", tiny_root), ("b", tiny_root), ("scrambled", str(scrambled))):
+    for name, root in (("a", tiny_root), ("scrambled", str(scrambled))):
         summary = run_training(run_cfg(tmp_path / name, root, "train.epochs=1", f"run.name={name}"))
         runs[name] = ([m["loss"] for m in epoch_metrics(summary.run_dir)],
                       load_tensors(summary.export_dir / "weights.pt"))
-    for other in ("b", "scrambled"):
-        assert runs[other][0] == runs["a"][0]
-        assert all(torch.equal(runs["a"][1][k], runs[other][1][k]) for k in runs["a"][1])
+    why = "training read the training segments, or two seeded runs are not reproducible"
+    assert runs["scrambled"][0] == runs["a"][0], why
+    assert all(torch.equal(runs["a"][1][k], runs["scrambled"][1][k]) for k in runs["a"][1]), why
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
@@ -117,7 +105,7 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
 
     data = generate_dataset(f"{s3_bucket}/tiny", "tiny", seed=0, progress=False, workers=1)
     args = train_command(f"data.root={data}", "train.num_workers=2", "deepspeed.zero_stage=2",
-                         "train.epochs=3", "train.eval_every=3", f"run.storage_path={s3_bucket}/runs",
+                         "train.epochs=2", "train.eval_every=2", f"run.storage_path={s3_bucket}/runs",
                          f"run.output_dir={tmp_path}", "run.name=resume")
     env = job_env()
     fs, base = get_fs(f"{s3_bucket}/runs/resume")
@@ -134,12 +122,12 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     first = [m["epoch"] for m in epoch_metrics(tmp_path / "resume")]
-    assert first and max(first) < 2, first
+    assert first == [0], first
     done = run_job(args, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resumed after epoch" in done.stdout + done.stderr
     epochs = [m["epoch"] for m in epoch_metrics(tmp_path / "resume")]
-    assert epochs.count(0) == 1 and max(epochs) == 2  # epoch 0 was not trained again
+    assert sorted(epochs) == [0, 1]  # epoch 0 was not trained again
     assert (tmp_path / "resume" / "metrics.json").is_file()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from train.conftest import REPO, epoch_metrics, job_env, run_job
+from helpers import REPO, epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +41,47 @@ def tune_trials(sweep_dir: Path) -> dict[str, str]:
     return trials
 
 
-def test_ablation_sweep_writes_results_and_a_trainable_best_config(ray_session, tiny_root, tmp_path):
+def _kill_after_first_finished_trial(args: list[str], env: dict, sweep_dir: Path) -> dict[str, str]:
+    """Start the sweep, SIGKILL its whole process group once one trial has TERMINATED; return the trial states."""
+    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not any(s == "TERMINATED" for s in tune_trials(sweep_dir).values()):
+            if proc.poll() is not None:
+                raise AssertionError(f"sweep ended early ({proc.returncode}): {proc.stdout.read()[-3000:]}")
+            assert time.time() < deadline, "timed out waiting for the first finished trial"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return tune_trials(sweep_dir)
+
+
+def test_killed_ablation_sweep_resumes_and_writes_results_and_a_trainable_best_config(tiny_root, tmp_path):
+    """One sweep (arms base and full, one seed) is SIGKILLed after its first finished trial; the same command
+    resumes it without rerunning that trial, then writes the results, the plot and best.yaml."""
     sweep_dir = tmp_path / "sweep"
-    done = run_job(sweep_command(sweep_dir, tiny_root, "--arms", "base,full", "--seeds", "1"), job_env(),
-                   timeout=300)
+    args = sweep_command(sweep_dir, tiny_root, "--arms", "base,full", "--seeds", "1")
+    env = job_env()
+    before = _kill_after_first_finished_trial(args, env, sweep_dir)
+    finished = [t for t, s in before.items() if s == "TERMINATED"]
+    # With one trial at a time, Tune may not have created the second trial yet when the first one ends.
+    assert len(finished) == 1 and len(before) <= 2, before
+    first_dir = sweep_dir / "trials" / finished[0]
+    first_metrics = (first_dir / "metrics.json").stat().st_mtime_ns
+    assert not (sweep_dir / "results.csv").exists()
+
+    done = run_job(args, env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming sweep" in done.stdout
+    after = tune_trials(sweep_dir)
+    assert set(before) <= set(after) and len(after) == 2 and set(after.values()) == {"TERMINATED"}, after
+    assert (first_dir / "metrics.json").stat().st_mtime_ns == first_metrics  # not run again
+
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     assert sorted(r["arm"] for r in rows) == ["base", "full"]
+    assert sorted(r["trial_id"] for r in rows) == sorted(after)
     assert all(not r["error"] and 0.0 <= float(r["test_average"]) <= 1.0 for r in rows)
     assert {"test_map@0.1", "test_map@0.9", "val_average"} <= set(rows[0])
     md = (sweep_dir / "results.md").read_text()
@@ -74,52 +108,14 @@ def test_ablation_sweep_writes_results_and_a_trainable_best_config(ray_session, 
     assert cells[" base "].strip() == "n/a" and 0.0 <= float(cells[" full "]) <= 1.0
     assert len(list((sweep_dir / "diagnostics").glob("*_seed0/diagnostics.json"))) == 2
 
-    from clasp_dist.config import load_config
-    from clasp_dist.trainer import run_training
+    # best.yaml is the winning trial's trained configuration, less the trial's own run fields
+    from clasp_dist.config import load_config, load_saved_config, to_dict
 
-    best = sweep_dir / "best.yaml"
-    cfg = load_config([f"config={best}"])
     winner = max(rows, key=lambda r: float(r["val_average"]))
-    assert cfg.model.use_meae == (winner["arm"] == "full") and cfg.data.root == tiny_root
-    assert cfg.train.epochs == 1 and cfg.model.d_model == 32
-    retrain = load_config([f"config={best}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
-                           "run.name=from-best"])
-    summary = run_training(retrain)
-    assert (summary.run_dir / "metrics.json").is_file()
-    assert [m["epoch"] for m in epoch_metrics(summary.run_dir)] == [0]
-
-
-def test_killed_sweep_resumes_without_rerunning_finished_trials(tiny_root, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    args = sweep_command(sweep_dir, tiny_root, "--arms", "base", "--seeds", "2")
-    env = job_env()
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while not any(s == "TERMINATED" for s in tune_trials(sweep_dir).values()):
-            if proc.poll() is not None:
-                raise AssertionError(f"sweep ended early ({proc.returncode}): {proc.stdout.read()[-3000:]}")
-            assert time.time() < deadline, "timed out waiting for the first finished trial"
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    before = tune_trials(sweep_dir)
-    finished = [t for t, s in before.items() if s == "TERMINATED"]
-    assert len(before) == 2 and len(finished) == 1, before
-    first_dir = sweep_dir / "trials" / finished[0]
-    first_metrics = (first_dir / "metrics.json").stat().st_mtime_ns
-    assert not (sweep_dir / "results.csv").exists()
-
-    done = run_job(args, env, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resuming sweep" in done.stdout
-    after = tune_trials(sweep_dir)
-    assert set(after) == set(before) and set(after.values()) == {"TERMINATED"}
-    assert (first_dir / "metrics.json").stat().st_mtime_ns == first_metrics  # not run again
-    for trial in after:
-        assert [m["epoch"] for m in epoch_metrics(sweep_dir / "trials" / trial)] == [0]
-    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
-    assert sorted(r["trial_id"] for r in rows) == sorted(after)
-    assert sorted(r["seed"] for r in rows) == ["0", "1"] and all(not r["error"] for r in rows)
+    best = to_dict(load_config([f"config={sweep_dir / 'best.yaml'}"]))
+    trained = to_dict(load_saved_config(sweep_dir / "trials" / winner["trial_id"] / "config.yaml"))
+    assert best["model"]["use_meae"] == (winner["arm"] == "full") and best["data"]["root"] == tiny_root
+    assert best["train"]["epochs"] == 1 and best["model"]["d_model"] == 32
+    differing = {f"{section}.{key}" for section in trained for key in trained[section]
+                 if best[section][key] != trained[section][key]}
+    assert {k.split(".")[0] for k in differing} <= {"run"}, differing
