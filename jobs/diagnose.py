@@ -5,7 +5,7 @@ On an evaluation split (never train), every step is an event, a one-stream distr
 data: regenerated from the manifest and checked against the shard features) or background, and the
 tool reports: MEAE anchor-score means and ROC-AUCs per category, CSAI anchor precision and segment
 coverage, the base vs refined localisation signal (step AP, event-vs-distractor AUC, segments whose
-signal never reaches the decoder's lowest threshold) and video-level mAP. See clasp_dist/diagnostics.py.
+signal never reaches the decoder's lowest threshold) and video-level mAP. See clasp_dist/diagnostics/.
 
 Outputs (--out): diagnostics.json, alpha_by_category.png, timelines/<video>.png (--plot N).
 """
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    from clasp_dist.diagnostics import diagnose_checkpoint, diagnose_sweep, figures_markdown, format_figures
+    from clasp_dist.diagnostics.run import diagnose_checkpoint, format_figures
+    from clasp_dist.diagnostics.sweep import diagnose_sweep, figures_markdown
 
     if args.sweep:
         means = diagnose_sweep(args.sweep, args.split, args.videos, args.plot, args.overrides,

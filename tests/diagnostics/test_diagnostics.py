@@ -1,4 +1,4 @@
-"""Model diagnostics (clasp_dist.diagnostics): ranking statistics, step categories, the regenerated
+"""Model diagnostics (clasp_dist.diagnostics package): ranking statistics, step categories, the regenerated
 distractor record, and the whole tool on a generated dataset with real (untrained) exports."""
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from clasp_dist.diagnostics import (DiagnosticsCollector, DistractorRecord, average_precision, class_mean_ap,
-                                    diagnose_checkpoint, roc_auc, video_truth)
+from clasp_dist.diagnostics.collector import DiagnosticsCollector
+from clasp_dist.diagnostics.distractors import DistractorRecord
+from clasp_dist.diagnostics.run import diagnose_checkpoint
+from clasp_dist.diagnostics.stats import average_precision, class_mean_ap, roc_auc
+from clasp_dist.diagnostics.truth import video_truth
 from clasp_dist.model import ModelOutput
 
 
