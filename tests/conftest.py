@@ -1,11 +1,13 @@
-"""Shared fixtures: one real local Ray session and real S3- and GCS-compatible servers per test run."""
+"""Shared fixtures: one real local Ray session, real S3- and GCS-compatible servers and one generated `tiny` dataset
+per test run. Plain helpers (run configs, job subprocesses, ports) are in tests/helpers.py."""
 from __future__ import annotations
 
 import logging
 import os
-import socket
 
 import pytest
+
+from helpers import free_port, port_open
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
@@ -45,10 +47,13 @@ def _restore_root_logging():
     root.setLevel(level)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> str:
+    """The `tiny` semi-synthetic dataset (48/16/16 videos, 32-d visual, 16-d audio), generated once per session in a
+    local directory. Shared: a test that changes a dataset copies this one first."""
+    from clasp_dist.data import generate_dataset
+
+    return generate_dataset(str(tmp_path_factory.mktemp("tiny") / "data"), "tiny", seed=0, workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +86,28 @@ def s3_bucket(s3_server, request):
                           aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
     client.create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def strict_s3():
+    """A second moto server in its own process with IAM authentication on from the first request
+    (``INITIAL_NO_AUTH_ACTION_COUNT=0``): unknown access keys get 403 InvalidAccessKeyId, as on AWS. Yields its URL."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the strict moto server did not start (exit code {proc.poll()})")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from train.conftest import job_env
+from helpers import job_env
 
 from .simcluster import GPU_STAND_IN, REPO, SimCluster, simulated_node_types
 

@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import json
 import os
-import socket
 import threading
 import time
 
@@ -19,15 +18,11 @@ from clasp_dist.data import StorageError, generate_dataset, read_manifest
 from clasp_dist.data.filesystem import get_arrow_fs, get_fs, storage_errors
 from clasp_dist.data.source import iter_local_samples
 
+from helpers import free_port
+
 
 def _emulator(endpoint: str, **kw) -> StorageConfig:
     return StorageConfig(gcs_endpoint_url=endpoint, anon=True, **kw)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sha(data: bytes) -> str:
@@ -64,7 +59,7 @@ def test_prepare_data_writes_to_gs(gcs_bucket, gcs_server):
 
 
 def test_unreachable_endpoint_fails_fast_with_clear_error():
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     start = time.perf_counter()
     with pytest.raises(StorageError, match=rf"unreachable.*'gs://bucket/ds'.*{endpoint}"):
         read_manifest("gs://bucket/ds", _emulator(endpoint, retries=2))

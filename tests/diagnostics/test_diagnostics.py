@@ -111,13 +111,6 @@ def test_collector_wiring_with_perfect_outputs():
 
 
 # -------------------------------------------------------------------------- distractor record
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> str:
-    from clasp_dist.data.synthetic import generate_dataset
-
-    return generate_dataset(str(tmp_path_factory.mktemp("diag") / "ds"), "tiny", seed=0, workers=1, progress=False)
-
-
 def test_distractor_record_regenerates_the_shards(tiny_root):
     from clasp_dist.data.shards import read_manifest
     from clasp_dist.data.source import iter_local_samples

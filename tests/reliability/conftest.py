@@ -1,44 +1,19 @@
-"""Fixtures and helpers of the reliability tests: a tiny dataset, run configs, and ways to find and
-kill *this* test session's Ray processes (the machine is shared: never touch another session's)."""
+"""Helpers of the reliability tests: registered checkpoints, waiting, ways to find and kill *this* test session's Ray
+processes (the machine is shared: never touch another session's), and a killable S3 server. The `tiny` dataset, run
+configs and ports are shared by every test directory (tests/conftest.py, tests/helpers.py)."""
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
+from helpers import free_port, port_open
 
-REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-TINY = ["config=tiny", "train.progress_bar=off"]
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> str:
-    """The `tiny` semi-synthetic dataset (48/16/16 videos), local."""
-    from clasp_dist.data.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("tiny") / "data"
-    return generate_dataset(str(root), "tiny", seed=0, progress=False, workers=1)
-
-
-def run_cfg(tmp_path: Path, root: str, *extra: str):
-    from clasp_dist.config import load_config
-
-    return load_config(TINY + [f"data.root={root}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
-                               *extra])
-
-
-def epoch_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def registered_checkpoints(storage_run_dir: Path) -> list[str]:
@@ -89,17 +64,6 @@ def kill_train_worker(rank_hint: int = 0) -> int:
     victim = sorted(workers, key=lambda p: p.pid)[min(rank_hint, len(workers) - 1)]
     os.kill(victim.pid, signal.SIGKILL)
     return victim.pid
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class DurableS3:

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO, epoch_metrics, registered_checkpoints, run_cfg
+from helpers import REPO, epoch_metrics, run_cfg
+
+from .conftest import registered_checkpoints
 
 CHILD_PRELUDE = """
 import os, shutil, signal, sys

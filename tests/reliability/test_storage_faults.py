@@ -5,14 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import DurableS3, epoch_metrics, free_port, port_open, registered_checkpoints, run_cfg, wait_for
+from helpers import epoch_metrics, run_cfg
+
+from .conftest import DurableS3, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -183,21 +184,6 @@ def test_storage_path_in_missing_bucket_fails_and_creates_nothing(s3_server, tin
     _assert_fails_before_training(cfg, tmp_path, "s3://no-such-bucket-rel/runs", "bucket does not exist")
     client = boto3.client("s3", endpoint_url=s3_server)
     assert "no-such-bucket-rel" not in [b["Name"] for b in client.list_buckets()["Buckets"]]
-
-
-@pytest.fixture
-def strict_s3():
-    """moto in its own process with IAM authentication from the first request: unknown keys get 403."""
-    port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: port_open(port), 30, "moto to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_storage_path_with_refused_credentials_fails_at_first_write(strict_s3, s3_server, tiny_root, tmp_path,

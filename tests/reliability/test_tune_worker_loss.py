@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from .conftest import epoch_metrics, kill_train_worker, registered_checkpoints, wait_for
+from helpers import epoch_metrics
+
+from .conftest import kill_train_worker, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow
 

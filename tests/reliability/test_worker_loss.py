@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from .conftest import epoch_metrics, kill_train_worker, registered_checkpoints, run_cfg, wait_for
+from helpers import epoch_metrics, run_cfg
+
+from .conftest import kill_train_worker, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO, job_env
+from helpers import REPO, job_env
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import torch
 from clasp_dist.config import load_config
 from clasp_dist.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
 
-from .conftest import REPO, TINY
+from helpers import REPO, TINY, free_port
 
 DOC_FILES = [REPO / "README.md", REPO / "cluster" / "kuberay" / "rayjob.yaml", REPO / "jobs" / "train.py",
              REPO / "jobs" / "tune.py", *sorted((REPO / "docs").glob("*.md"))]
@@ -140,24 +140,16 @@ def test_in_process_validation_scores_every_video(tiny_root):
 @pytest.fixture(scope="module")
 def gloo_world_of_one():
     """A one-process gloo group, as Ray Train gives each worker (DeepSpeed reuses it)."""
-    import socket
-
     import torch.distributed as dist
 
     if dist.is_initialized():
         yield
         return
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(_free_port(socket)))
+                      MASTER_PORT=str(free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
-
-
-def _free_port(socket) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _two_steps(tiny_root: str, *extra: str):

@@ -22,20 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, epoch_metrics, job_env
+from helpers import REPO, epoch_metrics, free_port, job_env
 
 pytestmark = pytest.mark.slow
 
 EXCLUDES = '{"excludes": ["/.venv", "/runs", "/data", "/.git", "__pycache__", "*.egg-info"]}'
 """Upload filter (gitignore patterns, anchored with '/' so clasp_dist/data/ still travels)."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(env: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import epoch_metrics, job_env, run_job
+from helpers import epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 

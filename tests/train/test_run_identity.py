@@ -11,7 +11,7 @@ from clasp_dist.config import ConfigError, load_config
 from clasp_dist.run_identity import (Difference, RunIdentityError, check_resume_changes, config_differences,
                                      dataset_differences)
 
-from .conftest import epoch_metrics, run_cfg
+from helpers import epoch_metrics, run_cfg
 
 
 def _differences(*overrides: str) -> list[Difference]:
@@ -134,7 +134,7 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
     """`jobs/train.py` with the run's own config.yaml and another lr: exit 1, the message, no traceback."""
     import sys
 
-    from .conftest import REPO, job_env, run_job
+    from helpers import REPO, job_env, run_job
 
     args = [sys.executable, str(REPO / "jobs" / "train.py"), f"config={tiny_run.run_dir / 'config.yaml'}",
             "optim.lr=0.0003"]

@@ -12,7 +12,7 @@ from clasp_dist.config import load_config
 from clasp_dist.tuning import (SWEEP_RECORD, SweepIdentityError, SweepSpec, claim_sweep_dir, default_sweep_dir,
                                max_concurrent_trials, trial_config, trial_demand)
 
-from train.conftest import REPO, job_env
+from helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]
 

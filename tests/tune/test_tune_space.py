@@ -10,7 +10,7 @@ from clasp_dist.config import ConfigError, load_config
 from clasp_dist.tuning import (ABLATION_ARMS, build_space, cpus_per_trial, max_concurrent_trials, trial_overrides,
                                validate_space)
 
-from train.conftest import REPO, job_env
+from helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]
 
