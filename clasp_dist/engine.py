@@ -95,6 +95,16 @@ def use_accelerator_for(device: torch.device) -> str:
     return name
 
 
+def skip_cpu_inference_comm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory all-reduce op when the engine starts: only
+    `inference_all_reduce` uses it, never training, and its build costs ~40 s on a fresh machine under a lock file
+    that a killed build leaves behind (every later start then hangs). Marked incompatible, DeepSpeed does not
+    build it and collectives go through torch.distributed, as they do on GPUs."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices/kernels only; biases, norms and 1-D parameters are exempt."""
     decay, no_decay = [], []
@@ -125,7 +135,8 @@ def build_engine(model: torch.nn.Module, cfg: Config, plan: BatchPlan, steps_per
 
     `device` is the worker's own device; it picks DeepSpeed's accelerator (default: the model's device).
     """
-    use_accelerator_for(device if device is not None else next(model.parameters()).device)
+    if use_accelerator_for(device if device is not None else next(model.parameters()).device) == "cpu":
+        skip_cpu_inference_comm_op()
     import deepspeed
 
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
