@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO / "tests" / "data"))  # the hostile builders live wi
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.data.grid import I3D_GRID  # noqa: E402
-from clasp_dist.data.shards import VideoSample, encode_sample, npy_bytes, write_dataset  # noqa: E402
+from clasp_dist.data.format import VideoSample, encode_sample, npy_bytes  # noqa: E402
+from clasp_dist.data.writer import write_dataset  # noqa: E402
 from hostile import gnu_sparse_member  # noqa: E402
 
 DV, DA = 2048, 128

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import DatasetInfo, export_inference
 from .config import Config, ConfigError, save_config, to_dict
+from .data.splits import SPLITS
 from .engine import plan_batches
 from .run_files import publish_run_files, run_storage_dir
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
@@ -116,10 +117,10 @@ def resolve_dataset(cfg: Config) -> str:
 
 
 def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
-    from .data.shards import read_manifest
+    from .data.manifest import read_manifest
 
     manifest = read_manifest(root, cfg.storage)
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         if split not in manifest.splits:
             raise ValueError(f"{root}/manifest.json: no {split!r} split; training needs train, validation and test")
     info = DatasetInfo(dataset=manifest.dataset, classes=list(manifest.classes), visual_dim=manifest.visual_dim,

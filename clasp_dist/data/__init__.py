@@ -6,7 +6,9 @@ from .errors import (BadSampleError, BadShardError, ChecksumError, DataError, Ma
                      TooManySkippedError)
 from .grid import Grid
 from .samples import SampleDecoder, SkipStats
-from .shards import Manifest, ShardInfo, SplitInfo, VideoSample, read_manifest, verify_checksums, write_dataset
+from .format import VideoSample
+from .manifest import Manifest, ShardInfo, SplitInfo, read_manifest, verify_checksums
+from .writer import write_dataset
 from .synthetic import PROFILES, SynthProfile, ensure_dataset, generate_dataset
 
 __all__ = [

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .errors import DataError
+from .splits import SPLITS, split_name
 
-SUBSET_TO_SPLIT = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
-                   "test": "test", "testing": "test"}
 ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
 DUPLICATE_TOLERANCE_S = 1e-3
 PACKAGED_UNAV100 = "unav100_annotations.json"
@@ -82,11 +81,6 @@ class Annotations:
 
 def packaged_unav100_path() -> Path:
     return Path(__file__).resolve().parent.parent / "resources" / PACKAGED_UNAV100
-
-
-def split_name(subset: Any) -> Optional[str]:
-    """Our split name of a subset spelling ('training' -> 'train'), None when it is not one."""
-    return SUBSET_TO_SPLIT.get(str(subset).strip().lower())
 
 
 def read_document(source: Source) -> tuple[Mapping[str, Any], str]:
@@ -168,7 +162,7 @@ def _video_segments(vid: str, entry: Mapping[str, Any], position: Mapping[str, i
 
 
 def parse_annotations(document: Mapping[str, Any], where: str = "annotations",
-                      splits: Sequence[str] = ("train", "validation", "test"),
+                      splits: Sequence[str] = SPLITS,
                       classes: Optional[ClassTable] = None, tol: float = DUPLICATE_TOLERANCE_S) -> Annotations:
     """Every video of the given splits, file order kept inside a split (``load_annotations`` sorts)."""
     db = database_of(document, where)
@@ -191,7 +185,7 @@ def parse_annotations(document: Mapping[str, Any], where: str = "annotations",
                        activitynet_subsets=bool(subsets & ACTIVITYNET_SUBSETS))
 
 
-def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = ("train", "validation", "test")) -> Annotations:
+def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = SPLITS) -> Annotations:
     """Parse an annotation file for the data plane (default: the packaged UnAV-100 copy); videos sorted
     by id. Class ids must be 0..N-1 here: shards and manifests index classes by id."""
     path = Path(path) if path else packaged_unav100_path()

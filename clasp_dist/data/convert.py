@@ -25,8 +25,10 @@ import numpy as np
 
 from .annotations import VideoAnnotation, load_annotations
 from .errors import DataError
+from .format import VideoSample
 from .grid import I3D_GRID, ONEPEACE_GRID, Grid
-from .shards import DEFAULT_SHARD_SIZE, Manifest, VideoSample, write_dataset
+from .manifest import Manifest
+from .writer import DEFAULT_SHARD_SIZE, write_dataset
 
 log = logging.getLogger(__name__)
 

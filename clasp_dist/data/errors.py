@@ -49,3 +49,9 @@ def format_bad_sample(reason: str, shard: Optional[str], video_id: Optional[str]
     where = [f"shard {shard}" if shard else None, f"sample {sample}" if video_id else None,
              f"field {field!r}" if field else None]
     return "bad sample: " + ", ".join(w for w in where if w) + f": {reason}"
+
+
+def short_repr(value: object) -> str:
+    """repr() cut to 80 characters, for error messages about untrusted values."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

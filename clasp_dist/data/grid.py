@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A feature extractor's sampling: ``window`` frames per step, one step every ``feat_stride`` frames."""
+    """A feature extractor's sampling: ``window`` frames per step, one step every ``feat_stride`` frames.
 
-    fps: float
-    feat_stride: int
-    window: int
+    The field constraints apply where a grid is read from a file (the manifest's pydantic model)."""
+
+    fps: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+    feat_stride: Annotated[int, Field(strict=True, ge=1)]
+    window: Annotated[int, Field(strict=True, ge=1)]
 
     @property
     def step_s(self) -> float:

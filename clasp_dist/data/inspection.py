@@ -17,7 +17,8 @@ import numpy as np
 from .errors import BadShardError, DataError
 from .filesystem import get_fs, join, storage_errors
 from .samples import SampleDecoder, SkipStats
-from .shards import EVAL_SPLITS, Manifest, read_manifest, summarise_missing, verify_checksums
+from .manifest import Manifest, read_manifest, summarise_missing, verify_checksums
+from .splits import EVAL_SPLITS
 from .source import make_decoder
 from .tario import iter_tar_samples
 

@@ -10,7 +10,7 @@ steps)``, defaults 8 steps / 10 %), and only then is the array viewed and cast t
 finiteness check runs after the cast.
 
 Every ``meta.json`` field is checked against SPEC 2.2 without coercion: ``video_id`` equals the tar
-key and is a safe id (:func:`~clasp_dist.data.shards.unsafe_id_reason`, the writer's rule),
+key and is a safe id (:func:`~clasp_dist.data.format.unsafe_id_reason`, the writer's rule),
 ``duration`` and ``fps`` finite numbers > 0, ``fps``/``feat_stride``/``window`` equal to the
 manifest's grid, ``labels`` sorted distinct integer class ids, ``segments`` (evaluation only)
 ``[start, end, class]`` with ``0 <= start <= end``.
@@ -33,9 +33,9 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from .errors import BadSampleError, TooManySkippedError
+from .errors import BadSampleError, TooManySkippedError, short_repr
 from .grid import Grid
-from .shards import MEMBERS, is_finite_number, is_int, short_repr, unsafe_id_reason
+from .format import MEMBERS, is_finite_number, is_int, unsafe_id_reason
 from .tario import iter_tar_samples
 
 log = logging.getLogger(__name__)

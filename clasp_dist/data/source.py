@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
 from .samples import SampleDecoder, SkipStats
-from .shards import Manifest, read_manifest
+from .manifest import Manifest, read_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data

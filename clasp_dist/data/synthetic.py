@@ -47,13 +47,15 @@ import numpy as np
 
 from .annotations import Annotations, VideoAnnotation, load_annotations, packaged_unav100_path
 from .errors import DataError, ManifestError
+from .format import VideoSample
 from .grid import I3D_GRID, ONEPEACE_GRID, Grid
-from .shards import DEFAULT_SHARD_SIZE, VideoSample, read_manifest, write_dataset
+from .manifest import read_manifest
+from .splits import SPLITS
+from .writer import DEFAULT_SHARD_SIZE, write_dataset
 
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def resolve_limits(profile: SynthProfile, limit_per_split: Union[None, int, dict
     if limit_per_split is None:
         return dict(profile.limit_per_split)
     if isinstance(limit_per_split, int):
-        return {s: limit_per_split for s in SPLIT_NAMES}
+        return {s: limit_per_split for s in SPLITS}
     return {**profile.limit_per_split, **limit_per_split}
 
 
@@ -306,7 +308,7 @@ def synth_params(p: SynthProfile, seed: int, limits: dict, rate: float, annotati
     ann_path = Path(annotations) if annotations else packaged_unav100_path()
     profile = {k: v for k, v in asdict(replace(p, distractor_rate=rate)).items() if k not in ("limit_per_split",)}
     params = {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed,
-              "limit_per_split": {s: limits.get(s) for s in SPLIT_NAMES},
+              "limit_per_split": {s: limits.get(s) for s in SPLITS},
               "annotations_sha256": hashlib.sha256(ann_path.read_bytes()).hexdigest()}
     return json.loads(json.dumps(params))  # JSON-normal (tuples -> lists) to compare with a stored manifest
 

@@ -26,7 +26,7 @@ import tarfile
 from typing import Iterator, Optional
 
 from .errors import BadShardError
-from .shards import MEMBERS
+from .format import MEMBERS
 
 META_MAX_BYTES = 1 << 20
 """Bound on a ``meta.json`` member (1 MiB: thousands of segments; a real one is well under 4 KiB)."""

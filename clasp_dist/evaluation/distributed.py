@@ -145,7 +145,7 @@ def model_spec(cfg: Config, info: DatasetInfo) -> dict:
 
 
 def expected_videos(root: str, split: str, cfg: Config) -> int:
-    from ..data.shards import read_manifest
+    from ..data.manifest import read_manifest
 
     return read_manifest(root, cfg.storage).splits[split].videos
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..data import annotations
 from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
+from ..data.splits import split_name
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
 
 RESULTS_VERSION = "clasp-dist results v1"
@@ -43,7 +44,7 @@ RESULTS_VERSION = "clasp-dist results v1"
 
 def normalise_split(name: str) -> str:
     """'training' -> 'train', 'testing' -> 'test', 'val' -> 'validation'; unknown names are an error."""
-    split = annotations.split_name(name)
+    split = split_name(name)
     if split is None:
         raise EvaluationInputError(f"unknown split '{name}' (use train/validation/test or training/testing)")
     return split

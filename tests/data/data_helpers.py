@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from clasp_dist.data.grid import I3D_GRID
-from clasp_dist.data.shards import FORMAT, VERSION, npy_bytes
+from clasp_dist.data.format import FORMAT, VERSION, npy_bytes
 
 DV, DA, C = 8, 4, 5
 

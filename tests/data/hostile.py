@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from clasp_dist.data.shards import npy_bytes
+from clasp_dist.data.format import npy_bytes
 from data_helpers import DA, DV, good_members, write_dataset_from_tars
 
 STEPS = 6

@@ -112,7 +112,7 @@ def test_collector_wiring_with_perfect_outputs():
 
 # -------------------------------------------------------------------------- distractor record
 def test_distractor_record_regenerates_the_shards(tiny_root):
-    from clasp_dist.data.shards import read_manifest
+    from clasp_dist.data.manifest import read_manifest
     from clasp_dist.data.source import iter_local_samples
 
     record = DistractorRecord(read_manifest(tiny_root).extra["synth"])

@@ -32,7 +32,7 @@ from clasp_dist.checkpoint import CheckpointError  # noqa: E402
 from clasp_dist.config import ConfigError, DataConfig  # noqa: E402
 from clasp_dist.data.errors import (BadSampleError, BadShardError, DataError, ManifestError,  # noqa: E402
                                     TooManySkippedError)
-from clasp_dist.data.shards import npy_bytes  # noqa: E402
+from clasp_dist.data.format import npy_bytes  # noqa: E402
 from clasp_dist.evaluation.metric import EvaluationInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def two_shards(second: Callable[[bytes], Optional[bytes]]):
 
 
 def verify(ctx):
-    from clasp_dist.data.shards import read_manifest, verify_checksums
+    from clasp_dist.data.manifest import read_manifest, verify_checksums
 
     problems = verify_checksums(str(ctx["root"]), read_manifest(str(ctx["root"])))
     if problems:
