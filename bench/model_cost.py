@@ -6,7 +6,7 @@
 Batch of 16 videos at T=224 with UnAV-100 I3D dimensions (Dv=2048, Da=128, C=100); valid lengths
 are drawn uniformly in [T/2, T] (fixed seed) so padding masks are exercised. Times the full
 training step minus the optimizer: forward, compute_loss, backward. Prints a table and writes
-bench/results/model_cost_<device>[_bf16].json.
+bench/results/local/model_cost_<device>[_bf16].json (`--record`: the tracked bench/results/ one).
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def bench_one(d: int, variant: str, args, device: torch.device) -> dict:
     return row
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
@@ -101,7 +101,11 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
     add_output_args(p)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """`{"env": ..., "rows": [...]}`: one row per (d_model, variant); prints them as a table."""
     device = torch.device(args.device)
     rows = [bench_one(d, v, args, device) for d in args.dims for v in args.variants]
     env = dict(torch=torch.__version__, device=str(device), bf16=args.bf16, threads=torch.get_num_threads(),
@@ -116,8 +120,14 @@ def main(argv=None) -> int:
     print(" | ".join(f"{c:>14}" for c in cols))
     for r in rows:
         print(" | ".join(f"{str(r[c]):>14}" for c in cols))
-    out = output_path(args, f"model_cost_{device.type}{'_bf16' if args.bf16 else ''}.json")
-    out.write_text(json.dumps(dict(env=env, rows=rows), indent=2) + "\n")
+    return dict(env=env, rows=rows)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = measure(args)
+    out = output_path(args, f"model_cost_{torch.device(args.device).type}{'_bf16' if args.bf16 else ''}.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-RESULTS = REPO / "bench" / "results"
+from bench.outputs import add_output_args, output_path  # noqa: E402
+
 JOB = ["config=tiny", "train.epochs=1", "train.num_workers=2", "train.progress_bar=off"]
 
 
@@ -76,7 +77,7 @@ def timed_job(cmd: list[str], env: dict, read_metrics, cwd: Path = REPO) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--record", action="store_true", help="write the tracked bench/results/ figure")
+    add_output_args(parser)
     args = parser.parse_args()
     import boto3
     import s3fs
@@ -96,7 +97,7 @@ def main() -> None:
     cache = "data.cache_dir=s3://bench/cache"
 
     from clasp_dist.config import load_config
-    from clasp_dist.data.synthetic import ensure_dataset
+    from clasp_dist.data import ensure_dataset
 
     cfg = load_config([*JOB, cache])
     ensure_dataset(cfg.data, cfg.storage, progress=False)  # every figure below reads the cached dataset
@@ -132,8 +133,7 @@ def main() -> None:
         server.stop()
     result = {"bench": "time_to_first_step", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "job": " ".join(JOB), "figures": figures}
-    out = RESULTS / "time_to_first_step.json" if args.record else RESULTS / "local" / "time_to_first_step.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, "time_to_first_step.json")
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     print(f"wrote {out}")

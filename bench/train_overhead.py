@@ -10,7 +10,8 @@ thread per worker:
               -> the training loop's own epoch function (train_loop._run_epoch: DeepSpeed ZeRO-0
               forward/backward/step, EMA, loss terms kept on the device)
   ray+ds x2   the same with 2 workers (each gets half the rows)
-videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes bench/results/train_overhead.json.
+videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes bench/results/local/train_overhead.json
+(`--record`: the tracked bench/results/ one).
 Target: ray+ds x1 >= 0.9x plain.
 """
 from __future__ import annotations
@@ -29,16 +30,15 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 
-from clasp_dist.checkpoint import DatasetInfo, build_model  # noqa: E402
+from bench.outputs import add_output_args, output_path  # noqa: E402
+from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
+from clasp_dist.model import build_model  # noqa: E402
 from clasp_dist.config import from_dict, load_config, to_dict  # noqa: E402
 from clasp_dist.losses import compute_loss  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "train_overhead.json"
-
-
 def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:
     from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.data.synthetic import ensure_dataset
+    from clasp_dist.data import ensure_dataset
     from clasp_dist.trainer import dataset_info
 
     root = ensure_dataset(cfg.data, cfg.storage)
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=192)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--preset", default="small")
+    add_output_args(parser)
     args = parser.parse_args()
     cfg = load_config([f"config={args.preset}"])
     rows, info = load_rows(cfg, args.videos)
@@ -151,8 +152,9 @@ def main() -> None:
     for name, value in figures.items():
         print(f"{name:<12} {value:9.1f}")
     print(f"ray+ds x1 / plain = {out['ray_ds_vs_plain']:.2f} (target >= 0.9); x2 / x1 = {out['two_vs_one_worker']:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1))
+    path = output_path(args, "train_overhead.json")
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

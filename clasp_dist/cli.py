@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from .config import ConfigError, help_text, load_config
 
@@ -24,6 +28,40 @@ def config_from_args(overrides: list[str]):
         return load_config(overrides)
     except ConfigError as err:
         sys.exit(f"error: {err}")
+
+
+@contextlib.contextmanager
+def private_tmpdir_for_ray():
+    """While Ray's processes start, TMPDIR is a private folder, removed when this process exits (after Ray stops).
+
+    Ray's dashboard runs a multiprocessing forkserver whose listener socket lives in a `pymp-*` folder under
+    TMPDIR; Ray kills the dashboard at shutdown, so multiprocessing never removes it, and every local run left
+    one in /tmp. The processes started now (GCS, raylet, dashboard, and the workers the raylet spawns) inherit
+    the private TMPDIR; this process keeps its own, and Ray's session folder stays where Ray puts it by default
+    (RAY_TMPDIR pinned to that place while TMPDIR changes).
+    """
+    import ray
+    from ray._common.utils import get_default_system_temp_dir
+
+    tempfile.gettempdir()  # fixes this process's own temp dir before TMPDIR changes
+    private = tempfile.mkdtemp(prefix="clasp-ray-tmp-")
+
+    @atexit.register
+    def _remove() -> None:
+        ray.shutdown()  # the dashboard and workers first (a no-op if Ray's own exit hook ran), then their folder
+        shutil.rmtree(private, ignore_errors=True)
+
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", "RAY_TMPDIR")}
+    os.environ["RAY_TMPDIR"] = get_default_system_temp_dir()
+    os.environ["TMPDIR"] = private
+    try:
+        yield private
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -51,7 +89,8 @@ def init_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
     else:
-        ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
-                 runtime_env={"env_vars": env})
+        with private_tmpdir_for_ray():
+            ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
+                     runtime_env={"env_vars": env})
     filter_forwarded_logs()
 

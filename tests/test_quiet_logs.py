@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +86,47 @@ def test_validation_does_not_repeat_the_evaluator_warnings(caplog, monkeypatch):
             log.warning("evaluation: 3 video(s) with ground truth had no prediction")
         log.warning("evaluation: 4 video(s) with ground truth had no prediction")
     assert [r.getMessage()[:13] for r in caplog.records] == ["evaluation: 4"]
+
+
+FORKSERVER_CHILD = """
+import os
+from multiprocessing import forkserver, util
+forkserver.ensure_running()  # what Ray's dashboard does for its modules: a listener socket in pymp-*
+print(util.get_temp_dir(), flush=True)
+os._exit(0)  # killed like the dashboard at ray.shutdown: multiprocessing's own clean-up never runs
+"""
+
+
+@pytest.fixture
+def short_tmp():
+    """A folder with a short path: the forkserver's socket path must fit AF_UNIX's 108 bytes (tmp_path does not)."""
+    path = Path(tempfile.mkdtemp(prefix="clasp-pymp-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_processes_started_for_ray_leave_no_pymp_folder(short_tmp):
+    """The dashboard's forkserver puts `pymp-*` under TMPDIR; inside `private_tmpdir_for_ray` that TMPDIR is a
+    private folder, removed at exit, and the starting process's own TMPDIR and Ray's session root are untouched."""
+    tmp_path = short_tmp
+    script = f"""
+import os, subprocess, sys, tempfile
+from clasp_dist.cli import private_tmpdir_for_ray
+from ray._common.utils import get_default_system_temp_dir
+ray_root = get_default_system_temp_dir()
+with private_tmpdir_for_ray() as private:
+    assert os.environ["RAY_TMPDIR"] == ray_root
+    child = subprocess.run([sys.executable, "-c", {FORKSERVER_CHILD!r}], capture_output=True, text=True, check=True)
+    print("child", child.stdout.strip())
+    print("private", private)
+assert "RAY_TMPDIR" not in os.environ and os.environ["TMPDIR"] == {str(tmp_path)!r}
+assert tempfile.gettempdir() == {str(tmp_path)!r}
+"""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("RAY_TMPDIR", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert Path(lines["child"]).parent == Path(lines["private"]), lines  # pymp-* inside the private folder
+    assert Path(lines["private"]).parent == tmp_path
+    assert list(tmp_path.iterdir()) == []  # the private folder, and the pymp-* in it, removed at exit
