@@ -30,6 +30,10 @@ def test_overrides_are_typed_and_applied():
     ("model.discrepancy=cosine", "model.discrepancy"),
     ("train.epochs", "train.epochs"),
     ("deepspeed.zero_stage=4", "deepspeed.zero_stage"),
+    ("model.mil_ratio=0", "model.mil_ratio"),  # ranges: pydantic Field constraints
+    ("model.dropout=1", "model.dropout"),
+    ("data.max_skipped_fraction=1.5", "data.max_skipped_fraction"),
+    ("optim.lr=0", "optim.lr"),
 ])
 def test_bad_overrides_name_the_key(override, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):

@@ -1,9 +1,7 @@
 """Presets, dotted overrides, (de)serialisation and field docs for `--help`."""
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 from importlib import resources
 from pathlib import Path
@@ -161,21 +159,10 @@ def field_docs(cfg: Config | None = None) -> list[tuple[str, str, Any]]:
     rows: list[tuple[str, str, Any]] = []
     tree = to_dict(cfg if cfg is not None else Config())
     for section in dataclasses.fields(Config):
-        cls = _resolve(Config, section.name)
-        docs = _attribute_docstrings(cls)
-        for f in dataclasses.fields(cls):
-            rows.append((f"{section.name}.{f.name}", docs.get(f.name, ""), tree[section.name][f.name]))
+        fields = _resolve(Config, section.name).__pydantic_fields__  # docstrings: use_attribute_docstrings
+        for name, info in fields.items():
+            rows.append((f"{section.name}.{name}", info.description or "", tree[section.name][name]))
     return rows
-
-
-def _attribute_docstrings(cls: type) -> dict[str, str]:
-    tree = ast.parse(inspect.getsource(cls).lstrip())
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for stmt, nxt in zip(body, body[1:]):
-        if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-            docs[stmt.target.id] = str(nxt.value.value).strip()  # type: ignore[union-attr]
-    return docs
 
 
 def chosen_preset(overrides: Iterable[str]) -> str:

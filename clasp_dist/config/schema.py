@@ -1,23 +1,24 @@
 """Typed configuration: frozen nested dataclasses, one docstring line per field.
 
-Validation (types, literals, unknown keys) is done by pydantic's dataclass support, which names
-the offending dotted key in its error. Cross-field rules live in ``__post_init__``.
+Validation (types, literals, ranges declared with pydantic's ``Field`` constraints, unknown keys) is done by
+pydantic's dataclass support, which names the offending dotted key in its error; each field's docstring is its
+pydantic description (``use_attribute_docstrings``), shown by ``--help``. Cross-field rules live in ``__post_init__``.
 Derived values (DeepSpeed batch arithmetic, grid step in seconds) are computed by functions
 elsewhere and never written back here.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 
-_STRICT = ConfigDict(extra="forbid", validate_default=True)
+_STRICT = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
 
 def section(cls):
-    """Frozen, validated, unknown keys rejected."""
+    """Frozen, validated, unknown keys rejected, attribute docstrings as field descriptions."""
     return dataclass(frozen=True, config=_STRICT)(cls)
 
 
@@ -31,7 +32,7 @@ class DataConfig:
     """Dataset root (local path, s3:// or gs://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
     synth_profile: Literal["tiny", "small", "distract", "scarce", "i3d", "onepeace"] = "small"
     """Semi-synthetic profile generated when `root` is empty."""
-    synth_limit_per_split: Optional[int] = None
+    synth_limit_per_split: Optional[PositiveInt] = None
     """Videos per split for the generated data (None = all annotated videos)."""
     synth_seed: int = 0
     """Seed of the semi-synthetic generator."""
@@ -41,30 +42,20 @@ class DataConfig:
     """Where generated datasets are cached (keyed by profile, limit and seed); s3://... on a multi-node cluster."""
     bad_sample_policy: Literal["error", "skip"] = "error"
     """On a bad sample: raise naming shard/sample/field, or skip it and count it."""
-    max_skipped_fraction: float = 0.01
+    max_skipped_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     """With policy `skip`, fail once more than this fraction of a split was skipped."""
     length_mismatch_tolerance: int = 1
     """Audio/visual length difference (steps) truncated to the shorter stream and counted; more is an error."""
-    step_count_tolerance: int = 8
+    step_count_tolerance: NonNegativeInt = 8
     """Steps a video's T may differ from the count its duration gives on the grid (SPEC 2.2); more is a bad sample."""
-    step_count_tolerance_fraction: float = 0.1
+    step_count_tolerance_fraction: NonNegativeFloat = 0.1
     """... or this fraction of that count, whichever is larger (T is checked before the array is allocated)."""
-    max_member_mb: float = 64.0
+    max_member_mb: PositiveFloat = 64.0
     """Bound on one .npy tar member (MiB), read from the tar header before the member is; larger is refused."""
-    read_num_cpus: float = 0.25
+    read_num_cpus: NonNegativeFloat = 0.25
     """CPUs reserved per Ray Data read/decode task (fractional so reads never starve train workers)."""
     shuffle_buffer: int = 64
     """Local shuffle buffer (videos) for the training stream; 0 disables shuffling."""
-
-    def __post_init__(self):
-        if self.synth_limit_per_split is not None and self.synth_limit_per_split < 1:
-            raise ValueError("data.synth_limit_per_split must be >= 1 or None")
-        if not 0.0 <= self.max_skipped_fraction <= 1.0:
-            raise ValueError("data.max_skipped_fraction must be in [0, 1]")
-        if self.read_num_cpus < 0:
-            raise ValueError("data.read_num_cpus must be >= 0")
-        if self.step_count_tolerance < 0 or self.step_count_tolerance_fraction < 0 or self.max_member_mb <= 0:
-            raise ValueError("data.step_count_tolerance(_fraction) must be >= 0 and data.max_member_mb > 0")
 
 
 @section
@@ -85,23 +76,23 @@ class StorageConfig:
 
 @section
 class ModelConfig:
-    d_model: int = 256
+    d_model: PositiveInt = 256
     """Hidden width d of every stream."""
-    n_heads: int = 4
+    n_heads: PositiveInt = 4
     """Attention heads in encoder and propagation blocks."""
-    n_self_layers: int = 2
+    n_self_layers: PositiveInt = 2
     """Pre-LN self-attention blocks per modality."""
-    ffn_mult: int = 4
+    ffn_mult: PositiveInt = 4
     """FFN hidden width as a multiple of d_model."""
-    dropout: float = 0.1
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     """Dropout in attention and FFN blocks."""
     max_len: int = 4096
     """Longest sequence (steps) the sinusoidal position table covers."""
-    cls_prior: float = 0.01
+    cls_prior: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
     """Initial class probability of every CAS head (bias = -log((1-p)/p)); speeds up early training."""
     mil_pooling: Literal["topk", "attentive"] = "topk"
     """Video score pooling of a CAS: top-k mean (k = max(1, T // mil_ratio)) or attentive."""
-    mil_ratio: int = 8
+    mil_ratio: PositiveInt = 8
     """r in the top-k MIL: k = max(1, T // r) over valid steps."""
     use_meae: bool = True
     """Mutual Event Agreement Evaluation (per-step audio/visual agreement)."""
@@ -113,11 +104,11 @@ class ModelConfig:
     """At inference, MEAE's class set K = base-predicted classes with probability >= this (top-1 at least)."""
     csai_global: bool = True
     """CSAI global-video anchors: the top ceil(T / global_ratio) steps by alpha."""
-    global_ratio: int = 8
+    global_ratio: PositiveInt = 8
     """Global anchors per video = ceil(T_valid / global_ratio)."""
     csai_local: bool = True
     """CSAI local-window anchors: each window's best step if alpha >= local_tau."""
-    window: int = 16
+    window: PositiveInt = 16
     """Local-window size w (steps)."""
     local_tau: float = 0.1
     """Minimum alpha of a local-window anchor: a fraction of the video's alpha range (relative) or alpha itself."""
@@ -139,13 +130,6 @@ class ModelConfig:
             raise ValueError("model.use_atp needs model.use_meae (anchors come from agreement)")
         if self.use_atp and not (self.csai_global or self.csai_local):
             raise ValueError("model.use_atp needs model.csai_global or model.csai_local")
-        for name in ("mil_ratio", "global_ratio", "window", "n_self_layers", "ffn_mult"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("model.dropout must be in [0, 1)")
-        if not 0.0 < self.cls_prior < 1.0:
-            raise ValueError("model.cls_prior must be in (0, 1)")
 
     @property
     def clasp_enabled(self) -> bool:
@@ -160,7 +144,7 @@ class LossConfig:
 
 @section
 class OptimConfig:
-    lr: float = 1e-4
+    lr: PositiveFloat = 1e-4
     """Peak AdamW learning rate."""
     weight_decay: float = 1e-4
     """AdamW weight decay, applied to weight matrices only (not biases, norms, embeddings)."""
@@ -172,18 +156,10 @@ class OptimConfig:
     """Cosine floor as a fraction of the peak lr."""
     grad_clip: float = 1.0
     """Gradient norm clip (0 disables)."""
-    ema_decay: float = 0.999
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
     """EMA decay of the weights used for evaluation (0 disables EMA)."""
-    ema_every: int = 0
+    ema_every: NonNegativeInt = 0
     """Optimizer steps between EMA updates, decay applied as decay**k (0 = every step; every 10 under ZeRO-3)."""
-
-    def __post_init__(self):
-        if self.lr <= 0:
-            raise ValueError("optim.lr must be > 0")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError("optim.ema_decay must be in [0, 1)")
-        if self.ema_every < 0:
-            raise ValueError("optim.ema_every must be >= 0")
 
 
 @section
