@@ -27,10 +27,11 @@ VARIANTS = {
 
 def evaluate_variant(checkpoint: str, overrides: list[str], split: str) -> dict:
     """Test average mAP (%) and share of videos without a prediction for one checkpoint and decode variant."""
-    from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, resolve_data_root, score
+    from clasp_dist.data.roots import ensure_dataset
+    from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score
 
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
-    predictions = predict_local(model.state_dict(), cfg, info, resolve_data_root(cfg, None), split)
+    predictions = predict_local(model.state_dict(), cfg, info, ensure_dataset(cfg.data, cfg.storage), split)
     result = score(predictions, info, cfg)
     empty = sum(1 for v in predictions.videos if not v.predictions)
     return {"average": 100 * result.average, "videos": len(predictions.videos),

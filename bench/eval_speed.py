@@ -108,7 +108,7 @@ def time_distributed(num_videos: int, actors: list[int], workdir: Path) -> list[
     import ray
     import torch
 
-    from clasp_dist.checkpoint import build_model
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.synthetic import generate_dataset
     from clasp_dist.evaluation.distributed import predict_split

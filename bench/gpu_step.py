@@ -67,7 +67,7 @@ def main() -> None:
         sys.exit("bench/gpu_step.py needs a CUDA GPU (use --cpu to check the script on CPU)")
     from clasp_dist.cli import init_ray
     from clasp_dist.config import load_config
-    from clasp_dist.data.synthetic import ensure_dataset
+    from clasp_dist.data.roots import ensure_dataset
     from clasp_dist.trainer import run_training
 
     started = time.time()

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from clasp_dist.checkpoint import build_model  # noqa: E402
+from clasp_dist.model import build_model  # noqa: E402
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.evaluation.distributed import predict_local, score  # noqa: E402
 from clasp_dist.trainer import dataset_info, resolve_dataset  # noqa: E402

@@ -8,7 +8,8 @@ A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
   weights.pt            consolidated fp32 inference weights (EMA when enabled)
   model.json            resolved config + dataset description: everything needed to rebuild the model
 
-`export_inference` copies weights.pt + model.json into a stand-alone directory for
+`save_checkpoint` writes it (each rank its part) and `restore_checkpoint` reads it back: the layout lives
+only here. `export_inference` copies weights.pt + model.json into a stand-alone directory for
 `jobs/predict.py` and `jobs/evaluate.py --checkpoint`.
 """
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, from_dict, to_dict
+from .config import Config, ConfigError, from_dict, to_dict
+from .data.manifest import DatasetInfo
+from .model import build_model
 
 FORMAT_VERSION = 1
 DS_SUBDIR, DS_TAG = "deepspeed", "state"
@@ -31,23 +34,6 @@ DS_SUBDIR, DS_TAG = "deepspeed", "state"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the model needs to know about its dataset (from the manifest)."""
-
-    dataset: str
-    classes: list[str]
-    visual_dim: int
-    audio_dim: int
-    fps: float
-    feat_stride: int
-    window: int
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 @dataclass(frozen=True)
@@ -88,8 +74,6 @@ def parse_model_description(text: str | bytes, path: str) -> tuple[Config, Datas
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
-    from .config import ConfigError
-
     try:
         return from_dict(payload["config"]), DatasetInfo(**payload["dataset"])
     except (KeyError, TypeError) as err:
@@ -158,6 +142,31 @@ def restore_rng(state: dict, device: torch.device | str = "cpu") -> None:
         torch.cuda.set_rng_state(state["cuda"], torch.device(device))
 
 
+def save_checkpoint(directory: Path, engine, rank: int, device, state: TrainState, cfg: Config, info: DatasetInfo,
+                    weights: dict, ema=None) -> None:
+    """This rank's part of one checkpoint directory (the layout above): every rank writes its DeepSpeed
+    shards and RNG states; rank 0 also the EMA, the inference weights, model.json and train_state.json."""
+    directory = Path(directory)
+    engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
+    save_tensors(directory / f"rng_rank{rank}.pt", rng_state(device))
+    if rank == 0:
+        if ema is not None:
+            save_tensors(directory / "ema.pt", ema.state_dict())
+        save_tensors(directory / "weights.pt", weights)
+        save_model_description(directory, cfg, info)
+        save_train_state(directory, state)
+
+
+def restore_checkpoint(directory: Path, engine, rank: int, ema=None) -> tuple[TrainState, dict]:
+    """Load what `save_checkpoint` wrote into `engine` (and `ema`); returns the train state and this
+    rank's RNG states (for `restore_rng`, once the caller has seeded everything else)."""
+    directory = Path(directory)
+    engine.load_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG)
+    if ema is not None:
+        ema.load_state_dict(load_tensors(directory / "ema.pt"))
+    return load_train_state(directory), load_tensors(directory / f"rng_rank{rank}.pt")
+
+
 def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> None:
     """Refuse weights from a different model config, naming the first differing key/shape."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -169,12 +178,6 @@ def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> N
     for key, shape in expected.items():
         if got[key] != shape:
             raise CheckpointError(f"{source}: weight {key!r} has shape {got[key]}, the model config expects {shape}")
-
-
-def build_model(cfg: Config, info: DatasetInfo) -> torch.nn.Module:
-    from .model import CLASP
-
-    return CLASP(cfg.model, info.visual_dim, info.audio_dim, info.num_classes)
 
 
 def load_inference_model(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Config, DatasetInfo]:

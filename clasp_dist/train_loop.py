@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import (DS_SUBDIR, DS_TAG, DatasetInfo, TrainState, build_model, load_tensors, load_train_state,
-                         restore_rng, rng_state, save_model_description, save_tensors, save_train_state)
+from .checkpoint import TrainState, restore_checkpoint, restore_rng, save_checkpoint
 from .config import Config, from_dict
+from .data.manifest import DatasetInfo
 from .quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
 from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
 from .ema import EMA, ema_interval
 from .losses import LossMeter, compute_loss
+from .model import build_model
 from .run_files import publish_run_files, restore_run_files
 
 NOT_VALIDATED = -1.0
@@ -152,12 +153,7 @@ def _restore(engine, ema: EMA | None, ctx: LoopContext) -> tuple[TrainState, dic
     if checkpoint is None:
         return TrainState(epoch=-1, global_step=0, best_val=NOT_VALIDATED, best_epoch=-1), None
     with checkpoint.as_directory() as directory:
-        directory = Path(directory)
-        engine.load_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG)
-        if ema is not None:
-            ema.load_state_dict(load_tensors(directory / "ema.pt"))
-        rng = load_tensors(directory / f"rng_rank{ctx.rank}.pt")
-        state = load_train_state(directory)
+        state, rng = restore_checkpoint(Path(directory), engine, ctx.rank, ema)
     if ctx.rank == 0:
         worker_log(f"[clasp-dist] resumed after epoch {state.epoch + 1} (step {state.global_step}, "
                    f"best val {state.best_val * 100:.2f}); continuing with epoch {state.epoch + 2}")
@@ -338,13 +334,5 @@ def _save_and_report(engine, ema: EMA | None, weights: dict, ctx: LoopContext, s
     import ray.train
 
     with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:
-        directory = Path(tmp)
-        engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
-        save_tensors(directory / f"rng_rank{ctx.rank}.pt", rng_state(ctx.device))
-        if ctx.rank == 0:
-            if ema is not None:
-                save_tensors(directory / "ema.pt", ema.state_dict())
-            save_tensors(directory / "weights.pt", weights)
-            save_model_description(directory, ctx.cfg, ctx.info)
-            save_train_state(directory, state)
+        save_checkpoint(Path(tmp), engine, ctx.rank, ctx.device, state, ctx.cfg, ctx.info, weights, ema)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

@@ -13,8 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .checkpoint import DatasetInfo, export_inference
+from .checkpoint import export_inference
 from .config import Config, ConfigError, save_config, to_dict
+from .data.manifest import DatasetInfo
 from .data.splits import SPLITS
 from .engine import plan_batches
 from .run_files import publish_run_files, run_storage_dir
@@ -105,7 +106,7 @@ def resolve_dataset(cfg: Config) -> str:
     if cfg.data.root:
         return cfg.data.root
     from .cluster import has_shared_local_disk
-    from .data.synthetic import ensure_dataset
+    from .data.roots import ensure_dataset
 
     if "://" not in cfg.data.cache_dir and not has_shared_local_disk():
         raise ConfigError(
@@ -123,9 +124,7 @@ def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
     for split in SPLITS:
         if split not in manifest.splits:
             raise ValueError(f"{root}/manifest.json: no {split!r} split; training needs train, validation and test")
-    info = DatasetInfo(dataset=manifest.dataset, classes=list(manifest.classes), visual_dim=manifest.visual_dim,
-                       audio_dim=manifest.audio_dim, fps=manifest.grid.fps, feat_stride=manifest.grid.feat_stride,
-                       window=manifest.grid.window)
+    info = DatasetInfo.from_manifest(manifest)
     return info, manifest
 
 

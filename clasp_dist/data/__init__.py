@@ -9,7 +9,8 @@ from .samples import SampleDecoder, SkipStats
 from .format import VideoSample
 from .manifest import Manifest, ShardInfo, SplitInfo, read_manifest, verify_checksums
 from .writer import write_dataset
-from .synthetic import PROFILES, SynthProfile, ensure_dataset, generate_dataset
+from .roots import ensure_dataset
+from .synthetic import PROFILES, SynthProfile, generate_dataset
 
 __all__ = [
     "BadSampleError", "BadShardError", "ChecksumError", "DataError", "Grid", "Manifest", "ManifestError", "PROFILES",

@@ -4,8 +4,8 @@
   dict of columns, e.g. a Ray ``map_batches`` numpy batch) build a ``Batch``.
 * ``PaddingCollate`` is a ``ray.data.collate_fn.NumpyBatchCollateFn`` for ``iter_torch_batches``;
   it is defined on first access so that importing this module does not import Ray.
-* :func:`iter_train_batches` streams a Ray dataset shard as shuffled padded batches;
-  :func:`iter_eval_batches` reads a whole split once, in order, for evaluation.
+* :func:`iter_train_batches` streams a Ray dataset (or a shard of one) as padded batches, shuffled
+  locally when asked (the evaluator does not iterate: it maps ``batch_from_columns`` over the split).
 
 Rows whose ``error`` column is set (skipped bad samples, ``bad_sample_policy=skip``) are dropped
 here and counted in a :class:`~clasp_dist.data.samples.SkipStats`; the iterators log its summary
@@ -181,17 +181,6 @@ def iter_train_batches(dataset_shard, batch_size: int, num_classes: int, shuffle
                                                   prefetch_batches=prefetch_batches, **kwargs):
         if batch is not None:
             yield batch.to(device) if device is not None else batch
-    _finish(stats, max_skipped_fraction)
-
-
-def iter_eval_batches(dataset, batch_size: int, num_classes: int, stats: Optional[SkipStats] = None,
-                      max_skipped_fraction: float = 1.0) -> Iterator[Batch]:
-    """Every row of ``dataset`` exactly once (no split, no shuffle) as padded batches, with segments if read."""
-    stats = stats if stats is not None else SkipStats()
-    for columns in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        batch = batch_from_columns(columns, num_classes, stats)
-        if batch is not None:
-            yield batch
     _finish(stats, max_skipped_fraction)
 
 

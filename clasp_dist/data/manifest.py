@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Sequence
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
@@ -121,6 +122,29 @@ class Manifest(BaseModel):
 
 
 _KNOWN_KEYS = {"format", "version", "dataset", "classes", "visual_dim", "audio_dim", "grid", "splits"}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about its dataset (from the manifest; stored in a checkpoint's model.json)."""
+
+    dataset: str
+    classes: list[str]
+    visual_dim: int
+    audio_dim: int
+    fps: float
+    feat_stride: int
+    window: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> "DatasetInfo":
+        return cls(dataset=manifest.dataset, classes=list(manifest.classes), visual_dim=manifest.visual_dim,
+                   audio_dim=manifest.audio_dim, fps=manifest.grid.fps, feat_stride=manifest.grid.feat_stride,
+                   window=manifest.grid.window)
 
 
 # ------------------------------------------------------------------------------ validation messages

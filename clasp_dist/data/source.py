@@ -11,7 +11,8 @@ Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`
 Skipped samples: ``iter_local_samples`` drops them itself and counts them in the ``stats`` it is given
 (or a fresh one, logged at the end), failing past ``data.max_skipped_fraction``. In Ray Data streams
 the flagged rows travel on to the consumer, whose collate (:mod:`clasp_dist.data.batch`) drops and
-counts them the same way; ``read_eval_split`` + ``batch.iter_eval_batches`` do it for evaluation.
+counts them the same way (the evaluator's predictor does it in ``map_batches``, then checks the split
+with :func:`check_all_seen`).
 Ray is imported lazily, only here and in ``batch.py``.
 """
 from __future__ import annotations
@@ -146,15 +147,6 @@ def _read_concurrency(num_paths: int) -> int:
 
     cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else (os.cpu_count() or 1)
     return max(1, min(num_paths, cpus))
-
-
-def read_eval_split(root: str, split: str, data_cfg=None, storage_cfg=None,
-                    manifest: Optional[Manifest] = None) -> tuple["ray.data.Dataset", int]:
-    """``(dataset, expected_videos)`` for evaluation: consume it whole (``map_batches``/``iter_batches``,
-    never an equal ``streaming_split``, which drops rows) and check with :func:`check_all_seen`."""
-    manifest = manifest or read_manifest(root, storage_cfg)
-    include = split != "train"
-    return read_split(root, split, data_cfg, storage_cfg, include, manifest), manifest.split(split).videos
 
 
 def check_all_seen(video_ids: Sequence[str], expected: int, skipped: int = 0, split: str = "") -> None:

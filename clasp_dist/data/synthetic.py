@@ -28,12 +28,11 @@ learned weakly-supervised model sits well below the oracle; ``tests/data/test_sy
 the ordering (agreement > sum > one stream) checked.
 
 Everything is a pure function of ``(seed, video_id)`` (per-video RNG), so bytes do not depend on
-worker count or order. :func:`generate_dataset` writes shards; :func:`ensure_dataset` is what
-training calls to get the configured root or a cached generated one.
+worker count or order. :func:`generate_dataset` writes shards; ``data.roots.ensure_dataset`` finds
+or generates the cached one a run reads.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -46,10 +45,9 @@ from typing import Optional, Union
 import numpy as np
 
 from .annotations import Annotations, VideoAnnotation, load_annotations, packaged_unav100_path
-from .errors import DataError, ManifestError
+from .errors import DataError
 from .format import VideoSample
 from .grid import I3D_GRID, ONEPEACE_GRID, Grid
-from .manifest import read_manifest
 from .splits import SPLITS
 from .writer import DEFAULT_SHARD_SIZE, write_dataset
 
@@ -313,52 +311,5 @@ def synth_params(p: SynthProfile, seed: int, limits: dict, rate: float, annotati
     return json.loads(json.dumps(params))  # JSON-normal (tuples -> lists) to compare with a stored manifest
 
 
-def ensure_dataset(data_cfg, storage_cfg=None, workers: Optional[int] = None, progress: bool = True) -> str:
-    """The dataset root training should read: ``data.root`` when set (its manifest is checked), else the
-    ``data.synth_*`` dataset under ``data.cache_dir``, generated once and reused (a file lock keeps
-    concurrent callers from generating twice)."""
-    if data_cfg.root:
-        read_manifest(data_cfg.root, storage_cfg)
-        return data_cfg.root
-    p = get_profile(data_cfg.synth_profile)
-    limits = resolve_limits(p, data_cfg.synth_limit_per_split)
-    rate = p.distractor_rate if data_cfg.synth_distractor_rate is None else data_cfg.synth_distractor_rate
-    params = synth_params(p, data_cfg.synth_seed, limits, rate, None)
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"{p.name}-seed{data_cfg.synth_seed}-{key}"
-    if "://" in data_cfg.cache_dir:  # object storage: shared by every node; the manifest is written last
-        root = data_cfg.cache_dir.rstrip("/") + "/" + name
-        lock = contextlib.nullcontext()  # concurrent first runs both generate the same bytes: harmless
-    else:
-        root = str(Path(os.path.expanduser(data_cfg.cache_dir)) / name)
-        lock = _file_lock(root + ".lock")
-    with lock:
-        if _cached(root, params, storage_cfg):
-            return root
-        log.info("generating the semi-synthetic %s dataset into %s", p.name, root)
-        return generate_dataset(root, p, data_cfg.synth_seed, limits, rate, storage_cfg=storage_cfg,
-                                workers=workers, progress=progress)
-
-
-def _cached(root: str, params: dict, storage_cfg=None) -> bool:
-    try:
-        return read_manifest(root, storage_cfg).extra.get("synth") == params
-    except ManifestError:
-        return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: str):
-    import fcntl
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 __all__ = ["PROFILES", "SynthProfile", "ClassBank", "Presence", "Annotations", "make_class_bank", "synthesize_video",
-           "generate_dataset", "ensure_dataset", "get_profile", "resolve_limits"]
+           "generate_dataset", "get_profile", "resolve_limits"]

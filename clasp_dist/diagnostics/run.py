@@ -16,7 +16,8 @@ from tqdm import tqdm
 from ..data.batch import collate_rows
 from ..data.manifest import read_manifest
 from ..data.source import iter_local_samples
-from ..evaluation.distributed import chunks, load_for_evaluation, resolve_data_root
+from ..data.roots import ensure_dataset
+from ..evaluation.distributed import chunks, load_for_evaluation
 from .collector import Diagnostics, DiagnosticsCollector, class_signal
 from .distractors import DistractorRecord
 from .truth import CATEGORIES, VideoTruth, video_truth
@@ -46,7 +47,7 @@ def diagnose_checkpoint(checkpoint: str, data_root: Optional[str] = None, split:
         raise ValueError("diagnostics read ground-truth segments, which the train split never gives: "
                          "use validation or test")
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
-    root = resolve_data_root(cfg, data_root)
+    root = ensure_dataset(cfg.data, cfg.storage, root=data_root)
     manifest = read_manifest(root, cfg.storage)
     record = DistractorRecord(manifest.extra.get("synth"))
     if record.reason:

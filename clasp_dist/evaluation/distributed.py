@@ -16,8 +16,11 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..checkpoint import DatasetInfo, build_model, check_weights_match, load_inference_model
+from ..checkpoint import check_weights_match, load_inference_model
 from ..config import Config, from_dict, to_dict
+from ..data.manifest import DatasetInfo
+from ..data.roots import ensure_dataset
+from ..model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -269,16 +272,6 @@ def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
 
 
-def resolve_data_root(cfg: Config, data_root: str | None) -> str:
-    """`data_root`, else the checkpoint's `data.root`, else its semi-synthetic dataset via `ensure_dataset`
-    (found in the cache, or generated again: it is a pure function of the `data.synth_*` keys)."""
-    if data_root or cfg.data.root:
-        return data_root or cfg.data.root
-    from ..data.synthetic import ensure_dataset
-
-    return ensure_dataset(cfg.data, cfg.storage)
-
-
 def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
                         plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
     """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
@@ -288,7 +281,7 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
     from .report import write_metrics_json
 
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
-    root = resolve_data_root(cfg, data_root)
+    root = ensure_dataset(cfg.data, cfg.storage, root=data_root)  # the checkpoint's data keys find its dataset
     predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
     result = score(predictions, info, cfg, tiou_thresholds)
     if out_dir:

@@ -32,7 +32,7 @@ def test_gcp_yaml_and_a_bad_file(tmp_path):
 
 def test_the_embedded_dataset_is_generated_once_into_an_object_storage_cache(s3_bucket):
     from clasp_dist.data.manifest import read_manifest
-    from clasp_dist.data.synthetic import ensure_dataset
+    from clasp_dist.data.roots import ensure_dataset
 
     cfg = load_config(["config=tiny", "data.synth_limit_per_split=3", f"data.cache_dir={s3_bucket}/cache"])
     root = ensure_dataset(cfg.data, cfg.storage, workers=1, progress=False)

@@ -148,7 +148,9 @@ def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoi
     """`evaluate/predict --checkpoint gs://...`: model.json and weights.pt are fetched, nothing else."""
     import torch
 
-    from clasp_dist.checkpoint import DatasetInfo, build_model, save_model_description, save_tensors
+    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.data.manifest import DatasetInfo
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.filesystem import local_copy
     from clasp_dist.evaluation.distributed import load_for_evaluation

@@ -8,9 +8,9 @@ import pytest
 
 from clasp_dist.config import DataConfig
 from clasp_dist.data import generate_dataset, read_manifest
-from clasp_dist.data.batch import collate_rows, iter_eval_batches, iter_train_batches
+from clasp_dist.data.batch import collate_rows, iter_train_batches
 from clasp_dist.data.samples import SkipStats
-from clasp_dist.data.source import check_all_seen, iter_local_samples, read_eval_split, read_split
+from clasp_dist.data.source import check_all_seen, iter_local_samples, read_split
 from data_helpers import good_members, one_sample_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -53,9 +53,9 @@ def test_stream_s3_through_padding_collate(ray_session, s3_bucket, tiny_root):
 
 
 def test_eval_read_sees_every_video_once_with_segments(ray_session, tiny_root):
-    ds, expected = read_eval_split(tiny_root, "test")
+    ds, expected = read_split(tiny_root, "test", include_segments=True), read_manifest(tiny_root).split("test").videos
     ids, segments = [], {}
-    for batch in iter_eval_batches(ds, batch_size=3, num_classes=100):
+    for batch in iter_train_batches(ds, batch_size=3, num_classes=100):
         ids += batch.video_id
         segments.update(zip(batch.video_id, batch.segments))
     check_all_seen(ids, expected, split="test")
@@ -82,9 +82,9 @@ def _bad_root(tmp_path):
 
 
 def test_bad_sample_error_in_ray_names_shard_sample_field(ray_session, tmp_path):
-    ds, _ = read_eval_split(_bad_root(tmp_path), "validation", DataConfig(bad_sample_policy="error"))
+    ds = read_split(_bad_root(tmp_path), "validation", DataConfig(bad_sample_policy="error"), include_segments=True)
     with pytest.raises(Exception) as info:
-        list(iter_eval_batches(ds, batch_size=2, num_classes=5))
+        list(iter_train_batches(ds, batch_size=2, num_classes=5))
     text = str(info.value)
     assert "validation-000000.tar" in text and "'bad'" in text and "'visual.npy'" in text and "unreadable .npy" in text
 
@@ -92,9 +92,10 @@ def test_bad_sample_error_in_ray_names_shard_sample_field(ray_session, tmp_path)
 def test_bad_sample_skipped_in_ray_is_counted(ray_session, tmp_path):
     cfg = DataConfig(bad_sample_policy="skip", max_skipped_fraction=0.3)
     root = _bad_root(tmp_path)
-    ds, expected = read_eval_split(root, "validation", cfg)
+    ds, expected = read_split(root, "validation", cfg, include_segments=True), read_manifest(root).split("validation").videos
     stats = SkipStats(split="validation")
-    ids = [v for b in iter_eval_batches(ds, 2, 5, stats, cfg.max_skipped_fraction) for v in b.video_id]
+    ids = [v for b in iter_train_batches(ds, 2, 5, stats=stats, max_skipped_fraction=cfg.max_skipped_fraction)
+           for v in b.video_id]
     assert sorted(ids) == ["good0", "good1", "good2"] and (stats.seen, stats.skipped) == (4, 1)
     check_all_seen(ids, expected, stats.skipped)
     assert "'bad'" in stats.messages[0] and "'visual.npy'" in stats.messages[0]

@@ -11,7 +11,8 @@ from clasp_dist.config import DataConfig
 from clasp_dist.data import generate_dataset, read_manifest
 from clasp_dist.data.annotations import load_annotations
 from clasp_dist.data.source import iter_local_samples
-from clasp_dist.data.synthetic import PROFILES, ensure_dataset, get_profile, make_class_bank, synthesize_video
+from clasp_dist.data.roots import ensure_dataset
+from clasp_dist.data.synthetic import PROFILES, get_profile, make_class_bank, synthesize_video
 
 
 def _shas(root) -> list[str]:
@@ -170,7 +171,8 @@ def test_ensure_dataset_generates_once_then_reuses(tmp_path):
     other = ensure_dataset(DataConfig(synth_profile="tiny", synth_limit_per_split=4, synth_seed=3, cache_dir=str(tmp_path)),
                            workers=1, progress=False)
     assert other != root
-    assert ensure_dataset(DataConfig(root=root)) == root
+    assert ensure_dataset(DataConfig(root=root)) == root  # data.root, as it is
+    assert ensure_dataset(cfg, root="s3://b/x") == "s3://b/x"  # an explicit root (evaluate --data) wins
 
 
 def _small_fingerprint() -> dict[str, str]:

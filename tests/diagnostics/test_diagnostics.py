@@ -135,7 +135,8 @@ def test_distractor_record_regenerates_the_shards(tiny_root):
 
 # ------------------------------------------------------------------------------- whole tool
 def export_for(root: str, directory, *overrides: str):
-    from clasp_dist.checkpoint import build_model, save_model_description, save_tensors
+    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.trainer import dataset_info
 
@@ -172,16 +173,6 @@ def test_diagnose_refuses_the_train_split(tiny_root, tmp_path):
         diagnose_checkpoint(str(export_for(tiny_root, tmp_path / "m")), split="train")
 
 
-def test_resolve_data_root_prefers_explicit_then_config_then_the_generated_dataset(tmp_path):
-    from clasp_dist.config import load_config
-    from clasp_dist.evaluation.distributed import resolve_data_root
-
-    cfg = load_config(["config=tiny", f"data.cache_dir={tmp_path}", "data.synth_limit_per_split=4"])
-    root = resolve_data_root(cfg, None)  # generated into the cache, as training would have
-    assert root.startswith(str(tmp_path)) and (Path(root) / "manifest.json").is_file()
-    assert resolve_data_root(cfg, None) == root  # found again, not regenerated elsewhere
-    assert resolve_data_root(cfg, "s3://b/x") == "s3://b/x"
-    assert resolve_data_root(load_config(["config=tiny", "data.root=/data/u"]), None) == "/data/u"
 
 
 def test_cli_names_a_missing_checkpoint(tmp_path):

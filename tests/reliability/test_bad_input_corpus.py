@@ -263,7 +263,9 @@ case("cli_train_unknown_key", layer="config", build=no_ctx, call=train_cli("conf
 # -------------------------------------------------------------------------------------- checkpoints
 def checkpoint_dir(tmp: Path, *overrides: str, seed: int = 0) -> Path:
     """A checkpoint/export directory (weights.pt + model.json) of a tiny model, as training writes it."""
-    from clasp_dist.checkpoint import DatasetInfo, build_model, save_model_description, save_tensors
+    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.data.manifest import DatasetInfo
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
 
     directory = tmp / f"ckpt{seed}"

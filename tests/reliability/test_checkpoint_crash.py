@@ -69,7 +69,9 @@ os.replace = replace
 
 def _fake_checkpoint(directory: Path, seed: int) -> dict:
     """A checkpoint directory as the training loop writes it (weights.pt + model.json), tiny model."""
-    from clasp_dist.checkpoint import DatasetInfo, build_model, save_model_description, save_tensors
+    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.data.manifest import DatasetInfo
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
 
     cfg = load_config(["config=tiny"])

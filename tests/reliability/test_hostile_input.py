@@ -194,8 +194,8 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
     """All hostile shards in one split read by Ray Data (the training reader): each is a counted bad
     row whose message names shard, sample and field; every good video arrives; under `error` the
     first one raises the same message."""
-    from clasp_dist.data.batch import iter_eval_batches
-    from clasp_dist.data.source import read_eval_split
+    from clasp_dist.data.batch import iter_train_batches
+    from clasp_dist.data.source import read_split
 
     tars, expected = [], {}
     for i, name in enumerate(sorted(HOSTILE)):
@@ -205,8 +205,8 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
         expected[f"validation-{i:06d}.tar"] = name
     combined = write_dataset_from_tars(tmp_path / "all", {"validation": tars})
     stats = SkipStats(split="validation", max_messages=100)
-    ds, _ = read_eval_split(str(combined), "validation", SKIP)
-    ids = [v for b in iter_eval_batches(ds, 8, 5, stats, 1.0) for v in b.video_id]
+    ds = read_split(str(combined), "validation", SKIP, include_segments=True)
+    ids = [v for b in iter_train_batches(ds, 8, 5, stats=stats) for v in b.video_id]
     # every shard's good videos arrive, except in the gzip shard (refused as a whole before any sample)
     assert ids.count("good0") == ids.count("good1") == len(HOSTILE) - 1
     assert not any("/" in v or "." in v for v in ids)
@@ -215,9 +215,9 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
         _, field, reason = HOSTILE[name]
         assert any(shard in m and reason in m and (not field or f"field {field!r}" in m) for m in stats.messages), name
     single = HOSTILE["key_parent_traversal"][0](tmp_path / "single")
-    ds, _ = read_eval_split(str(single), "validation", ERROR)
+    ds = read_split(str(single), "validation", ERROR, include_segments=True)
     with pytest.raises(Exception, match="field 'key': unsafe video id"):
-        list(iter_eval_batches(ds, 8, 5))
+        list(iter_train_batches(ds, 8, 5))
 
 
 def _bad_train_root(tmp_path: Path, tiny_root: str) -> Path:

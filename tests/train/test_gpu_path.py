@@ -124,7 +124,7 @@ def test_validation_during_gpu_training_requests_no_gpu():
 
 def test_in_process_validation_scores_every_video(tiny_root):
     """What rank 0 runs while the workers hold GPUs: the evaluator's predictor in-process, no Ray."""
-    from clasp_dist.checkpoint import build_model
+    from clasp_dist.model import build_model
     from clasp_dist.train_loop import LoopContext, validate
     from clasp_dist.trainer import dataset_info
 
@@ -155,7 +155,7 @@ def gloo_world_of_one():
 def _two_steps(tiny_root: str, *extra: str):
     """Build a real DeepSpeed engine and run two optimizer steps (4 micro-batches of 2) through the loop's
     own epoch function. Returns (engine, ema, initial EMA shadow, epoch stats, cfg, dataset info)."""
-    from clasp_dist.checkpoint import build_model
+    from clasp_dist.model import build_model
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.source import iter_local_samples
     from clasp_dist.engine import build_engine
@@ -206,7 +206,8 @@ def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, 
 @pytest.mark.slow
 def test_zero3_ema_and_export_are_whole_fp32_weights(gloo_world_of_one, tiny_root):
     """ZeRO-3 partitions the module: the EMA (every step here) and the export still hold every weight whole."""
-    from clasp_dist.checkpoint import build_model, check_weights_match
+    from clasp_dist.checkpoint import check_weights_match
+    from clasp_dist.model import build_model
     from clasp_dist.train_loop import _inference_weights
 
     engine, ema, _, cfg, info = _two_steps(tiny_root, "deepspeed.bf16=true", "deepspeed.zero_stage=3",

@@ -24,7 +24,7 @@ def _rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     """One rank: an epoch of 2 optimizer steps (batch 8 = 2 ranks x micro 2 x accumulation 2) at each stage."""
     import torch.distributed as dist
 
-    from clasp_dist.checkpoint import build_model
+    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.source import iter_local_samples
