@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-"""The tracked figures (the README quotes them)."""
+"""The tracked figures (docs/benchmarks.md quotes them)."""
 LOCAL = RESULTS / "local"
 """Untracked output of everyday bench runs."""
 
