@@ -70,6 +70,32 @@ def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written, nothing requested
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gpu_bench_trains_what_the_issue_asks_and_fits_the_checks(workers):
+    """bench/gpu_step.py's device run: unav100_i3d, bf16, ZeRO-2 on GPUs, the batch arithmetic valid, validation
+    in-process while training holds the GPUs, the test pass on half a GPU after it."""
+    from bench.gpu_step import overrides, parse_args
+    from clasp_dist.train_loop import validation_config, validation_mode
+
+    cfg = load_config(overrides(parse_args([]), workers, "/data/i3d", cpus=16))
+    assert cfg.model.d_model == 512 and cfg.deepspeed.bf16 and engine_zero_stage(cfg) == 2 and cfg.train.use_gpu
+    assert plan_batches(cfg, workers).micro_batch_size * workers == cfg.train.batch_size
+    assert validation_mode(cfg) == "in-process" and validation_config(cfg).eval.actor_num_gpus == 0.0
+    assert cfg.eval.actor_num_gpus == 0.5 and cfg.train.eval_every == cfg.train.epochs == 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gpu_bench_cpu_check_leaves_cpus_for_validation(workers):
+    """`bench/gpu_step.py --cpu` on 2 cores stalled at its first validation: the worker (1 CPU) and the evaluator
+    actor (1 CPU) held both, so the evaluator's read tasks never ran. Now workers + actor + reads fit."""
+    from bench.gpu_step import overrides, parse_args
+    from clasp_dist.train_loop import validation_mode
+    from clasp_dist.tuning import TRIAL_CPU, cpus_per_trial
+
+    cfg = load_config(overrides(parse_args(["--cpu"]), workers, "/data/i3d", cpus=2))
+    assert validation_mode(cfg) == "actors" and cpus_per_trial(cfg) - TRIAL_CPU <= 2
+
+
 def test_accelerator_follows_the_workers_device_not_the_drivers():
     assert not torch.cuda.is_available()  # this driver has no GPU...
     assert accelerator_name(torch.device("cuda", 3)) == "cuda"  # ...a worker that holds one still gets cuda
