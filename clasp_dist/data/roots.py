@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from filelock import FileLock
+
 from .errors import ManifestError
 from .manifest import read_manifest
 from .synthetic import generate_dataset, get_profile, resolve_limits, synth_params
@@ -36,7 +38,7 @@ def ensure_dataset(data_cfg, storage_cfg=None, root: Optional[str] = None, worke
         lock = contextlib.nullcontext()  # concurrent first runs both generate the same bytes: harmless
     else:
         cached = str(Path(os.path.expanduser(data_cfg.cache_dir)) / name)
-        lock = _file_lock(cached + ".lock")
+        lock = FileLock(cached + ".lock")  # creates the cache folder too
     with lock:
         if _cached(cached, params, storage_cfg):
             return cached
@@ -51,15 +53,3 @@ def _cached(root: str, params: dict, storage_cfg=None) -> bool:
     except ManifestError:
         return False
 
-
-@contextlib.contextmanager
-def _file_lock(path: str):
-    import fcntl
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

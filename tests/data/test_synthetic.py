@@ -175,6 +175,24 @@ def test_ensure_dataset_generates_once_then_reuses(tmp_path):
     assert ensure_dataset(cfg, root="s3://b/x") == "s3://b/x"  # an explicit root (evaluate --data) wins
 
 
+def test_concurrent_first_calls_generate_the_cached_dataset_once(tmp_path, caplog):
+    """Two callers at once (the file lock is per open file, so threads contend as processes do): one
+    generates, the other waits and reuses it."""
+    import threading
+
+    cfg = DataConfig(synth_profile="tiny", synth_limit_per_split=2, cache_dir=str(tmp_path / "cache"))
+    roots: list[str] = []
+    callers = [threading.Thread(target=lambda: roots.append(ensure_dataset(cfg, workers=1, progress=False)))
+               for _ in range(2)]
+    with caplog.at_level("INFO", logger="clasp_dist.data.roots"):
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+    assert len(roots) == 2 and roots[0] == roots[1]
+    assert sum("generating the semi-synthetic" in r.getMessage() for r in caplog.records) == 1, caplog.text
+
+
 def _small_fingerprint() -> dict[str, str]:
     """sha256 of the `small` profile's identity (manifest params), class bank and first 4 videos per split."""
     import hashlib
