@@ -279,7 +279,7 @@ def test_gpu_requirements_match_the_cpu_pins_except_torch():
     assert re.search(r"^--extra-index-url https://download\.pytorch\.org/whl/cu1\d\d\s*$", gpu_txt, re.M)
     cuda = re.search(r"whl/(cu1\d\d)", gpu_txt).group(1)
     assert gpu["torch"] == f"==2.13.0+{cuda}" and cpu["torch"] == "==2.13.0"
-    for name in ("deepspeed", "ray", "pyarrow", "webdataset", "fsspec", "s3fs", "aiobotocore", "boto3", "numpy"):
+    for name in ("deepspeed", "ray", "pyarrow", "fsspec", "s3fs", "aiobotocore", "boto3", "numpy"):
         assert gpu[name] == cpu[name], name
     assert "-r cpu.txt" not in gpu_txt  # separate from the CPU pin
 
