@@ -65,6 +65,14 @@ def merge_previous(rows: list[dict], previous: list[dict]) -> list[dict]:
     return rows + [r for r in previous if key(r) not in have]
 
 
+def paired_margin(a: dict, b: dict) -> dict | None:
+    """Mean of a − b over the seeds both arms finished ({seeds, mean}), None when they share none: arms whose
+    seeds differ are not compared by their means alone."""
+    b_by_seed = dict(zip(b["seeds"], b["tests"]))
+    diffs = {s: t - b_by_seed[s] for s, t in zip(a["seeds"], a["tests"]) if s in b_by_seed}
+    return {"seeds": sorted(diffs), "mean": statistics.fmean(diffs.values())} if diffs else None
+
+
 def summarise(rows: list[dict]) -> dict:
     """{regime: {arm: {seeds, tests, mean, std}, margins}} over whatever finished."""
     out = {}
@@ -79,11 +87,20 @@ def summarise(rows: list[dict]) -> dict:
         entry = {"arms": arms}
         if "full" in arms and "base" in arms:
             entry["full_minus_base"] = arms["full"]["mean"] - arms["base"]["mean"]
+            entry["full_minus_base_paired"] = paired_margin(arms["full"], arms["base"])
             entry["every_full_seed_beats_every_base_seed"] = min(arms["full"]["tests"]) > max(arms["base"]["tests"])
         if "full" in arms and "control/all-anchors" in arms:
             entry["full_minus_control"] = arms["full"]["mean"] - arms["control/all-anchors"]["mean"]
+            entry["full_minus_control_paired"] = paired_margin(arms["full"], arms["control/all-anchors"])
         out[regime] = entry
     return out
+
+
+def margin_cells(entry: dict, key: str) -> str:
+    """'+m.mm | +p.pp (s0, s1)': the difference of the means, then the paired one over the shared seeds."""
+    means, paired = entry.get(key), entry.get(f"{key}_paired")
+    same = "-" if paired is None else f"{paired['mean']:+.2f} ({', '.join(f's{s}' for s in paired['seeds'])})"
+    return f"{'-' if means is None else f'{means:+.2f}'} | {same}"
 
 
 def markdown(summary: dict) -> str:
@@ -92,12 +109,12 @@ def markdown(summary: dict) -> str:
         for arm, a in entry["arms"].items():
             per_seed = ", ".join(f"s{s}: {t:.2f}" for s, t in zip(a["seeds"], a["tests"]))
             lines.append(f"| {regime} | {arm} | {len(a['seeds'])} | {per_seed} | {a['mean']:.2f} ± {a['std']:.2f} |")
-    lines += ["", "| regime | full − base | full − control | every full seed > every base seed |", "|---|---|---|---|"]
+    lines += ["", "| regime | full − base (means) | same seeds | full − control (means) | same seeds | "
+              "every full seed > every base seed |", "|---|---|---|---|---|---|"]
     for regime, entry in summary.items():
-        fb, fc = entry.get("full_minus_base"), entry.get("full_minus_control")
         every = entry.get("every_full_seed_beats_every_base_seed")
-        lines.append(f"| {regime} | {'-' if fb is None else f'{fb:+.2f}'} | {'-' if fc is None else f'{fc:+.2f}'} | "
-                     f"{'-' if every is None else ('yes' if every else 'no')} |")
+        cells = [margin_cells(entry, "full_minus_base"), margin_cells(entry, "full_minus_control")]
+        lines.append(f"| {regime} | {' | '.join(cells)} | {'-' if every is None else ('yes' if every else 'no')} |")
     return "\n".join(lines) + "\n"
 
 

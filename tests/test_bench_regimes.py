@@ -46,4 +46,15 @@ def test_previous_trials_fill_only_missing_regime_arm_seed(tmp_path):
     assert summary["arms"]["base"]["tests"] == [14.0, 10.0]
     assert summary["arms"]["full"]["tests"] == [18.0, 16.0]
     assert abs(summary["full_minus_base"] - 5.0) < 1e-9
+    assert summary["full_minus_base_paired"]["seeds"] == [0, 1]
     assert summary["every_full_seed_beats_every_base_seed"] is True
+
+
+def test_paired_margin_uses_only_the_seeds_both_arms_finished():
+    regimes = load_regimes()
+    full = {"seeds": [0, 1], "tests": [17.9, 16.8]}
+    control = {"seeds": [0], "tests": [17.5]}
+    paired = regimes.paired_margin(full, control)
+    assert paired["seeds"] == [0]
+    assert abs(paired["mean"] - 0.4) < 1e-9  # the difference of the means (17.35 - 17.5) would be negative
+    assert regimes.paired_margin(full, {"seeds": [2], "tests": [1.0]}) is None
