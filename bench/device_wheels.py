@@ -30,14 +30,13 @@ PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary
 MISSING_THERE = [
     "hjson", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",  # DeepSpeed, our config, Ray
     "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "tensorboardX",  # Ray core, Train, Tune
-    "webdataset", "braceexpand",  # our shard reader
     # Ray's `default` extra, the dashboard: Ray Train V2 polls its State API every second and warns without it.
     # (virtualenv and py-spy, also in that extra, serve runtime_env pip and stack dumps: not needed, left out.)
     "aiohttp-cors", "colorful", "smart-open", "opencensus", "opencensus-context", "opentelemetry-api",
     "opentelemetry-sdk", "opentelemetry-proto", "opentelemetry-exporter-prometheus",
     "opentelemetry-semantic-conventions", "google-api-core", "google-auth", "googleapis-common-protos", "proto-plus",
     "pyasn1", "pyasn1-modules", "cryptography", "cffi", "pycparser"]
-"""The closure of ray[default,train,tune,data], deepspeed, pydantic and webdataset at .venv's versions, minus what
+"""The closure of ray[default,train,tune,data], deepspeed and pydantic at .venv's versions, minus what
 the GPU image has (/work/.library/device/KINDS.md's package list, 2026-11-17)."""
 RAY_DROP = ("ray/jars/", ".js.map")
 
