@@ -47,7 +47,7 @@ def test_real_events_are_kept(line):
     assert not is_noise(line)
 
 
-def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch):
+def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch, capsys):
     """The filter wraps the function Ray's driver prints every forwarded worker line and raylet message with."""
     import ray._private.worker as ray_worker
 
@@ -65,6 +65,13 @@ def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch):
     ray_worker.print_worker_logs({"lines": RAY_NOISE_LINES[:1], "pid": 7, "ip": "h", "localhost": "h",
                                   "is_err": True}, sink)
     assert sink.getvalue() == ""  # nothing left: no empty prefixed line either
+    # The raylet's messages (the `ray job submit` worker start-up line) reach the driver by another route:
+    # listen_error_messages -> print_to_stdstream (de-duplication) -> print_worker_logs.
+    startup = next(line for line in RAY_NOISE_LINES if "PYTHON worker processes" in line)
+    for line in (startup, REAL_LINES[1]):
+        ray_worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    printed = capsys.readouterr().out
+    assert "PYTHON worker processes" not in printed and REAL_LINES[1] in printed
 
 
 def test_every_filter_off_with_clasp_ray_noise(monkeypatch):
