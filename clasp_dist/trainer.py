@@ -168,21 +168,48 @@ class UnsatisfiableRequestError(RuntimeError):
     """The run asks for resources this Ray cluster can never provide (refused before anything is requested)."""
 
 
-def check_gpu_request(cfg: Config) -> None:
-    """Fail at once when `train.use_gpu` asks for more GPUs than the cluster has or its autoscaler can add
-    (Ray Train would otherwise retry the worker group forever). Ray must be initialised."""
+def check_resource_request(cfg: Config) -> None:
+    """Fail at once when the run asks for what this Ray cluster can never provide, even after its autoscaler has
+    added every node: GPUs it does not have (Ray Train would retry the worker group forever), or CPUs that leave
+    nothing for validation beside the train workers (training would wait forever at the first validation).
+    Ray must be initialised."""
     from .cluster import growable_resources
 
-    if not cfg.train.use_gpu:
-        return
-    wanted = cfg.train.num_workers
     reachable, source = growable_resources()
-    have = reachable.get("GPU", 0.0)
-    if have < wanted:
-        raise UnsatisfiableRequestError(
-            f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers={wanted}), but this Ray "
-            f"cluster can reach {have:g} (from {source}) and no autoscaler can add more. Run on a cluster with "
+    problem = (gpu_shortfall(cfg, reachable.get("GPU", 0.0), source)
+               or cpu_shortfall(cfg, reachable.get("CPU", 0.0), source))
+    if problem:
+        raise UnsatisfiableRequestError(problem)
+
+
+def gpu_shortfall(cfg: Config, gpus: float, source: str) -> str | None:
+    """One GPU per train worker when train.use_gpu is on; the refusal's message, or None."""
+    wanted = cfg.train.num_workers
+    if not cfg.train.use_gpu or gpus >= wanted:
+        return None
+    return (f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers={wanted}), but this Ray "
+            f"cluster can reach {gpus:g} (from {source}) and no autoscaler can add more. Run on a cluster with "
             f"GPUs, or drop train.use_gpu=true to train on CPU.")
+
+
+def cpu_shortfall(cfg: Config, cpus: float, source: str) -> str | None:
+    """On CPU, validation during training runs beside the train workers: the evaluator's actors
+    (eval.num_actors x eval.actor_num_cpus) and at least one read task (data.read_num_cpus) need CPUs that the
+    workers (train.num_workers x train.cpus_per_worker) do not hold; the refusal's message, or None. (On GPUs,
+    validation runs inside rank 0.)"""
+    if cfg.train.use_gpu:
+        return None
+    workers = cfg.train.num_workers * cfg.train.cpus_per_worker
+    validation = cfg.eval.num_actors * cfg.eval.actor_num_cpus + cfg.data.read_num_cpus
+    if workers + validation <= cpus + 1e-9:
+        return None
+    return (f"training needs {workers + validation:g} CPUs at once: {workers:g} for the train workers "
+            f"(train.num_workers={cfg.train.num_workers} x train.cpus_per_worker={cfg.train.cpus_per_worker:g}) and "
+            f"{validation:g} for validation beside them (eval.num_actors={cfg.eval.num_actors} x "
+            f"eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + data.read_num_cpus={cfg.data.read_num_cpus:g}), "
+            f"but this Ray cluster can reach {cpus:g} (from {source}) and no autoscaler can add more; training "
+            f"would wait forever at its first validation. Lower train.cpus_per_worker (fractions are fine) or "
+            f"train.num_workers, or give Ray more CPUs.")
 
 
 def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
@@ -246,7 +273,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     started = time.time()
     run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
     plan_batches(cfg, cfg.train.num_workers)  # batch arithmetic on the driver, before any resource is requested
-    check_gpu_request(cfg)
+    check_resource_request(cfg)
     check_storage_writable(cfg)
     saved = find_saved_run(cfg)
     changes = check_resume_compatible(cfg, saved)

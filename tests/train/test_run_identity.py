@@ -1,5 +1,5 @@
 """A run's identity is its resolved config: reruns under an existing name resume it only with the same
-config (or named, safe changes), a finished run says so, and a GPU request no cluster can meet fails at once."""
+config (or named, safe changes), a finished run says so, and a GPU or CPU request no cluster can meet fails at once."""
 from __future__ import annotations
 
 import json
@@ -127,6 +127,24 @@ def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path
     with pytest.raises(UnsatisfiableRequestError, match=r"train.use_gpu=true asks for 1 GPU.*can reach 0"):
         run_training(run_cfg(tmp_path, tiny_root, "train.use_gpu=true"))
     assert time.time() - started < 20
+
+
+@pytest.mark.parametrize("overrides, cpus, refused", [
+    ([], 2, False),  # the defaults on 2 CPUs: 0.5 per worker + 0.5 evaluator + 0.25 read
+    (["train.num_workers=2"], 2, False),  # 1 + 0.75
+    (["train.num_workers=2", "train.cpus_per_worker=1"], 2, True),  # every CPU held: validation never starts
+    (["train.num_workers=2", "train.cpus_per_worker=1"], 16, False),  # an autoscaler can reach 16
+    (["train.num_workers=2", "train.cpus_per_worker=1", "train.use_gpu=true"], 2, False),  # validation on rank 0
+])
+def test_cpu_request_that_starves_validation_is_refused(overrides, cpus, refused):
+    """Train workers that hold every CPU leave none for the evaluator that validation starts beside them:
+    the run would wait forever at its first validation, so it is refused before anything is requested."""
+    from clasp_dist.trainer import cpu_shortfall
+
+    problem = cpu_shortfall(load_config(["config=tiny", *overrides]), cpus, "the test")
+    assert (problem is not None) == refused, problem
+    if refused:
+        assert "train.cpus_per_worker=1" in problem and "can reach 2" in problem and "eval.actor_num_cpus" in problem
 
 
 @pytest.mark.slow
