@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from .config import ConfigError, help_text, load_config
+from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
 
 def override_parser(description: str, usage_examples: str, argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -76,8 +77,6 @@ def init_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     from ray.data import DataContext
-
-    from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
     quiet_ray_loggers()  # after importing ray.data: its import resets the "ray.data" logger to DEBUG
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from .data.filesystem import get_fs, join
+
 
 def run_storage_dir(cfg) -> str | None:
     """`<run.storage_path>/<run.name>` when that is object storage, else None."""
-    from .data.filesystem import join
-
     return join(cfg.run.storage_path, cfg.run.name) if "://" in cfg.run.storage_path else None
 
 
@@ -26,8 +26,6 @@ def publish_run_files(cfg, run_dir: str | Path, names: Iterable[str] | None = No
     run_dir = Path(run_dir)
     if target is None or not run_dir.is_dir():
         return []
-    from .data.filesystem import get_fs, join
-
     fs, base = get_fs(target, cfg.storage)
     entries = [run_dir / n for n in names] if names is not None else list(run_dir.iterdir())
     files = [f for e in entries if e.exists() for f in ([e] if e.is_file() else sorted(e.rglob("*"))) if f.is_file()]
@@ -45,8 +43,6 @@ def restore_run_files(cfg, run_dir: str | Path, names: Iterable[str]) -> list[st
     target = run_storage_dir(cfg)
     if target is None:
         return []
-    from .data.filesystem import get_fs, join
-
     fs, base = get_fs(target, cfg.storage)
     fetched = []
     for name in names:

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, parse_model_description
 from .config import Config, ConfigError, flatten, to_dict
+from .data.filesystem import get_arrow_fs, join
 
 OPERATIONAL = ("run.name", "run.storage_path", "run.output_dir", "run.resume_changes", "storage.",
                "data.cache_dir", "data.read_num_cpus", "train.progress_bar", "train.max_failures",
@@ -119,8 +120,6 @@ class SavedRun:
 def find_saved_run(cfg: Config) -> SavedRun | None:
     """The run under `run.storage_path/run.name` from its latest registered checkpoint, or None when it has
     none (nothing was trained: the rerun starts it afresh)."""
-    from .checkpoint import parse_model_description
-
     result = registered_result(cfg)
     if result is None or result.checkpoint is None:
         return None
@@ -139,8 +138,8 @@ def registered_result(cfg: Config):
     import pyarrow.fs as pafs
     from ray.train import Result
 
-    from .data.filesystem import get_arrow_fs, join
-    from .trainer import storage_uri
+    from .trainer import storage_uri  # cycle: trainer imports this module
+
 
     fs, base = get_arrow_fs(storage_uri(cfg), cfg.storage)
     path = join(base, cfg.run.name)

@@ -28,10 +28,12 @@ import torch
 
 from .checkpoint import TrainState, restore_checkpoint, restore_rng, save_checkpoint
 from .config import Config, from_dict
+from .data.batch import iter_train_batches
 from .data.manifest import DatasetInfo
 from .quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
 from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
 from .ema import EMA, ema_interval
+from .evaluation.distributed import evaluate_weights, predict_local, score
 from .losses import LossMeter, compute_loss
 from .model import build_model
 from .run_files import publish_run_files, restore_run_files
@@ -170,8 +172,6 @@ def _progress(ctx: LoopContext, epoch: int, total: int):
 
 
 def _epoch_batches(shard, ctx: LoopContext, epoch: int):
-    from .data.batch import iter_train_batches
-
     cfg = ctx.cfg
     return iter_train_batches(shard, batch_size=plan_batches(cfg, ctx.world_size).micro_batch_size,
                               num_classes=ctx.info.num_classes, shuffle_buffer=cfg.data.shuffle_buffer,
@@ -267,8 +267,6 @@ def validation_config(cfg: Config) -> Config:
 
 def validate(weights: dict, ctx: LoopContext, split: str = "validation"):
     """Score `weights` on `split` without asking Ray for a GPU (see validation_mode)."""
-    from .evaluation.distributed import evaluate_weights, predict_local, score
-
     cfg = validation_config(ctx.cfg)
     if validation_mode(cfg) == "in-process":
         predictions = predict_local(weights, cfg, ctx.info, ctx.data_root, split, device=str(ctx.device))

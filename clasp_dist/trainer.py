@@ -14,11 +14,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import export_inference
+from .cluster import growable_resources, has_shared_local_disk
 from .config import Config, ConfigError, save_config, to_dict
-from .data.manifest import DatasetInfo
+from .data.errors import DataError, StorageError
+from .data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
+from .data.manifest import DatasetInfo, read_manifest
+from .data.roots import ensure_dataset
+from .data.source import read_split
 from .data.splits import SPLITS
 from .engine import plan_batches
+from .evaluation.distributed import evaluate_checkpoint
+from .evaluation.report import format_table, metrics_dict
+from .quiet_logs import ray_train_logging
 from .run_files import publish_run_files, run_storage_dir
+from .run_identity import (check_resume_changes, config_differences, dataset_differences, find_saved_run,
+                           finished_message, record_changes)
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -48,8 +58,6 @@ _DATA_ERROR_LINE = re.compile(r"(?:BadSampleError|BadShardError|TooManySkippedEr
 
 def data_error_line(err: BaseException) -> str | None:
     """The data error behind a (Ray-wrapped) failure as one line, or None when it is not one."""
-    from .data.errors import DataError, StorageError
-
     seen, todo = set(), [err]
     while todo:
         exc = todo.pop()
@@ -105,9 +113,6 @@ def resolve_dataset(cfg: Config) -> str:
     """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
     if cfg.data.root:
         return cfg.data.root
-    from .cluster import has_shared_local_disk
-    from .data.roots import ensure_dataset
-
     if "://" not in cfg.data.cache_dir and not has_shared_local_disk():
         raise ConfigError(
             f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
@@ -118,8 +123,6 @@ def resolve_dataset(cfg: Config) -> str:
 
 
 def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
-    from .data.manifest import read_manifest
-
     manifest = read_manifest(root, cfg.storage)
     for split in SPLITS:
         if split not in manifest.splits:
@@ -135,8 +138,6 @@ def storage_uri(cfg: Config) -> str:
 
 def check_storage_writable(cfg: Config) -> None:
     """Fail at the first write, not after an epoch: write and delete a probe under the storage path."""
-    from .data.filesystem import ensure_dir, get_fs, join
-
     uri = storage_uri(cfg)
     fs, base = get_fs(uri, cfg.storage)
     probe = join(base, cfg.run.name, ".write-probe")
@@ -154,8 +155,6 @@ def check_resume_compatible(cfg: Config, saved, info: DatasetInfo | None = None)
     """A rerun under an existing run name resumes it: refuse it up front, naming the keys, when its config
     (or, given `info`, its dataset) differs from the run's (`clasp_dist.run_identity`); return the
     differences accepted through `run.resume_changes`."""
-    from .run_identity import check_resume_changes, config_differences, dataset_differences
-
     if saved is None:
         return []
     differences = config_differences(saved.config, cfg)
@@ -173,8 +172,6 @@ def check_resource_request(cfg: Config) -> None:
     added every node: GPUs it does not have (Ray Train would retry the worker group forever), or CPUs that leave
     nothing for validation beside the train workers (training would wait forever at the first validation).
     Ray must be initialised."""
-    from .cluster import growable_resources
-
     reachable, source = growable_resources()
     problem = (gpu_shortfall(cfg, reachable.get("GPU", 0.0), source)
                or cpu_shortfall(cfg, reachable.get("CPU", 0.0), source))
@@ -216,10 +213,6 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
                   callbacks: list | None = None):
     import ray.train
     from ray.train.torch import TorchTrainer
-
-    from .data.filesystem import get_arrow_fs, is_object_store
-    from .data.source import read_split
-    from .quiet_logs import ray_train_logging
 
     resources = {"CPU": cfg.train.cpus_per_worker, **cfg.train.worker_resources}
     if cfg.train.use_gpu:
@@ -266,10 +259,6 @@ def best_checkpoint(result):
 
 def run_training(cfg: Config, log=print, callbacks: list | None = None) -> TrainingSummary:
     """Train, pick the best checkpoint by validation mAP, evaluate it on test, write the run directory."""
-    from .evaluation.distributed import evaluate_checkpoint
-    from .evaluation.report import format_table, metrics_dict
-    from .run_identity import find_saved_run, finished_message, record_changes
-
     started = time.time()
     run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
     plan_batches(cfg, cfg.train.num_workers)  # batch arithmetic on the driver, before any resource is requested

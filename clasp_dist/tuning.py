@@ -19,7 +19,9 @@ from typing import Any, Optional
 
 import yaml
 
-from .config import ConfigError, apply_overrides, load_config, to_dict
+from .cluster import growable_resources
+from .config import ConfigError, apply_overrides, flatten, load_config, to_dict
+from .data.filesystem import get_arrow_fs, get_fs, join
 
 ABLATION_ARMS: dict[str, dict[str, Any]] = {
     "base": {"model.use_meae": False, "model.use_atp": False},
@@ -135,8 +137,6 @@ def trial_config(base: list[str], params: dict, trial_id: str, sweep_uri: str):
     """A trial's config: checkpoints and run files under `<sweep>/trials/<trial_id>` (local or object storage).
     With a sweep in object storage, the local run directory is scratch on the trial's node; the trainer
     copies the run's files next to its checkpoints."""
-    from .data.filesystem import join
-
     overrides = base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]
     trials = join(sweep_uri, "trials")
     local = trials if "://" not in sweep_uri else str(Path(tempfile.gettempdir()) / "clasp-dist-trials")
@@ -151,7 +151,7 @@ def make_trainable(base: list[str], sweep_uri: str):
         import ray.tune
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from .trainer import run_training
+        from .trainer import run_training  # torch and the training stack: in the trial only (--help stays light)
 
         started = time.time()
         trial_id = ray.tune.get_context().get_trial_id()
@@ -216,8 +216,6 @@ def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str 
     """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.cluster.growable_resources`)."""
     if max_concurrent:
         return max_concurrent
-    from .cluster import growable_resources
-
     resources, source = growable_resources(cluster_yaml)
     count = max_concurrent_trials(cfg, resources)
     shown = ", ".join(f"{k} {resources.get(k, 0):g}" for k in sorted(trial_demand(cfg)))
@@ -231,8 +229,6 @@ def tune_storage(sweep_uri: str, storage_cfg=None) -> tuple[str, object]:
     pyarrow filesystem (endpoint and credentials of `storage.*`)."""
     if "://" not in sweep_uri:
         return sweep_uri, None
-    from .data.filesystem import get_arrow_fs
-
     fs, path = get_arrow_fs(sweep_uri, storage_cfg)
     return path, fs
 
@@ -332,16 +328,12 @@ class SweepIdentityError(ConfigError):
 
 def default_sweep_dir(spec: SweepSpec) -> str:
     """`<run.storage_path>/sweeps/<sweep>-<identity>`: a different sweep gets a folder of its own."""
-    from .data.filesystem import join
-
     path = load_config(spec.base).run.storage_path
     root = path if "://" in path else str(Path(path).expanduser().resolve())
     return join(root, "sweeps", f"{spec.sweep}-{spec.identity()}")
 
 
 def read_record(sweep_uri: str, storage_cfg=None) -> dict | None:
-    from .data.filesystem import get_fs, join
-
     fs, base = get_fs(sweep_uri, storage_cfg)
     try:
         with fs.open(join(base, SWEEP_RECORD), "rb") as handle:
@@ -355,8 +347,6 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
 
     Refused: a folder that records a different sweep, a Tune state without a record, `resume` with nothing
     to resume. `spec=None` (with `resume`) continues whatever sweep the folder records."""
-    from .data.filesystem import get_fs, join
-
     record = read_record(sweep_uri, storage_cfg)
     if record is None:
         fs, base = get_fs(sweep_uri, storage_cfg)
@@ -382,8 +372,6 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
 
 def describe_difference(old: dict, new: dict) -> list[str]:
     """'key (old -> new)' for `sweep`, each `space.<key>` and each config key whose value differs."""
-    from .config.loader import flatten
-
     def flat(d: dict) -> dict:
         return {"sweep": d["sweep"], **flatten({"space": d["space"]}), **flatten(d["config"])}
 
@@ -423,8 +411,6 @@ def write_outputs(rows: list[dict], sweep_uri: str, base: list[str], storage_cfg
     uploaded to object storage); returns {kind: location} of those written."""
     if "://" not in sweep_uri:
         return {k: str(p) for k, p in _write_outputs(rows, Path(sweep_uri), base, sweep_uri).items()}
-    from .data.filesystem import get_fs, join
-
     fs, remote = get_fs(sweep_uri, storage_cfg)
     with tempfile.TemporaryDirectory(prefix="clasp-sweep-") as tmp:
         written = _write_outputs(rows, Path(tmp), base, sweep_uri)
@@ -434,8 +420,7 @@ def write_outputs(rows: list[dict], sweep_uri: str, base: list[str], storage_cfg
 
 
 def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str) -> dict[str, Path]:
-    from .data.filesystem import join
-    from .viz import plot_ablation_bars
+    from .viz import plot_ablation_bars  # matplotlib
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "md": out / "results.md", "png": out / "ablation.png",

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.videos < 1:
         sys.exit("error: --videos must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # here, not at the top: torch loads only after the arguments parse, so --help stays fast
     from clasp_dist.checkpoint import CheckpointError
     from clasp_dist.data.errors import DataError
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
+    # imports here, not at the top: torch loads only after the arguments parse, so --help stays fast
     from clasp_dist.diagnostics.run import diagnose_checkpoint, format_figures
     from clasp_dist.diagnostics.sweep import diagnose_sweep, figures_markdown
 

@@ -99,6 +99,7 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str
 
 
 def run_files_mode(args: argparse.Namespace) -> int:
+    # imports here, not at the top: --help stays fast, and the files mode never loads torch or Ray
     from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, protocol_thresholds
     from clasp_dist.evaluation.metric import EvaluationInputError, evaluate_detection, parse_tiou_thresholds
     from clasp_dist.evaluation.report import coverage_note, format_table, write_metrics_json

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # here, not at the top: torch and Ray load only after the arguments parse, so --help stays fast
     from clasp_dist.cli import init_ray
     from clasp_dist.evaluation.distributed import predict_checkpoint
 

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args.overrides)
     init_ray()
+    # here, not at the top: torch and the data package load after the config, so --help stays fast
     from clasp_dist.data.errors import DataError
     from clasp_dist.config import ConfigError
     from clasp_dist.run_identity import RunIdentityError

@@ -17,6 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from clasp_dist.cli import config_from_args, init_ray  # noqa: E402
 from clasp_dist.config import ConfigError  # noqa: E402
+from clasp_dist.config.loader import parse_value  # noqa: E402
+from clasp_dist.tuning import (ABLATION_ARMS, SweepSpec, absolute_base, claim_sweep_dir, default_sweep_dir,  # noqa: E402
+                               result_rows, run_sweep, summarise_arms, validate_space, write_outputs)
 
 EXAMPLES = """examples:
   python jobs/tune.py --sweep ablation --seeds 3                        # all arms x 3 seeds, small profile
@@ -31,8 +34,6 @@ Search-space keys are the same dotted keys as jobs/train.py overrides."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clasp_dist.tuning import ABLATION_ARMS
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=EXAMPLES + "\n\nablation arms: " + ", ".join(ABLATION_ARMS))
     parser.add_argument("--sweep", choices=["ablation", "hparams"], help="the sweep (required unless --resume)")
@@ -58,8 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_grid(items: list[str]) -> dict:
     """`--grid optim.lr=1e-4,3e-4` -> {"optim.lr": [1e-4, 3e-4]} (values parsed like overrides)."""
-    from clasp_dist.config.loader import parse_value
-
     grid = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -69,11 +68,9 @@ def parse_grid(items: list[str]) -> dict:
     return grid
 
 
-def sweep_spec(args) -> "SweepSpec | None":
+def sweep_spec(args) -> SweepSpec | None:
     """The sweep the command line describes (None for a bare `--resume`); exits on a bad key, arm or value
     before Ray starts or any trial runs."""
-    from clasp_dist.tuning import SweepSpec, absolute_base, validate_space
-
     if args.sweep is None:
         if not args.resume or args.overrides or args.arms or args.grid:
             sys.exit("error: --sweep is required (or --resume --dir DIR alone, to continue the sweep stored there)")
@@ -92,8 +89,6 @@ def sweep_folder(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from clasp_dist.tuning import claim_sweep_dir, default_sweep_dir, result_rows, run_sweep, summarise_arms, write_outputs
-
     if args.resume and not args.dir:
         sys.exit("error: --resume needs --dir (the sweep folder printed when it started)")
     try:

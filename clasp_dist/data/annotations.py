@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .errors import DataError
+from .filesystem import open_url
 from .splits import SPLITS, split_name
 
 ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
@@ -90,8 +91,6 @@ def read_document(source: Source) -> tuple[Mapping[str, Any], str]:
     path = os.fspath(source)
     try:
         if "://" in path:
-            from .filesystem import open_url  # only for remote sources
-
             with open_url(path, "r", encoding="utf-8") as f:
                 return json.load(f), path
         with open(path, "r", encoding="utf-8") as f:

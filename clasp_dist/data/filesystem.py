@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 import fsspec
 
+from ..config import StorageConfig
 from .errors import StorageError
 
 CONNECT_TIMEOUT_S = 5.0
@@ -43,8 +44,6 @@ GCS_RETRY_S_PER_ATTEMPT = 3
 
 def _storage(cfg):
     if cfg is None:
-        from clasp_dist.config import StorageConfig
-
         return StorageConfig()
     return cfg
 

@@ -14,12 +14,13 @@ from typing import Optional
 
 import numpy as np
 
+from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_fs, join, storage_errors
-from .samples import SampleDecoder, SkipStats
 from .manifest import Manifest, read_manifest, summarise_missing, verify_checksums
-from .splits import EVAL_SPLITS
+from .samples import SampleDecoder, SkipStats
 from .source import make_decoder
+from .splits import EVAL_SPLITS
 from .tario import iter_tar_samples
 
 
@@ -75,8 +76,6 @@ def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tol
     ``data_cfg`` (a :class:`~clasp_dist.config.DataConfig`) supplies the decoder's bounds and tolerances;
     ``length_tolerance`` overrides its ``length_mismatch_tolerance``. Missing shards are summarised
     in one problem (count and the first few)."""
-    from clasp_dist.config import DataConfig
-
     try:
         manifest = read_manifest(root, storage_cfg)
     except DataError as exc:

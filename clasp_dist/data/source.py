@@ -23,10 +23,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
+from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
-from .samples import SampleDecoder, SkipStats
 from .manifest import Manifest, read_manifest
+from .samples import SampleDecoder, SkipStats
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 def _data_cfg(cfg):
     if cfg is None:
-        from clasp_dist.config import DataConfig
-
         return DataConfig()
     return cfg
 

@@ -17,10 +17,18 @@ import numpy as np
 import torch
 
 from ..checkpoint import check_weights_match, load_inference_model
-from ..config import Config, from_dict, to_dict
-from ..data.manifest import DatasetInfo
+from ..config import Config, apply_overrides, from_dict, to_dict
+from ..data.batch import batch_from_columns
+from ..data.filesystem import local_copy
+from ..data.manifest import DatasetInfo, read_manifest
 from ..data.roots import ensure_dataset
+from ..data.samples import SkipStats
+from ..data.source import check_all_seen, iter_local_samples, read_split
+from ..decode import decode_outputs
 from ..model import build_model
+from .formats import ground_truth_from_metas, protocol_thresholds, write_predictions
+from .metric import Segments, evaluate_detection
+from .report import write_metrics_json
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +80,6 @@ class VideoPredictor:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One output row per input row; a skipped bad sample (``error`` set) passes through with its
         message and no prediction, so that the driver counts it (``bad_sample_policy=skip``)."""
-        from ..data.batch import batch_from_columns
-
         n = len(rows["video_id"])
         errors = [str(e) if e else "" for e in rows.get("error", [""] * n)]
         batch = batch_from_columns(rows, self.info.num_classes)  # None when every row was skipped
@@ -87,8 +93,6 @@ class VideoPredictor:
                 for key, values in columns.items()}
 
     def _predict(self, batch) -> dict[str, list]:
-        from ..decode import decode_outputs
-
         batch = batch.to(self.device)
         bf16 = self.cfg.deepspeed.bf16 and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -148,8 +152,6 @@ def model_spec(cfg: Config, info: DatasetInfo) -> dict:
 
 
 def expected_videos(root: str, split: str, cfg: Config) -> int:
-    from ..data.manifest import read_manifest
-
     return read_manifest(root, cfg.storage).splits[split].videos
 
 
@@ -158,8 +160,6 @@ def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, spli
     """Distributed inference over one split: every video exactly once (ground truth rides along for
     evaluation splits unless `include_segments=False`)."""
     import ray
-
-    from ..data.source import read_split
 
     include_segments = split != "train" if include_segments is None else include_segments
     ds = read_split(root, split, cfg.data, cfg.storage, include_segments=include_segments)
@@ -181,9 +181,6 @@ def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, spli
 def predict_local(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
                   with_signals: bool = False, device: str = "cpu") -> SplitPredictions:
     """The same predictor in this process (no Ray) on `device`, over the split in manifest order."""
-    from ..data.samples import SkipStats
-    from ..data.source import iter_local_samples
-
     predictor = VideoPredictor(model_spec(cfg, info), weights, device=device, with_signals=with_signals)
     videos: list[VideoPrediction] = []
     stats = SkipStats(split=split)  # skipped rows never reach us here: the reader drops and counts them
@@ -222,9 +219,6 @@ def _check_exactly_once(videos: list[VideoPrediction], skip_messages: list[str],
     """Every video of the split exactly once (``data.source.check_all_seen``). Under
     ``bad_sample_policy=skip`` the videos not predicted are the skipped ones: counted, bounded by
     ``data.max_skipped_fraction`` and reported, as on the training path. Returns the skipped count."""
-    from ..data.samples import SkipStats
-    from ..data.source import check_all_seen
-
     expected = expected_videos(root, split, cfg)
     ids = [v.video_id for v in videos]
     skipped = max(0, expected - len(set(ids))) if cfg.data.bad_sample_policy == "skip" else 0
@@ -238,8 +232,6 @@ def _check_exactly_once(videos: list[VideoPrediction], skip_messages: list[str],
 
 def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
     """Ground truth from the shards' meta.json segments that travelled with the predictions."""
-    from .formats import ground_truth_from_metas
-
     metas = [{"video_id": v.video_id, "duration": v.duration, "segments": v.segments or []}
              for v in predictions.videos]
     return ground_truth_from_metas(metas, info.classes)
@@ -247,9 +239,6 @@ def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
 
 def score(predictions: SplitPredictions, info: DatasetInfo, cfg: Config, tiou_thresholds=None):
     """ActivityNet-exact mAP of the split's predictions against its shard ground truth."""
-    from .formats import protocol_thresholds
-    from .metric import Segments, evaluate_detection
-
     gt = ground_truth_of(predictions, info)
     video_ids = [v.video_id for v in predictions.videos]
     preds = Segments.from_records(predictions.records(), class_names=info.classes, videos=video_ids)
@@ -264,9 +253,6 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
 
 def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     """The checkpoint's model and resolved config, with `key=value` overrides applied (e.g. eval.num_actors)."""
-    from ..config import apply_overrides
-    from ..data.filesystem import local_copy
-
     with local_copy(checkpoint, names=("model.json", "weights.pt")) as directory:  # s3:// and gs:// too
         model, cfg, info = load_inference_model(directory)
     return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
@@ -276,10 +262,7 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
                         plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
     """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
     JSON and (`plot` > 0) timeline PNGs for the first `plot` videos."""
-    from ..viz import confined_path
-    from .formats import write_predictions
-    from .report import write_metrics_json
-
+    from ..viz import confined_path  # matplotlib
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     root = ensure_dataset(cfg.data, cfg.storage, root=data_root)  # the checkpoint's data keys find its dataset
     predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
@@ -298,8 +281,6 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
 def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: str,
                        overrides: Iterable[str] = ()) -> tuple[int, int]:
     """Predictions only (no ground truth needed): write the ActivityNet results JSON; (videos, segments)."""
-    from .formats import write_predictions
-
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     predictions = predict_split(model.state_dict(), cfg, info, data_root, split, include_segments=False)
     records = predictions.records()
@@ -309,7 +290,7 @@ def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: st
 
 def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Path, count: int) -> list[Path]:
     """Timeline PNGs of the first `count` videos, one file per video id, always inside `out_dir`."""
-    from ..viz import confined_path, plot_timeline
+    from ..viz import confined_path, plot_timeline  # matplotlib
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

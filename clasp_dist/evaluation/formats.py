@@ -36,6 +36,7 @@ import numpy as np
 
 from ..data import annotations
 from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
+from ..data.filesystem import open_url
 from ..data.splits import split_name
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
 
@@ -80,8 +81,6 @@ def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> No
     """Write JSON (floats as Python repr, so numbers round-trip exactly), creating parent folders."""
     path = os.fspath(path)
     if "://" in path:
-        from clasp_dist.data.filesystem import open_url
-
         with open_url(path, "w", encoding="utf-8") as f:
             json.dump(document, f)
         return
