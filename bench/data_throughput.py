@@ -28,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 
+from clasp_dist.data import generate_dataset, read_manifest  # noqa: E402
+from clasp_dist.data.batch import iter_train_batches  # noqa: E402
+from clasp_dist.data.source import iter_local_samples, read_split  # noqa: E402
+
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -65,8 +69,6 @@ def upload(local_root: str, bucket: str, endpoint: str) -> str:
 
 
 def consume(dataset, num_classes: int, batch_size: int) -> tuple[int, float]:
-    from clasp_dist.data.batch import iter_train_batches
-
     start, videos = time.perf_counter(), 0
     for batch in iter_train_batches(dataset, batch_size=batch_size, num_classes=num_classes):
         videos += len(batch)
@@ -95,9 +97,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import ray
-
-    from clasp_dist.data import generate_dataset, read_manifest
-    from clasp_dist.data.source import iter_local_samples, read_split
 
     endpoint, moto = start_moto()  # before ray.init: read tasks inherit the endpoint and credentials
     work = tempfile.mkdtemp(prefix="clasp-bench-")

@@ -17,6 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clasp_dist.data.roots import ensure_dataset  # noqa: E402
+from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score  # noqa: E402
+
 VARIANTS = {
     "default": [],
     "relative": ["decode.loc_threshold_mode=relative"],
@@ -27,9 +30,6 @@ VARIANTS = {
 
 def evaluate_variant(checkpoint: str, overrides: list[str], split: str) -> dict:
     """Test average mAP (%) and share of videos without a prediction for one checkpoint and decode variant."""
-    from clasp_dist.data.roots import ensure_dataset
-    from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score
-
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     predictions = predict_local(model.state_dict(), cfg, info, ensure_dataset(cfg.data, cfg.storage), split)
     result = score(predictions, info, cfg)

@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.outputs import add_output_args, output_path
+from clasp_dist.config import load_config
+from clasp_dist.data.synthetic import generate_dataset
+from clasp_dist.evaluation.distributed import predict_split
 from clasp_dist.evaluation.metric import UNAV100_TIOU, Segments, evaluate_detection
+from clasp_dist.model import build_model
+from clasp_dist.trainer import dataset_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ANNOTATIONS = ROOT / "clasp_dist" / "resources" / "unav100_annotations.json"  # the packaged copy
@@ -107,12 +112,6 @@ def time_distributed(num_videos: int, actors: list[int], workdir: Path) -> list[
 
     import ray
     import torch
-
-    from clasp_dist.model import build_model
-    from clasp_dist.config import load_config
-    from clasp_dist.data.synthetic import generate_dataset
-    from clasp_dist.evaluation.distributed import predict_split
-    from clasp_dist.trainer import dataset_info
 
     root = str(workdir / f"i3d-test{num_videos}")
     if not (Path(root) / "manifest.json").exists():

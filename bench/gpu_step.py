@@ -31,6 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import model_cost  # noqa: E402
 from bench.outputs import add_output_args, output_path  # noqa: E402
 
+from clasp_dist.cli import init_ray  # noqa: E402
+from clasp_dist.config import load_config  # noqa: E402
+from clasp_dist.data import ensure_dataset  # noqa: E402
+from clasp_dist.trainer import run_training  # noqa: E402
+
 MODEL_COST_CPU = ["--bf16", "--dims", "64", "--heads", "2", "--T", "32", "--batch", "2", "--warmup", "0",
                   "--iters", "1"]
 """The --cpu check of stage 1: the same code on a model small enough for a 2-core machine."""
@@ -87,9 +92,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train_figures(args, root: str, workers: int, cpus: int) -> dict:
     """One training run of `overrides(...)`: the epoch summary, test mAP and wall time."""
-    from clasp_dist.config import load_config
-    from clasp_dist.trainer import run_training
-
     summary = run_training(load_config(overrides(args, workers, root, cpus)))
     epochs = [json.loads(line) for line in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
     run = {**summarise(epochs, workers), "test_average": summary.metrics["test"]["average"],
@@ -121,10 +123,6 @@ def main(argv=None) -> None:
     mc_args = MODEL_COST_CPU if args.cpu else ["--device", "cuda", "--bf16"]
     out["model_cost"] = model_cost.measure(model_cost.parse_args(mc_args))
     save("model_cost")
-
-    from clasp_dist.cli import init_ray
-    from clasp_dist.config import load_config
-    from clasp_dist.data import ensure_dataset
 
     cpus = os.cpu_count() or 2
     data_cfg = load_config(["config=unav100_i3d", f"data.synth_limit_per_split={args.limit}",

@@ -33,6 +33,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 
+from clasp_dist.config import load_config  # noqa: E402
+from clasp_dist.data import ensure_dataset  # noqa: E402
+
 JOB = ["config=tiny", "train.epochs=1", "train.num_workers=2", "train.progress_bar=off"]
 
 
@@ -95,9 +98,6 @@ def main() -> None:
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
     cache = "data.cache_dir=s3://bench/cache"
-
-    from clasp_dist.config import load_config
-    from clasp_dist.data import ensure_dataset
 
     cfg = load_config([*JOB, cache])
     ensure_dataset(cfg.data, cfg.storage, progress=False)  # every figure below reads the cached dataset

@@ -31,16 +31,18 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
-from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
-from clasp_dist.model import build_model  # noqa: E402
 from clasp_dist.config import from_dict, load_config, to_dict  # noqa: E402
+from clasp_dist.data import ensure_dataset  # noqa: E402
+from clasp_dist.data.batch import collate_rows, iter_train_batches  # noqa: E402
+from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
+from clasp_dist.data.source import iter_local_samples  # noqa: E402
+from clasp_dist.engine import build_engine, param_groups, plan_batches  # noqa: E402
 from clasp_dist.losses import compute_loss  # noqa: E402
+from clasp_dist.model import build_model  # noqa: E402
+from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema  # noqa: E402
+from clasp_dist.trainer import dataset_info  # noqa: E402
 
 def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.data import ensure_dataset
-    from clasp_dist.trainer import dataset_info
-
     root = ensure_dataset(cfg.data, cfg.storage)
     info, _ = dataset_info(root, cfg)
     rows = []
@@ -53,9 +55,6 @@ def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:
 
 
 def plain_loop(cfg, info: DatasetInfo, rows: list[dict], epochs: int) -> float:
-    from clasp_dist.data.batch import collate_rows
-    from clasp_dist.engine import param_groups
-
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = build_model(cfg, info)
@@ -80,10 +79,6 @@ def plain_loop(cfg, info: DatasetInfo, rows: list[dict], epochs: int) -> float:
 
 def ray_worker(config: dict) -> None:
     import ray.train
-
-    from clasp_dist.data.batch import iter_train_batches
-    from clasp_dist.engine import build_engine, plan_batches
-    from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema
 
     cfg = from_dict(config["config"])
     info = DatasetInfo(**config["dataset"])
