@@ -11,9 +11,19 @@ Ray prints these on every run, and none of them is an event of the run (Ray 2.60
   when Ray Train and Ray Data start their workers together on a small node;
 * Ray Train's INFO lines (worker group start, one `Reporting training result ...` dump per report):
   `ray_train_logging()` sets Ray Train's console level to WARNING (failures and retries still show);
-* Ray Data's `Dataset ... execution finished in N seconds` after every pass (our epoch line says it).
+* Ray Data's `Dataset ... execution finished in N seconds` after every pass (our epoch line says it), and its
+  `Dataset ... execution failed` (the error that failed it is reported on its own).
 Lines forwarded from Ray's worker processes are filtered in the driver (`filter_forwarded_logs`), the rest
 at their logger. `CLASP_RAY_NOISE=1` turns every filter off.
+
+A bad sample (a deterministic data error, issue 17) is reported once, by the driver, as one line naming shard,
+sample and field. Ray's processes each log their own copy of its traceback first: the Ray Data executor ("An
+exception was raised from a task of operator ..."), the split coordinator ("Split 0 epoch 0 get() failed ..."),
+the Train worker ("Error in training function:") and the Train controller ("Error in control loop iteration:").
+`filter_forwarded_logs` drops those records from what the driver prints when the exception they end with is a
+data error (`DATA_ERROR_LINE`), before Ray's de-duplication cuts them apart; any other traceback is printed as
+before, and the workers' log files keep everything. `show_data_error_tracebacks()` (`jobs/train.py --debug`)
+turns this one filter off.
 """
 from __future__ import annotations
 
@@ -30,7 +40,7 @@ NOISE = re.compile("|".join([
     r"Progress bars disabled\. To enable, set",
     r"worker processes have been started on node: .* the maximum expected startup concurrency",
     r"Reporting training result \d+: TrainingReport\(",
-    r"Dataset \S+ execution finished in [\d.]+ seconds",
+    r"Dataset \S+ execution (?:finished in [\d.]+ seconds|failed)$",
 ]))
 """Lines of Ray's known noise (one pattern each, see the module docstring)."""
 
@@ -80,9 +90,12 @@ def ray_train_logging():
 
 
 def filter_forwarded_logs() -> None:
-    """Driver: drop known-noise lines from what Ray forwards (worker output, raylet messages). Idempotent."""
+    """Driver: drop known-noise lines and bad-data tracebacks from what Ray forwards (worker output, raylet
+    messages). Idempotent."""
     import ray._private.worker as ray_worker
 
+    if enabled():
+        _filter_data_error_tracebacks()
     original = getattr(ray_worker, "print_worker_logs", None)
     if not enabled() or original is None or getattr(original, "_clasp_filtered", False):
         return
@@ -94,3 +107,83 @@ def filter_forwarded_logs() -> None:
 
     print_worker_logs._clasp_filtered = True  # type: ignore[attr-defined]
     ray_worker.print_worker_logs = print_worker_logs
+
+
+DATA_ERROR_LINE = re.compile(r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|trainer\.TrainingDataError): ")
+"""The exception line of a bad-data failure: a data-plane error other than an unreachable storage, or training's
+`TrainingDataError` (the errors `trainer.data_error_line` reports as one line)."""
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:\([\w.]+\))?(?::\s|$)")
+_TRACE_MARKS = ("Traceback (most recent call last):", "During handling of the above exception",
+                "The above exception was the direct cause")
+_RAY_DATA_TAIL = re.compile(r"^(?:Failed to .+ after \d+/\d+ attempts \(total backoff|To change retry attempts, "
+                            r"backoff|This looks like an AWS S3 permissions error)")
+"""Lines Ray Data appends to the message of an exception it gave up retrying."""
+_data_error_tracebacks_shown = False
+
+
+def show_data_error_tracebacks(shown: bool = True) -> None:
+    """Print Ray's forwarded tracebacks of bad-data failures too (`jobs/train.py --debug`)."""
+    global _data_error_tracebacks_shown
+    _data_error_tracebacks_shown = shown
+
+
+def _continues(line: str, previous: str) -> bool:
+    """Whether `line` belongs to the log record (header, traceback, exception message) that `previous` ends."""
+    if not line or line[0].isspace() or line.startswith(_TRACE_MARKS) or _RAY_DATA_TAIL.match(line):
+        return True
+    return previous[:1].isspace() and bool(_EXCEPTION_LINE.match(line))  # an exception line ends a traceback
+
+
+def _records(lines: list[str]) -> list[list[str]]:
+    records: list[list[str]] = []
+    for line in lines:
+        if records and _continues(line, records[-1][-1]):
+            records[-1].append(line)
+        else:
+            records.append([line])
+    return records
+
+
+def _is_data_error_report(record: list[str]) -> bool:
+    exceptions = [line for line in record[1:] if _EXCEPTION_LINE.match(line)]
+    return bool(exceptions) and bool(DATA_ERROR_LINE.match(exceptions[-1]))
+
+
+class DataErrorTracebacks:
+    """Drops the forwarded log records of a bad-data failure, one source (worker process) at a time.
+
+    A record split across two forwarded batches: its tail is dropped with it (the source is remembered)."""
+
+    def __init__(self):
+        self._dropping: set = set()
+
+    def filter(self, batch: dict) -> list[str]:
+        lines, source = list(batch.get("lines", [])), (batch.get("ip"), batch.get("pid"))
+        if _data_error_tracebacks_shown or not lines:
+            return lines
+        records = _records(lines)
+        dropping = source in self._dropping and _continues(records[0][0], " ")  # the tail of a dropped record
+        kept, dropped = [], False
+        for i, record in enumerate(records):
+            dropped = (i == 0 and dropping) or _is_data_error_report(record)
+            if not dropped:
+                kept += record
+        (self._dropping.add if dropped else self._dropping.discard)(source)
+        return kept
+
+
+def _filter_data_error_tracebacks() -> None:
+    """Wrap Ray's de-duplicators of forwarded stdout/stderr (they run before printing, and cut records apart)."""
+    from ray._private import ray_logging
+
+    tracebacks = DataErrorTracebacks()
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        original = dedup.deduplicate
+        if getattr(original, "_clasp_filtered", False):
+            continue
+
+        def deduplicate(batch, original=original):
+            return original({**batch, "lines": tracebacks.filter(batch)})
+
+        deduplicate._clasp_filtered = True  # type: ignore[attr-defined]
+        dedup.deduplicate = deduplicate

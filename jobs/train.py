@@ -12,6 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from clasp_dist.cli import config_from_args, init_ray, override_parser  # noqa: E402
+from clasp_dist.quiet_logs import show_data_error_tracebacks  # noqa: E402
 
 EXAMPLES = """examples:
   python jobs/train.py                                   # embedded default, CPU, ~10 min on 2 cores
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="on a data error, print the full traceback too")
     args = parser.parse_args(argv)
     cfg = config_from_args(args.overrides)
+    if args.debug:
+        show_data_error_tracebacks()  # Ray's workers' copies of a data error's traceback too
     init_ray()
     # here, not at the top: torch and the data package load after the config, so --help stays fast
     from clasp_dist.data.errors import DataError

@@ -11,6 +11,7 @@ run at once (no retry) with a one-line cause.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import logging
 import shutil
@@ -29,6 +30,8 @@ from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
 from clasp_dist.data.samples import SkipStats  # noqa: E402
+from clasp_dist import quiet_logs  # noqa: E402
+from clasp_dist.quiet_logs import DATA_ERROR_LINE, DataErrorTracebacks, is_noise  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ERROR = DataConfig(bad_sample_policy="error")
@@ -97,25 +100,34 @@ def test_bombs_are_refused_before_they_grow(bomb, tmp_path):
     assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
+EVALUATOR_ROOTS = ["key_parent_traversal", "sparse_member", "meta_deeply_nested", "float64_overflows_float16",
+                   "member_twice_in_sample"]
+"""One hostile root per class (traversal, memory bomb, escaped exception, unchecked value, duplicate)."""
+
+
 def test_evaluator_reader_refuses_unsafe_ids(tmp_path):
-    """The evaluator predicts through the same reader: a traversal id is refused, or skipped and counted."""
+    """The evaluator's in-process path (`predict_local`, rank-0 validation) reads through the same reader: one
+    root of each class is refused with the one-line error; a traversal id is also skipped and counted. (Its Ray
+    path reads through the datasource of `test_ray_reader_refuses_every_hostile_root`.)"""
     from clasp_dist.checkpoint import load_inference_model
     from clasp_dist.config import from_dict, to_dict
     from clasp_dist.evaluation.distributed import predict_local
 
     from .test_bad_input_corpus import checkpoint_dir
 
-    root = HOSTILE["key_parent_traversal"][0](tmp_path)
     model, cfg, info = load_inference_model(checkpoint_dir(tmp_path))
-    for policy in ("error", "skip"):
-        tree = to_dict(cfg)
-        tree["data"].update(bad_sample_policy=policy, max_skipped_fraction=0.5)
-        call = lambda: predict_local(model.state_dict(), from_dict(tree), info, str(root), "validation")  # noqa: E731
-        if policy == "error":
-            with pytest.raises(BadSampleError, match="field 'key': unsafe video id"):
-                call()
-        else:
-            assert [v.video_id for v in call().videos] == ["good0", "good1"]
+    tree = to_dict(cfg)
+    for name in EVALUATOR_ROOTS:
+        build, field, reason = HOSTILE[name]
+        root = build(tmp_path / name)
+        tree["data"].update(bad_sample_policy="error")
+        with pytest.raises(BadSampleError) as refused:
+            predict_local(model.state_dict(), from_dict(tree), info, str(root), "validation")
+        _names(str(refused.value), field, reason)
+    tree["data"].update(bad_sample_policy="skip", max_skipped_fraction=0.5)
+    predictions = predict_local(model.state_dict(), from_dict(tree), info, str(tmp_path / EVALUATOR_ROOTS[0] / "ds"),
+                                "validation")
+    assert [v.video_id for v in predictions.videos] == ["good0", "good1"]
 
 
 # --------------------------------------------------------------------------------------- manifests
@@ -220,8 +232,8 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
         list(iter_train_batches(ds, 8, 5))
 
 
-def _bad_train_root(tmp_path: Path, tiny_root: str) -> Path:
-    """A copy of `tiny` whose first training shard has labels given as strings in one video."""
+def _bad_train_root(tmp_path: Path, tiny_root: str) -> tuple[Path, str]:
+    """A copy of `tiny` whose first training shard has labels given as strings in one video; (root, video id)."""
     import hashlib
     import io
     import tarfile
@@ -236,25 +248,27 @@ def _bad_train_root(tmp_path: Path, tiny_root: str) -> Path:
             data = src.extractfile(member).read()
             if i == 5:
                 meta = json.loads(data)
+                bad_id = meta["video_id"]
                 data = json.dumps({**meta, "labels": [str(c) for c in meta["labels"]]}).encode()
             member.size = len(data)
             dst.addfile(member, io.BytesIO(data))
     (root / shard["path"]).write_bytes(out.getvalue())
     shard["sha256"] = hashlib.sha256(out.getvalue()).hexdigest()
     (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return root, bad_id
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     """jobs/train.py on a training split with one bad sample: no retry (train.max_failures=3 would take
-    minutes), exit 1, and the last line is the one-line cause naming shard, sample and field."""
+    minutes), exit 1, and the last line is the one-line cause naming shard, sample and field: the only line
+    that names the sample (no copy of its traceback forwarded from Ray's workers above it, no frame of ours)."""
     import os
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "TQDM_DISABLE": "1"}
     env.pop("RAY_ADDRESS", None)
-    root = _bad_train_root(tmp_path, tiny_root)
+    root, bad_id = _bad_train_root(tmp_path, tiny_root)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "train.py"), "config=tiny", "train.epochs=1",
                            "train.progress_bar=off", "train.max_failures=3", f"data.root={root}",
@@ -267,3 +281,118 @@ def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     assert "field 'meta.json:labels'" in last and "must be a list of integer class ids" in last
     assert "[FailurePolicy] RETRY" not in proc.stderr + proc.stdout
     assert elapsed < 240, elapsed
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert [ln for ln in lines if bad_id in ln] == [last], proc.stderr[-3000:]
+    ours = [ln for ln in lines if ln.lstrip().startswith("File ") and ("/clasp_dist/" in ln or "/jobs/" in ln)]
+    assert not ours, proc.stderr[-3000:]
+    # Tracebacks of Ray's own that are not about the data may remain (with another Ray instance on the machine,
+    # Ray Train's PlacementGroupCleaner cannot find its cluster): none ends in a data error
+    assert not [ln for ln in lines if "BadSampleError" in ln or DATA_ERROR_LINE.match(ln)], proc.stderr[-3000:]
+    print(f"bad-data run: {len(proc.stderr.splitlines())} stderr lines, {len(proc.stdout.splitlines())} stdout lines, "
+          f"{sum(ln.startswith('Traceback') for ln in lines)} tracebacks, {elapsed:.0f} s")
+
+
+# Ray's workers' records of one bad sample, verbatim from a `jobs/train.py` run (Ray 2.60), frames cut
+_CAUSE = ("clasp_dist.data.errors.BadSampleError: bad sample: shard /d/train-000000.tar, sample 'v5', "
+          "field 'meta.json:labels': must be a list of integer class ids, got ['2', '4']")
+_READ_TASK = ["\x1b[36mray::ReadShard()\x1b[39m (pid=1078, ip=192.0.2.2)",
+              "    for block in block_iter:",
+              '  File "/x/clasp_dist/data/samples.py", line 163, in _labels',
+              '    raise bad("meta.json:labels", f"must be a list of integer class ids, got {short_repr(labels)}")',
+              _CAUSE,
+              "Failed to read stream iteratively after 1/10 attempts (total backoff 0.0s).",
+              "To change retry attempts, backoff, or which errors are retried, configure `ray.data.DataContext...`",
+              "Failed to apply UDF transform after 1/1 attempts (total backoff 0.0s)."]
+_SPLIT_COORDINATOR = [
+    'An exception was raised from a task of operator "ReadShard". Dataset execution will now abort. To ignore',
+    "Traceback (most recent call last):",
+    '  File "/x/ray/data/_internal/execution/interfaces/physical_operator.py", line 337, in on_data_ready',
+    "    raise StopIteration from None",
+    "StopIteration",
+    "",
+    "During handling of the above exception, another exception occurred:",
+    "",
+    "Traceback (most recent call last):",
+    '  File "/x/ray/_private/worker.py", line 1053, in get_objects',
+    "    raise value.as_instanceof_cause()",
+    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0], *_READ_TASK[1:],
+    "\u26a0\ufe0f  Dataset train_0356haCdtQ9N2i22Ke3o45_0 execution failed",
+    "Split 0 epoch 0 get() failed after 0 rows: " + _READ_TASK[0], *_READ_TASK[1:]]
+_TRAIN_WORKER = [
+    "Error in training function:",
+    "Traceback (most recent call last):",
+    '  File "/x/clasp_dist/train_loop.py", line 195, in _run_epoch',
+    "    for batch in batches:",
+    "ray.exceptions.RayTaskError(BadSampleError): \x1b[36mray::SplitCoordinator.get()\x1b[39m (pid=1026, ip=192.0.2.2)",
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+    '  File "/x/ray/data/_internal/iterator/stream_split_iterator.py", line 388, in get',
+    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0], *_READ_TASK[1:]]
+_CONTROLLER = [
+    "Error in control loop iteration: rank 0: " + _CAUSE.split(": ", 1)[1],
+    "Traceback (most recent call last):",
+    '  File "/x/clasp_dist/trainer.py", line 79, in after_exception',
+    '    raise TrainingDataError(f"rank {rank}: {line}")',
+    "clasp_dist.trainer.TrainingDataError: rank 0: " + _CAUSE.split(": ", 1)[1]]
+_UNEXPECTED = [
+    "Error in training function:",
+    "Traceback (most recent call last):",
+    '  File "/x/clasp_dist/train_loop.py", line 195, in _run_epoch',
+    "    loss = engine.step(batch)",
+    "KeyError: 'visual'"]
+_UNEXPECTED_WHILE_HANDLING_BAD_DATA = [
+    "Error in training function:", "Traceback (most recent call last):", '  File "/x/a.py", line 1, in f',
+    "    decode()", _CAUSE, "", "During handling of the above exception, another exception occurred:", "",
+    "Traceback (most recent call last):", '  File "/x/a.py", line 3, in f', "    log(err)",
+    "UnicodeEncodeError: 'ascii' codec can't encode character"]
+_PROGRESS = ["[clasp-dist] epoch   1/2 | loss 0.3103 (base 0.1587 prop 0.1515) | lr 1.00e-04 | 4.9 videos/s"]
+
+
+def _forward(tracebacks, lines, pid=1):
+    return tracebacks.filter({"lines": lines, "pid": pid, "ip": "192.0.2.2"})
+
+
+def test_forwarded_copies_of_a_data_error_traceback_are_dropped():
+    tracebacks = DataErrorTracebacks()
+    assert _forward(tracebacks, _PROGRESS + _SPLIT_COORDINATOR) == _PROGRESS + [_SPLIT_COORDINATOR[-9]]
+    assert is_noise(_SPLIT_COORDINATOR[-9])  # "Dataset ... execution failed": the error says it
+    assert _forward(tracebacks, _TRAIN_WORKER + _PROGRESS, pid=2) == _PROGRESS
+    assert _forward(tracebacks, _CONTROLLER, pid=3) == []
+    # an unexpected error keeps its traceback, also one raised while handling a data error
+    assert _forward(tracebacks, _UNEXPECTED + _PROGRESS, pid=2) == _UNEXPECTED + _PROGRESS
+    assert _forward(tracebacks, _UNEXPECTED_WHILE_HANDLING_BAD_DATA) == _UNEXPECTED_WHILE_HANDLING_BAD_DATA
+
+
+def test_a_data_error_record_split_across_forwarded_batches_is_dropped_whole():
+    tracebacks = DataErrorTracebacks()
+    record = _CONTROLLER + _READ_TASK[1:]
+    assert _forward(tracebacks, _PROGRESS + record[:-4]) == _PROGRESS
+    assert _forward(tracebacks, _UNEXPECTED[:1], pid=2) == _UNEXPECTED[:1]  # another worker's lines in between
+    assert _forward(tracebacks, record[-4:] + _PROGRESS) == _PROGRESS
+    assert _forward(tracebacks, _UNEXPECTED) == _UNEXPECTED  # the next record of that worker is its own
+
+
+def test_debug_shows_ray_copies_of_a_data_error_traceback(monkeypatch):
+    """`jobs/train.py --debug` (show_data_error_tracebacks) prints every forwarded line, through Ray's own
+    de-duplicating printer."""
+    import ray._private.worker as ray_worker
+    from ray._private import ray_logging
+
+    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+        monkeypatch.setattr(dedup, "deduplicate", dedup.deduplicate)  # restored afterwards
+    monkeypatch.setattr(ray_worker, "print_worker_logs", ray_worker.print_worker_logs)
+    monkeypatch.setattr(ray_worker, "_worker_logs_enabled", True)
+    monkeypatch.setattr(quiet_logs, "_data_error_tracebacks_shown", False)
+    monkeypatch.setattr(ray_logging, "RAY_DEDUP_LOGS", False)  # lines other tests' clusters printed stay visible
+    quiet_logs.filter_forwarded_logs()
+
+    def printed(lines, pid):
+        sink = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", sink)
+        ray_worker.print_to_stdstream({"lines": lines, "pid": pid, "ip": "h", "localhost": "h", "is_err": True,
+                                       "job": "01000000"}, ignore_prefix=True)
+        return sink.getvalue()
+
+    assert "Traceback" not in printed(_CONTROLLER, 31) and _CAUSE not in printed(_TRAIN_WORKER, 32)
+    quiet_logs.show_data_error_tracebacks()
+    out = printed(_CONTROLLER, 33)
+    assert "Traceback" in out and "TrainingDataError" in out
