@@ -5,10 +5,11 @@
 Three sources, the same consumer (``iter_train_batches`` -> ``PaddingCollate`` -> ``Batch``):
 (a) local shards, (b) the same shards on a loopback moto S3 server that this script starts in a subprocess
 (read through pyarrow's native S3 client), (c) the rows already in memory (``ray.data.from_items``): the
-ceiling without storage or tar decoding. The i3d profile is limited to ``--videos`` train videos
-(default 1,000 of 6,489) so that a run takes a few minutes. MB/s counts the shard bytes.
-Writes ``bench/results/local/data_throughput.json`` (``--record``: the tracked bench/results/ one). For the full-profile generation timing see
-``bench/generate_full.py``.
+ceiling without storage or tar decoding. (a) and (b) go through ``read_split``: the project's own bounded tar
+datasource (``clasp_dist/data/source.py``), the reader training uses. The i3d profile is limited to ``--videos``
+train videos (default 1,000 of 6,489) so that a run takes a few minutes. MB/s counts the shard bytes.
+Writes ``bench/results/local/data_throughput.json`` (``--record``: the tracked ``bench/results/`` one). For the
+full-profile generation timing see ``bench/generate_full.py``.
 """
 from __future__ import annotations
 
