@@ -171,7 +171,11 @@ def check_resource_request(cfg: Config) -> None:
     """Fail at once when the run asks for what this Ray cluster can never provide, even after its autoscaler has
     added every node: GPUs it does not have (Ray Train would retry the worker group forever), or CPUs that leave
     nothing for validation beside the train workers (training would wait forever at the first validation).
-    Ray must be initialised."""
+    Without an initialised Ray (a caller that lets Ray Train start a local one) there is no cluster to ask yet."""
+    import ray
+
+    if not ray.is_initialized():
+        return
     reachable, source = growable_resources()
     problem = (gpu_shortfall(cfg, reachable.get("GPU", 0.0), source)
                or cpu_shortfall(cfg, reachable.get("CPU", 0.0), source))
@@ -262,8 +266,8 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     started = time.time()
     run_dir = Path(cfg.run.output_dir).expanduser().resolve() / cfg.run.name
     plan_batches(cfg, cfg.train.num_workers)  # batch arithmetic on the driver, before any resource is requested
-    check_resource_request(cfg)
     check_storage_writable(cfg)
+    check_resource_request(cfg)
     saved = find_saved_run(cfg)
     changes = check_resume_compatible(cfg, saved)
     finished = saved is not None and saved.epochs_done >= cfg.train.epochs
