@@ -8,6 +8,7 @@ average mAP and the share of test videos with no prediction at all, per checkpoi
 
     ./dev bench/decode_knobs.py runs/sweeps/regimes_seed0/trials/*/export --out docs/results/regimes/decode_knobs.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,13 @@ def evaluate_variant(checkpoint: str, overrides: list[str], split: str) -> dict:
     predictions = predict_local(model.state_dict(), cfg, info, ensure_dataset(cfg.data, cfg.storage), split)
     result = score(predictions, info, cfg)
     empty = sum(1 for v in predictions.videos if not v.predictions)
-    return {"average": 100 * result.average, "videos": len(predictions.videos),
-            "no_prediction_share": empty / max(1, len(predictions.videos)),
-            "profile": cfg.data.synth_profile, "base_model": not cfg.model.use_atp}
+    return {
+        "average": 100 * result.average,
+        "videos": len(predictions.videos),
+        "no_prediction_share": empty / max(1, len(predictions.videos)),
+        "profile": cfg.data.synth_profile,
+        "base_model": not cfg.model.use_atp,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, overrides in VARIANTS.items():
             row = {"checkpoint": ckpt, "variant": name, **evaluate_variant(ckpt, overrides, args.split)}
             rows.append(row)
-            print(f"{ckpt} {row['profile']} {'base' if row['base_model'] else 'clasp'} {name:22s} "
-                  f"avg mAP {row['average']:6.2f}  no-prediction videos {100 * row['no_prediction_share']:5.1f}%",
-                  flush=True)
+            print(
+                f"{ckpt} {row['profile']} {'base' if row['base_model'] else 'clasp'} {name:22s} "
+                f"avg mAP {row['average']:6.2f}  no-prediction videos {100 * row['no_prediction_share']:5.1f}%",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     return 0

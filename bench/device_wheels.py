@@ -11,6 +11,7 @@ package index. So the wheels travel with the call (`carry: [".whl"]`), under its
   - DeepSpeed as the wheel pip built from its sdist (pure Python; its ops are JIT-compiled, and the training
     loop needs none: it passes a torch AdamW).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,17 +26,43 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".whl"
 PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"] + [
-    arg for tag in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
-    for arg in ("--platform", tag)]
+    arg
+    for tag in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+    for arg in ("--platform", tag)
+]
 MISSING_THERE = [
-    "hjson", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",  # DeepSpeed, our config, Ray
-    "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "tensorboardX",  # Ray core, Train, Tune
+    "hjson",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",  # DeepSpeed, our config, Ray
+    "jsonschema",
+    "jsonschema-specifications",
+    "referencing",
+    "rpds-py",
+    "tensorboardX",  # Ray core, Train, Tune
     # Ray's `default` extra, the dashboard: Ray Train V2 polls its State API every second and warns without it.
     # (virtualenv and py-spy, also in that extra, serve runtime_env pip and stack dumps: not needed, left out.)
-    "aiohttp-cors", "colorful", "smart-open", "opencensus", "opencensus-context", "opentelemetry-api",
-    "opentelemetry-sdk", "opentelemetry-proto", "opentelemetry-exporter-prometheus",
-    "opentelemetry-semantic-conventions", "google-api-core", "google-auth", "googleapis-common-protos", "proto-plus",
-    "pyasn1", "pyasn1-modules", "cryptography", "cffi", "pycparser"]
+    "aiohttp-cors",
+    "colorful",
+    "smart-open",
+    "opencensus",
+    "opencensus-context",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-proto",
+    "opentelemetry-exporter-prometheus",
+    "opentelemetry-semantic-conventions",
+    "google-api-core",
+    "google-auth",
+    "googleapis-common-protos",
+    "proto-plus",
+    "pyasn1",
+    "pyasn1-modules",
+    "cryptography",
+    "cffi",
+    "pycparser",
+]
 """The closure of ray[default,train,tune,data], deepspeed and pydantic at .venv's versions, minus what
 the GPU image has (/work/.library/device/KINDS.md's package list, 2026-11-17)."""
 RAY_DROP = ("ray/jars/", ".js.map")
@@ -87,8 +114,10 @@ def main() -> None:
     total = sum(w.stat().st_size for w in wheels)
     for w in wheels:
         print(f"{w.stat().st_size / 2**20:7.2f} MiB  {w.name}")
-    print(f"{total / 2**20:7.2f} MiB in {len(wheels)} wheels under {args.dest} (the call's limit: 64 MiB with the "
-          f"checkout)")
+    print(
+        f"{total / 2**20:7.2f} MiB in {len(wheels)} wheels under {args.dest} (the call's limit: 64 MiB with the "
+        f"checkout)"
+    )
 
 
 if __name__ == "__main__":

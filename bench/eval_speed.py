@@ -13,6 +13,7 @@ Another bench (e.g. the distributed evaluator's videos/s) adds a section with
 
     python bench/eval_speed.py [--videos 2000 10000] [--repeats 5] [--record | --out PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,26 +56,36 @@ def synthesize(videos: list[dict], num_videos: int, seed: int = 0) -> tuple[Segm
         duration = float(video["duration"])
         events = [(float(a["segment"][0]), float(a["segment"][1]), int(a["label_id"])) for a in video["annotations"]]
         for s, e, c in events:
-            gt_vid.append(name); gt_s.append(s); gt_e.append(e); gt_c.append(c)
+            gt_vid.append(name)
+            gt_s.append(s)
+            gt_e.append(e)
+            gt_c.append(c)
         n_own = PREDICTIONS_PER_VIDEO // 2
         pick = rng.integers(0, len(events), n_own)  # [n_own]
-        base_s = np.array([events[i][0] for i in pick]); base_e = np.array([events[i][1] for i in pick])
+        base_s = np.array([events[i][0] for i in pick])  # [n_own]
+        base_e = np.array([events[i][1] for i in pick])  # [n_own]
         jitter = rng.normal(0.0, 0.15, (n_own, 2)) * (base_e - base_s)[:, None]  # [n_own, 2]
         random_spans = rng.random(n_own) < 0.4  # [n_own] part of the own-class ones are random spans
         starts = rng.uniform(0, duration, PREDICTIONS_PER_VIDEO)  # [P]
         lengths = rng.uniform(0.3, duration / 2, PREDICTIONS_PER_VIDEO)  # [P]
-        s = np.clip(starts, 0, duration); e = np.clip(starts + lengths, 0, duration)
+        s = np.clip(starts, 0, duration)  # [P]
+        e = np.clip(starts + lengths, 0, duration)  # [P]
         s[:n_own] = np.where(random_spans, s[:n_own], np.clip(base_s + jitter[:, 0], 0, duration))
         e[:n_own] = np.where(random_spans, e[:n_own], np.clip(base_e + jitter[:, 1], 0, duration))
         e = np.maximum(e, s)
-        labels = np.concatenate([[events[i][2] for i in pick],
-                                 rng.integers(0, NUM_CLASSES, PREDICTIONS_PER_VIDEO - n_own)])
+        labels = np.concatenate(
+            [[events[i][2] for i in pick], rng.integers(0, NUM_CLASSES, PREDICTIONS_PER_VIDEO - n_own)]
+        )
         pr_vid += [name] * PREDICTIONS_PER_VIDEO
-        pr_s.append(s); pr_e.append(e); pr_c.append(labels); pr_p.append(rng.random(PREDICTIONS_PER_VIDEO))
+        pr_s.append(s)
+        pr_e.append(e)
+        pr_c.append(labels)
+        pr_p.append(rng.random(PREDICTIONS_PER_VIDEO))
     classes = [f"class{i}" for i in range(NUM_CLASSES)]
     gt = Segments.from_arrays(gt_vid, gt_s, gt_e, np.array(gt_c), class_names=classes, videos=names)
-    preds = Segments.from_arrays(pr_vid, np.concatenate(pr_s), np.concatenate(pr_e), np.concatenate(pr_c),
-                                 np.concatenate(pr_p))
+    preds = Segments.from_arrays(
+        pr_vid, np.concatenate(pr_s), np.concatenate(pr_e), np.concatenate(pr_c), np.concatenate(pr_p)
+    )
     return gt, preds
 
 
@@ -85,14 +96,27 @@ def time_metric(gt: Segments, preds: Segments, repeats: int) -> dict:
         result = evaluate_detection(gt, preds, UNAV100_TIOU)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return dict(videos=len(gt.videos), gt_segments=len(gt), predictions=len(preds), thresholds=len(UNAV100_TIOU),
-                classes=NUM_CLASSES, repeats=repeats, median_s=round(median, 4), min_s=round(min(times), 4),
-                videos_per_s=round(len(gt.videos) / median, 1), average_map=round(result.average, 6))
+    return dict(
+        videos=len(gt.videos),
+        gt_segments=len(gt),
+        predictions=len(preds),
+        thresholds=len(UNAV100_TIOU),
+        classes=NUM_CLASSES,
+        repeats=repeats,
+        median_s=round(median, 4),
+        min_s=round(min(times), 4),
+        videos_per_s=round(len(gt.videos) / median, 1),
+        average_map=round(result.average, 6),
+    )
 
 
 def machine() -> dict:
-    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
-                numpy=np.__version__)
+    return dict(
+        cpu=platform.processor() or platform.machine(),
+        cores=os.cpu_count(),
+        python=platform.python_version(),
+        numpy=np.__version__,
+    )
 
 
 def update_results(section: str, payload: dict, path: Path) -> dict:
@@ -119,24 +143,42 @@ def time_distributed(num_videos: int, actors: list[int], workdir: Path) -> list[
     rows = []
     ray.init(num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="WARNING"))
     for n in actors:
-        cfg = load_config(["config=unav100_i3d", f"data.root={root}", f"eval.num_actors={n}",
-                           f"eval.actor_num_cpus={2 / n - 0.25}", "eval.batch_size=16"])
+        cfg = load_config(
+            [
+                "config=unav100_i3d",
+                f"data.root={root}",
+                f"eval.num_actors={n}",
+                f"eval.actor_num_cpus={2 / n - 0.25}",
+                "eval.batch_size=16",
+            ]
+        )
         info, _ = dataset_info(root, cfg)
         torch.manual_seed(0)
         weights = build_model(cfg, info).state_dict()
         start = time.perf_counter()
         predictions = predict_split(weights, cfg, info, root, "test")
         elapsed = time.perf_counter() - start
-        rows.append({"actors": n, "videos": len(predictions.videos), "seconds": round(elapsed, 2),
-                     "videos_per_s": round(len(predictions.videos) / elapsed, 1)})
+        rows.append(
+            {
+                "actors": n,
+                "videos": len(predictions.videos),
+                "seconds": round(elapsed, 2),
+                "videos_per_s": round(len(predictions.videos) / elapsed, 1),
+            }
+        )
     ray.shutdown()
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--distributed", type=int, default=0, metavar="N",
-                        help="instead: time the distributed evaluator on N i3d test videos with 1 and 2 actors")
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: time the distributed evaluator on N i3d test videos with 1 and 2 actors",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/clasp-eval-bench"))
     parser.add_argument("--videos", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--repeats", type=int, default=5)
@@ -147,10 +189,18 @@ def main() -> None:
     if args.distributed:
         rows = time_distributed(args.distributed, [1, 2], args.workdir)
         for r in rows:
-            print(f"{r['actors']} actor(s): {r['videos']} videos in {r['seconds']:.1f} s = {r['videos_per_s']:.1f} videos/s")
-        update_results("distributed", dict(description="predict_split on i3d test videos, unav100_i3d model (d=512), "
-                                                       "untrained weights, CPU, batch 16, includes actor start-up",
-                                           runs=rows), args.out)
+            print(
+                f"{r['actors']} actor(s): {r['videos']} videos in {r['seconds']:.1f} s = {r['videos_per_s']:.1f} videos/s"
+            )
+        update_results(
+            "distributed",
+            dict(
+                description="predict_split on i3d test videos, unav100_i3d model (d=512), "
+                "untrained weights, CPU, batch 16, includes actor start-up",
+                runs=rows,
+            ),
+            args.out,
+        )
         return
 
     videos = load_annotation_videos(args.annotations)
@@ -161,10 +211,15 @@ def main() -> None:
         rows.append(time_metric(gt, preds, args.repeats))
     print(f"{'videos':>8} {'GT segs':>8} {'preds':>9} {'median s':>9} {'min s':>7} {'videos/s':>9} {'avg mAP':>8}")
     for r in rows:
-        print(f"{r['videos']:>8} {r['gt_segments']:>8} {r['predictions']:>9} {r['median_s']:>9.3f} {r['min_s']:>7.3f} "
-              f"{r['videos_per_s']:>9.0f} {r['average_map']:>8.4f}")
-    update_results("metric", dict(description="evaluate_detection, 100 preds/video, 100 classes, tIoU 0.1:0.1:0.9",
-                                  runs=rows), args.out)
+        print(
+            f"{r['videos']:>8} {r['gt_segments']:>8} {r['predictions']:>9} {r['median_s']:>9.3f} {r['min_s']:>7.3f} "
+            f"{r['videos_per_s']:>9.0f} {r['average_map']:>8.4f}"
+        )
+    update_results(
+        "metric",
+        dict(description="evaluate_detection, 100 preds/video, 100 classes, tIoU 0.1:0.1:0.9", runs=rows),
+        args.out,
+    )
     print(f"written {args.out}")
 
 

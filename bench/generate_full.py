@@ -5,6 +5,7 @@
 Writes ``bench/results/local/data_generate_<profile>.json`` (``--record``: the tracked bench/results/ one);
 deletes the dataset afterwards unless ``--keep``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="i3d")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--data-out", default=None, help="where the dataset is generated (default /tmp/clasp-full-<profile>)")
+    ap.add_argument(
+        "--data-out", default=None, help="where the dataset is generated (default /tmp/clasp-full-<profile>)"
+    )
     add_output_args(ap)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -39,10 +42,19 @@ def main() -> None:
     manifest = read_manifest(out)
     videos = sum(s.videos for s in manifest.splits.values())
     size = dir_size(out)
-    result = {"profile": args.profile, "videos": videos, "workers": args.workers, "cpus": os.cpu_count(),
-              "seconds": round(seconds, 1), "videos_per_s": round(videos / seconds, 1),
-              "bytes_on_disk": size, "gib_on_disk": round(size / 2**30, 2), "machine": platform.platform(), "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
-           "note": "2-core machine shared with other jobs: compare figures only at similar load"}
+    result = {
+        "profile": args.profile,
+        "videos": videos,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "seconds": round(seconds, 1),
+        "videos_per_s": round(videos / seconds, 1),
+        "bytes_on_disk": size,
+        "gib_on_disk": round(size / 2**30, 2),
+        "machine": platform.platform(),
+        "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
+        "note": "2-core machine shared with other jobs: compare figures only at similar load",
+    }
     print(json.dumps(result, indent=1))
     dest = output_path(args, f"data_generate_{args.profile}.json")
     dest.write_text(json.dumps(result, indent=1) + "\n")

@@ -16,6 +16,7 @@ Meant for one device call (10 minutes at most; docs/benchmarks.md's command stop
 bench/results/local/gpu_step.json (gpu_step_cpu.json with --cpu); `--record` the tracked bench/results/ one,
 `--out PATH` anywhere (the device call: $OUT/gpu_step.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,21 @@ from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402
 from clasp_dist.trainer import run_training  # noqa: E402
 
-MODEL_COST_CPU = ["--bf16", "--dims", "64", "--heads", "2", "--T", "32", "--batch", "2", "--warmup", "0",
-                  "--iters", "1"]
+MODEL_COST_CPU = [
+    "--bf16",
+    "--dims",
+    "64",
+    "--heads",
+    "2",
+    "--T",
+    "32",
+    "--batch",
+    "2",
+    "--warmup",
+    "0",
+    "--iters",
+    "1",
+]
 """The --cpu check of stage 1: the same code on a model small enough for a 2-core machine."""
 
 
@@ -53,11 +67,21 @@ def worker_cpus(args, workers: int, cpus: int) -> float:
 
 def overrides(args, workers: int, root: str, cpus: int) -> list[str]:
     """The unav100_i3d preset in bf16 + ZeRO-2 for one worker count (micro batch = 16 / workers)."""
-    base = ["config=unav100_i3d", f"data.root={root}", f"train.epochs={args.epochs}", f"train.num_workers={workers}",
-            "deepspeed.bf16=true", "deepspeed.zero_stage=2", f"train.eval_every={args.epochs}",
-            f"train.cpus_per_worker={worker_cpus(args, workers, cpus)}", "train.progress_bar=off",
-            f"run.output_dir={args.workdir}/runs", f"run.storage_path={args.workdir}/runs",
-            f"run.name=gpu-step-{'cpu' if args.cpu else 'gpu'}{workers}-{int(time.time())}", "train.max_failures=0"]
+    base = [
+        "config=unav100_i3d",
+        f"data.root={root}",
+        f"train.epochs={args.epochs}",
+        f"train.num_workers={workers}",
+        "deepspeed.bf16=true",
+        "deepspeed.zero_stage=2",
+        f"train.eval_every={args.epochs}",
+        f"train.cpus_per_worker={worker_cpus(args, workers, cpus)}",
+        "train.progress_bar=off",
+        f"run.output_dir={args.workdir}/runs",
+        f"run.storage_path={args.workdir}/runs",
+        f"run.name=gpu-step-{'cpu' if args.cpu else 'gpu'}{workers}-{int(time.time())}",
+        "train.max_failures=0",
+    ]
     if args.cpu:  # the smoke check: a small model, the default CPU evaluator (one actor, half a CPU)
         return base + ["model.d_model=64", "model.n_heads=2", "eval.actor_num_cpus=0.5"]
     return base + ["train.use_gpu=true", "eval.actor_num_gpus=0.5", "eval.actor_num_cpus=2"]
@@ -67,21 +91,33 @@ def summarise(epochs: list[dict], workers: int) -> dict:
     """Per-epoch figures, and their mean over the epochs after the warm-up (epoch 1)."""
     keys = ("epoch", "epoch_time_s", "videos_per_s", "peak_gpu_mem_gb", "loss", "val_average")
     timed = epochs[1:] or epochs
-    return {"workers": workers, "epochs": [{k: e.get(k) for k in keys} for e in epochs],
-            "timed_epochs": [e["epoch"] + 1 for e in timed],
-            "videos_per_s": statistics.mean(e["videos_per_s"] for e in timed),
-            "epoch_time_s": statistics.mean(e["epoch_time_s"] for e in timed),
-            "peak_gpu_mem_gb": max((e.get("peak_gpu_mem_gb") or 0.0) for e in timed)}
+    return {
+        "workers": workers,
+        "epochs": [{k: e.get(k) for k in keys} for e in epochs],
+        "timed_epochs": [e["epoch"] + 1 for e in timed],
+        "videos_per_s": statistics.mean(e["videos_per_s"] for e in timed),
+        "epoch_time_s": statistics.mean(e["epoch_time_s"] for e in timed),
+        "peak_gpu_mem_gb": max((e.get("peak_gpu_mem_gb") or 0.0) for e in timed),
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per worker count (the first is a warm-up)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="videos per split of the generated i3d data (default 1024; 24 with --cpu)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="videos per split of the generated i3d data (default 1024; 24 with --cpu)",
+    )
     parser.add_argument("--data", default="", help="a prepared dataset root instead of generated data")
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="worker counts (default: 1, and 2 when two GPUs are present)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="worker counts (default: 1, and 2 when two GPUs are present)",
+    )
     parser.add_argument("--workdir", default="/tmp/clasp-gpu-bench")
     parser.add_argument("--cpu", action="store_true", help="run on CPU, small (checks the script, not the GPU)")
     add_output_args(parser)
@@ -94,10 +130,17 @@ def train_figures(args, root: str, workers: int, cpus: int) -> dict:
     """One training run of `overrides(...)`: the epoch summary, test mAP and wall time."""
     summary = run_training(load_config(overrides(args, workers, root, cpus)))
     epochs = [json.loads(line) for line in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
-    run = {**summarise(epochs, workers), "test_average": summary.metrics["test"]["average"],
-           "wall_time_s": summary.metrics["wall_time_s"], "run_dir": str(summary.run_dir)}
-    print(f"[gpu_step] {workers} worker(s): {run['videos_per_s']:.1f} videos/s, {run['epoch_time_s']:.1f} s/epoch, "
-          f"peak {run['peak_gpu_mem_gb']:.2f} GiB (after warm-up), test avg mAP {run['test_average']:.2f}", flush=True)
+    run = {
+        **summarise(epochs, workers),
+        "test_average": summary.metrics["test"]["average"],
+        "wall_time_s": summary.metrics["wall_time_s"],
+        "run_dir": str(summary.run_dir),
+    }
+    print(
+        f"[gpu_step] {workers} worker(s): {run['videos_per_s']:.1f} videos/s, {run['epoch_time_s']:.1f} s/epoch, "
+        f"peak {run['peak_gpu_mem_gb']:.2f} GiB (after warm-up), test avg mAP {run['test_average']:.2f}",
+        flush=True,
+    )
     return run
 
 
@@ -110,9 +153,16 @@ def main(argv=None) -> None:
         sys.exit("bench/gpu_step.py needs a CUDA GPU (use --cpu to check the script on CPU)")
     path = output_path(args, "gpu_step_cpu.json" if args.cpu else "gpu_step.json")
     started = time.time()
-    out = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "gpus_present": gpus,
-           "torch": torch.__version__, "cpus": os.cpu_count(), "precision": "bf16", "zero_stage": 2,
-           "preset": "unav100_i3d", "stages_done": []}
+    out = {
+        "device": "cpu" if args.cpu else torch.cuda.get_device_name(0),
+        "gpus_present": gpus,
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "precision": "bf16",
+        "zero_stage": 2,
+        "preset": "unav100_i3d",
+        "stages_done": [],
+    }
 
     def save(stage: str) -> None:
         out["stages_done"].append(stage)
@@ -125,12 +175,17 @@ def main(argv=None) -> None:
     save("model_cost")
 
     cpus = os.cpu_count() or 2
-    data_cfg = load_config(["config=unav100_i3d", f"data.synth_limit_per_split={args.limit}",
-                            f"data.cache_dir={args.workdir}/datasets"]).data
+    data_cfg = load_config(
+        ["config=unav100_i3d", f"data.synth_limit_per_split={args.limit}", f"data.cache_dir={args.workdir}/datasets"]
+    ).data
     t0 = time.time()
     root = args.data or ensure_dataset(data_cfg, workers=min(16, cpus), progress=False)
-    out.update(data=args.data or f"generated i3d profile, {args.limit} videos per split", data_root=root,
-               dataset_generation_s=round(time.time() - t0, 1), runs=[])
+    out.update(
+        data=args.data or f"generated i3d profile, {args.limit} videos per split",
+        data_root=root,
+        dataset_generation_s=round(time.time() - t0, 1),
+        runs=[],
+    )
     save("dataset")
     init_ray()
     for workers in args.workers or ([1, 2] if gpus >= 2 else [1]):

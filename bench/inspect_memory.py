@@ -15,6 +15,7 @@ peak resident memory (ru_maxrss), next to a baseline root of one 10 s video. Cas
 
 The bombs must be refused (exit 1, named in the report) at about the baseline's memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ import gzip
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tarfile
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "tests" / "data"))  # the hostile builders live wi
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.data.grid import I3D_GRID  # noqa: E402
-from clasp_dist.data.format import VideoSample, encode_sample, npy_bytes  # noqa: E402
+from clasp_dist.data.format import VideoSample, encode_sample  # noqa: E402
 from clasp_dist.data.writer import write_dataset  # noqa: E402
 from hostile import gnu_sparse_member  # noqa: E402
 
@@ -48,13 +48,28 @@ DV, DA = 2048, 128
 def _sample(vid: str, duration: float) -> VideoSample:
     steps = I3D_GRID.num_steps(duration)
     rng = np.random.default_rng(0)
-    return VideoSample(vid, rng.standard_normal((steps, DV), np.float32).astype(np.float16),
-                       rng.standard_normal((steps, DA), np.float32).astype(np.float16), duration, [0], [(0.5, 1.5, 0)])
+    return VideoSample(
+        vid,
+        rng.standard_normal((steps, DV), np.float32).astype(np.float16),
+        rng.standard_normal((steps, DA), np.float32).astype(np.float16),
+        duration,
+        [0],
+        [(0.5, 1.5, 0)],
+    )
 
 
 def legal_root(root: Path, duration: float) -> Path:
-    write_dataset(str(root), dataset="bench", classes=["a", "b"], visual_dim=DV, audio_dim=DA, grid=I3D_GRID,
-                  split_items={"validation": [_sample("v0", duration)]}, make_sample=lambda s: s, progress=False)
+    write_dataset(
+        str(root),
+        dataset="bench",
+        classes=["a", "b"],
+        visual_dim=DV,
+        audio_dim=DA,
+        grid=I3D_GRID,
+        split_items={"validation": [_sample("v0", duration)]},
+        make_sample=lambda s: s,
+        progress=False,
+    )
     return root
 
 
@@ -163,13 +178,21 @@ def measure(root: Path) -> dict:
     """Run inspect_data on ``root`` in a fresh process; its exit code, peak RSS and time. The peak is the
     child's own VmHWM (a fork's ru_maxrss would include this bench process's memory)."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(REPO / "jobs" / "inspect_data.py"), str(root)],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(REPO / "jobs" / "inspect_data.py"), str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     peak_kb = int(proc.stderr.split("VmHWM_kB ")[1].split()[0])
     report = next((ln.strip() for ln in proc.stdout.splitlines() if "bad sample" in ln), "")
-    return {"exit": proc.returncode, "peak_rss_mib": round(peak_kb / 1024, 1),
-            "wall_s": round(time.perf_counter() - started, 2),
-            "shard_bytes": sum(p.stat().st_size for p in root.glob("*.tar")), "report": report[:300]}
+    return {
+        "exit": proc.returncode,
+        "peak_rss_mib": round(peak_kb / 1024, 1),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "shard_bytes": sum(p.stat().st_size for p in root.glob("*.tar")),
+        "report": report[:300],
+    }
 
 
 def main() -> int:
@@ -177,21 +200,29 @@ def main() -> int:
     add_output_args(ap)
     ap.add_argument("--bomb-gb", type=float, default=4.0, help="what each bomb expands to (GB)")
     args = ap.parse_args()
-    cases = {"baseline_10s": lambda r: legal_root(r, 10.0), "unav100_longest": lambda r: legal_root(r, 60.0),
-             "largest_legal": lambda r: legal_root(r, 0.32 * (64 * 2**20 // (DV * 2) - 16)),
-             "gzip_bomb": lambda r: gzip_bomb(r, args.bomb_gb), "sparse_bomb": lambda r: sparse_bomb(r, args.bomb_gb),
-             "npy_header_bomb": lambda r: npy_header_bomb(r, args.bomb_gb)}
+    cases = {
+        "baseline_10s": lambda r: legal_root(r, 10.0),
+        "unav100_longest": lambda r: legal_root(r, 60.0),
+        "largest_legal": lambda r: legal_root(r, 0.32 * (64 * 2**20 // (DV * 2) - 16)),
+        "gzip_bomb": lambda r: gzip_bomb(r, args.bomb_gb),
+        "sparse_bomb": lambda r: sparse_bomb(r, args.bomb_gb),
+        "npy_header_bomb": lambda r: npy_header_bomb(r, args.bomb_gb),
+    }
     results = {}
     with tempfile.TemporaryDirectory(prefix="clasp-inspect-mem-") as tmp:
         for name, build in cases.items():
             root = build(Path(tmp) / name)
             results[name] = measure(root)
-            print(f"{name:>16}: exit {results[name]['exit']}, peak RSS {results[name]['peak_rss_mib']:7.1f} MiB, "
-                  f"{results[name]['wall_s']:5.2f} s, shard {results[name]['shard_bytes'] / 2**20:8.2f} MiB  "
-                  f"{results[name]['report'][:110]}")
-    out = {"bomb_expands_to_gb": args.bomb_gb, "bounds": {"max_member_mb": 64, "meta_json_max_bytes": 2**20,
-                                                           "step_count_tolerance": "max(8, 10% of steps)"},
-           "cases": results}
+            print(
+                f"{name:>16}: exit {results[name]['exit']}, peak RSS {results[name]['peak_rss_mib']:7.1f} MiB, "
+                f"{results[name]['wall_s']:5.2f} s, shard {results[name]['shard_bytes'] / 2**20:8.2f} MiB  "
+                f"{results[name]['report'][:110]}"
+            )
+    out = {
+        "bomb_expands_to_gb": args.bomb_gb,
+        "bounds": {"max_member_mb": 64, "meta_json_max_bytes": 2**20, "step_count_tolerance": "max(8, 10% of steps)"},
+        "cases": results,
+    }
     path = output_path(args, "inspect_memory.json")
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")

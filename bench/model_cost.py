@@ -8,6 +8,7 @@ are drawn uniformly in [T/2, T] (fixed seed) so padding masks are exercised. Tim
 training step minus the optimizer: forward, compute_loss, backward. Prints a table and writes
 bench/results/local/model_cost_<device>[_bf16].json (`--record`: the tracked bench/results/ one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,12 +78,17 @@ def bench_one(d: int, variant: str, args, device: torch.device) -> dict:
         step()
         sync(device)
         times.append(time.perf_counter() - t0)
-    row = dict(d_model=d, variant=variant, params=n_params, params_m=round(n_params / 1e6, 3),
-               step_ms_median=round(1e3 * statistics.median(times), 1), step_ms_min=round(1e3 * min(times), 1),
-               videos_per_s=round(args.batch / statistics.median(times), 1))
+    row = dict(
+        d_model=d,
+        variant=variant,
+        params=n_params,
+        params_m=round(n_params / 1e6, 3),
+        step_ms_median=round(1e3 * statistics.median(times), 1),
+        step_ms_min=round(1e3 * min(times), 1),
+        videos_per_s=round(args.batch / statistics.median(times), 1),
+    )
     if device.type == "cuda":
         row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-    del model
     return row
 
 
@@ -108,14 +114,28 @@ def measure(args: argparse.Namespace) -> dict:
     """`{"env": ..., "rows": [...]}`: one row per (d_model, variant); prints them as a table."""
     device = torch.device(args.device)
     rows = [bench_one(d, v, args, device) for d in args.dims for v in args.variants]
-    env = dict(torch=torch.__version__, device=str(device), bf16=args.bf16, threads=torch.get_num_threads(),
-               cpu=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-               load_avg_1m_at_end=round(os.getloadavg()[0], 2),
-               gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-               batch=args.batch, T=args.T, dv=args.dv, da=args.da, classes=args.classes, heads=args.heads,
-               warmup=args.warmup, iters=args.iters, timed="forward + compute_loss + backward (no optimizer step)")
+    env = dict(
+        torch=torch.__version__,
+        device=str(device),
+        bf16=args.bf16,
+        threads=torch.get_num_threads(),
+        cpu=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        load_avg_1m_at_end=round(os.getloadavg()[0], 2),
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        batch=args.batch,
+        T=args.T,
+        dv=args.dv,
+        da=args.da,
+        classes=args.classes,
+        heads=args.heads,
+        warmup=args.warmup,
+        iters=args.iters,
+        timed="forward + compute_loss + backward (no optimizer step)",
+    )
     cols = ["d_model", "variant", "params_m", "step_ms_median", "step_ms_min", "videos_per_s"] + (
-        ["peak_mem_gib"] if device.type == "cuda" else [])
+        ["peak_mem_gib"] if device.type == "cuda" else []
+    )
     print(f"# {env['device']} bf16={args.bf16} torch={env['torch']} threads={env['threads']} B={args.batch} T={args.T}")
     print(" | ".join(f"{c:>14}" for c in cols))
     for r in rows:

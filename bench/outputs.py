@@ -1,6 +1,7 @@
 """Where a bench writes its JSON: `bench/results/local/` (gitignored) by default, so that running a bench
 never changes the tracked figures; `--record` writes the tracked `bench/results/<name>` on purpose, and
 `--out PATH` anywhere else."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,12 @@ LOCAL = RESULTS / "local"
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--record", action="store_true",
-                        help=f"update the tracked figure in {RESULTS.relative_to(RESULTS.parents[1])}/ (default: "
-                             f"write to {LOCAL.relative_to(RESULTS.parents[1])}/, untracked)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help=f"update the tracked figure in {RESULTS.relative_to(RESULTS.parents[1])}/ (default: "
+        f"write to {LOCAL.relative_to(RESULTS.parents[1])}/, untracked)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here instead")
 
 

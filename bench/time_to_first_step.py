@@ -13,6 +13,7 @@ The first step is dated from the run's first `metrics.jsonl` line: the moment it
 minus that epoch's own `epoch_time_s`. Writes bench/results/local/time_to_first_step.json (untracked);
 `--record` writes the tracked bench/results/time_to_first_step.json instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,6 +62,7 @@ def s3_reader(fs, path: str):
             return fs.cat(path).decode()
         except FileNotFoundError:
             return None
+
     return read
 
 
@@ -93,8 +95,14 @@ def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=endpoint, RAY_USAGE_STATS_ENABLED="0", DS_ACCELERATOR="cpu")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+        RAY_USAGE_STATS_ENABLED="0",
+        DS_ACCELERATOR="cpu",
+    )
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
     cache = "data.cache_dir=s3://bench/cache"
@@ -108,9 +116,20 @@ def main() -> None:
     figures = {}
     local_run = work / "local"
     figures["single machine"] = timed_job(
-        [sys.executable, "jobs/train.py", *JOB, cache, f"run.storage_path={local_run}", f"run.output_dir={local_run}",
-         "run.name=local"], env, lambda: (local_run / "local" / "metrics.jsonl").exists() and
-        (local_run / "local" / "metrics.jsonl").read_text())
+        [
+            sys.executable,
+            "jobs/train.py",
+            *JOB,
+            cache,
+            f"run.storage_path={local_run}",
+            f"run.output_dir={local_run}",
+            "run.name=local",
+        ],
+        env,
+        lambda: (
+            (local_run / "local" / "metrics.jsonl").exists() and (local_run / "local" / "metrics.jsonl").read_text()
+        ),
+    )
     print("single machine", figures["single machine"], flush=True)
 
     cluster_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
@@ -120,19 +139,40 @@ def main() -> None:
     figures["cluster start (head only)"] = {"wall_s": round(time.time() - started, 1)}
     try:
         for label, name in (("cluster, cold", "cold"), ("cluster, warm", "warm")):
-            submit = [cluster.ray_bin(), "job", "submit", "--address", cluster.dashboard, "--working-dir", ".",
-                      "--runtime-env-json", '{"excludes": ["/.venv", "/runs", "/data", "/.git", "__pycache__"]}',
-                      "--", "python", "jobs/train.py", *JOB, cache, f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
-                      "run.storage_path=s3://bench/runs", f"run.name={name}"]
+            submit = [
+                cluster.ray_bin(),
+                "job",
+                "submit",
+                "--address",
+                cluster.dashboard,
+                "--working-dir",
+                ".",
+                "--runtime-env-json",
+                '{"excludes": ["/.venv", "/runs", "/data", "/.git", "__pycache__"]}',
+                "--",
+                "python",
+                "jobs/train.py",
+                *JOB,
+                cache,
+                f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
+                "run.storage_path=s3://bench/runs",
+                f"run.name={name}",
+            ]
             nodes_before = len(cluster.worker_nodes())
-            figures[label] = {**timed_job(submit, cluster.client_env(), s3_reader(fs, f"bench/runs/{name}/metrics.jsonl")),
-                              "worker_nodes_at_submit": nodes_before}
+            figures[label] = {
+                **timed_job(submit, cluster.client_env(), s3_reader(fs, f"bench/runs/{name}/metrics.jsonl")),
+                "worker_nodes_at_submit": nodes_before,
+            }
             print(label, figures[label], flush=True)
     finally:
         cluster.stop()
         server.stop()
-    result = {"bench": "time_to_first_step", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "job": " ".join(JOB), "figures": figures}
+    result = {
+        "bench": "time_to_first_step",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "job": " ".join(JOB),
+        "figures": figures,
+    }
     out = output_path(args, "time_to_first_step.json")
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -14,6 +14,7 @@ videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes
 (`--record`: the tracked bench/results/ one).
 Target: ray+ds x1 >= 0.9x plain.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,28 @@ from clasp_dist.model import build_model  # noqa: E402
 from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema  # noqa: E402
 from clasp_dist.trainer import dataset_info  # noqa: E402
 
+
 def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:
     root = ensure_dataset(cfg.data, cfg.storage)
     info, _ = dataset_info(root, cfg)
     rows = []
     for row in iter_local_samples(root, "train", cfg.data, cfg.storage):
-        rows.append({k: row[k] for k in ("video_id", "visual", "audio", "labels", "duration", "num_steps", "fps",
-                                         "feat_stride", "window")})
+        rows.append(
+            {
+                k: row[k]
+                for k in (
+                    "video_id",
+                    "visual",
+                    "audio",
+                    "labels",
+                    "duration",
+                    "num_steps",
+                    "fps",
+                    "feat_stride",
+                    "window",
+                )
+            }
+        )
         if len(rows) == n:
             break
     return rows, info
@@ -64,7 +80,7 @@ def plain_loop(cfg, info: DatasetInfo, rows: list[dict], epochs: int) -> float:
     for epoch in range(epochs):
         start = time.perf_counter()
         for i in range(0, len(rows), micro):
-            batch = collate_rows(rows[i:i + micro], info.num_classes)
+            batch = collate_rows(rows[i : i + micro], info.num_classes)
             out = model(batch.visual, batch.audio, batch.mask, batch.labels)
             loss, _ = compute_loss(out, batch.labels, batch.mask, cfg.loss)
             opt.zero_grad()
@@ -89,8 +105,17 @@ def ray_worker(config: dict) -> None:
     device = torch.device("cpu")
     engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, world), steps_per_epoch=100, device=device)
     ema = build_ema(engine, cfg)
-    ctx = LoopContext(cfg=cfg, info=info, data_root="", run_dir="", rank=context.get_world_rank(), world_size=world,
-                      device=device, interactive=False, num_train_videos=config["videos"])
+    ctx = LoopContext(
+        cfg=cfg,
+        info=info,
+        data_root="",
+        run_dir="",
+        rank=context.get_world_rank(),
+        world_size=world,
+        device=device,
+        interactive=False,
+        num_train_videos=config["videos"],
+    )
     shard = ray.train.get_dataset_shard("train")
     timed_videos, timed_s, step = 0, 0.0, 0
     for epoch in range(config["epochs"]):
@@ -109,14 +134,22 @@ def ray_deepspeed(cfg, info: DatasetInfo, rows: list[dict], epochs: int, workers
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    wcfg = from_dict({**to_dict(cfg), "train": {**to_dict(cfg)["train"], "batch_size":
-                                                cfg.deepspeed.micro_batch_size * workers}})
+    wcfg = from_dict(
+        {**to_dict(cfg), "train": {**to_dict(cfg)["train"], "batch_size": cfg.deepspeed.micro_batch_size * workers}}
+    )
     trainer = TorchTrainer(
-        ray_worker, train_loop_config={"config": to_dict(wcfg), "dataset": info.__dict__, "epochs": epochs,
-                                       "videos": len(rows), "out": f"/tmp/clasp-overhead-{workers}.json"},
+        ray_worker,
+        train_loop_config={
+            "config": to_dict(wcfg),
+            "dataset": info.__dict__,
+            "epochs": epochs,
+            "videos": len(rows),
+            "out": f"/tmp/clasp-overhead-{workers}.json",
+        },
         scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name=f"overhead-{workers}-{time.time_ns()}", storage_path="/tmp/clasp-bench"),
-        datasets={"train": ray.data.from_items(rows)})
+        datasets={"train": ray.data.from_items(rows)},
+    )
     trainer.fit()
     # rank 0's figure covers its share of the rows: scale by the world size
     return json.loads(Path(f"/tmp/clasp-overhead-{workers}.json").read_text())["videos_per_s"] * workers
@@ -138,11 +171,18 @@ def main() -> None:
     figures["ray+ds x1"] = ray_deepspeed(cfg, info, rows, args.epochs, 1)
     figures["ray+ds x2"] = ray_deepspeed(cfg, info, rows, args.epochs, 2)
     ray.shutdown()
-    out = {"preset": args.preset, "videos": len(rows), "epochs_timed": args.epochs - 1,
-           "micro_batch_size": cfg.deepspeed.micro_batch_size, "d_model": cfg.model.d_model,
-           "machine": platform.platform(), "cpus": os.cpu_count(),
-           "videos_per_s": figures, "ray_ds_vs_plain": figures["ray+ds x1"] / figures["plain"],
-           "two_vs_one_worker": figures["ray+ds x2"] / figures["ray+ds x1"]}
+    out = {
+        "preset": args.preset,
+        "videos": len(rows),
+        "epochs_timed": args.epochs - 1,
+        "micro_batch_size": cfg.deepspeed.micro_batch_size,
+        "d_model": cfg.model.d_model,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "videos_per_s": figures,
+        "ray_ds_vs_plain": figures["ray+ds x1"] / figures["plain"],
+        "two_vs_one_worker": figures["ray+ds x2"] / figures["ray+ds x1"],
+    }
     print(f"{'path':<12} {'videos/s':>9}")
     for name, value in figures.items():
         print(f"{name:<12} {value:9.1f}")

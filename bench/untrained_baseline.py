@@ -4,6 +4,7 @@
 
 Writes bench/results/local/untrained_baseline.json (`--record`: the tracked bench/results/ one). This is the number the embedded training run must beat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ def main() -> None:
     torch.manual_seed(cfg.train.seed)
     weights = build_model(cfg, info).state_dict()
     result = score(predict_local(weights, cfg, info, root, "test"), info, cfg)
-    out = {"root": root, "average": float(result.average),
-           "mAP": {f"{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}}
+    out = {
+        "root": root,
+        "average": float(result.average),
+        "mAP": {f"{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)},
+    }
     print(f"untrained test avg mAP: {out['average'] * 100:.2f}")
     path = output_path(args, "untrained_baseline.json")
     path.write_text(json.dumps(out, indent=1))

@@ -12,6 +12,7 @@ A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
 only here. `export_inference` copies weights.pt + model.json into a stand-alone directory for
 `jobs/predict.py` and `jobs/evaluate.py --checkpoint`.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,9 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def save_model_description(directory: Path, cfg: Config, info: DatasetInfo) -> None:
-    write_json_atomic(directory / "model.json", {"format_version": FORMAT_VERSION, "config": to_dict(cfg),
-                                                 "dataset": asdict(info)})
+    write_json_atomic(
+        directory / "model.json", {"format_version": FORMAT_VERSION, "config": to_dict(cfg), "dataset": asdict(info)}
+    )
 
 
 def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
@@ -121,9 +123,15 @@ def rng_state(device: torch.device | str = "cpu") -> dict:
     (dropout on a GPU draws from it)."""
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": torch.tensor(py_state, dtype=torch.int64),
-             "python_version": py_version, "numpy": torch.from_numpy(np_keys.astype(np.int64)),
-             "numpy_pos": int(np_pos), "numpy_has_gauss": int(np_has_gauss), "numpy_gauss": float(np_gauss)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": py_version,
+        "numpy": torch.from_numpy(np_keys.astype(np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+    }
     if torch.device(device).type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
     return state
@@ -136,14 +144,30 @@ def restore_rng(state: dict, device: torch.device | str = "cpu") -> None:
     new device starts from the run's seed stream, not from where it stopped."""
     torch.set_rng_state(state["torch"])
     random.setstate((state["python_version"], tuple(int(x) for x in state["python"].tolist()), None))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
-                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
+    )
     if "cuda" in state and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], torch.device(device))
 
 
-def save_checkpoint(directory: Path, engine, rank: int, device, state: TrainState, cfg: Config, info: DatasetInfo,
-                    weights: dict, ema=None) -> None:
+def save_checkpoint(
+    directory: Path,
+    engine,
+    rank: int,
+    device,
+    state: TrainState,
+    cfg: Config,
+    info: DatasetInfo,
+    weights: dict,
+    ema=None,
+) -> None:
     """This rank's part of one checkpoint directory (the layout above): every rank writes its DeepSpeed
     shards and RNG states; rank 0 also the EMA, the inference weights, model.json and train_state.json."""
     directory = Path(directory)
@@ -173,8 +197,10 @@ def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> N
     got = {k: tuple(v.shape) for k, v in weights.items()}
     missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     if missing or extra:
-        raise CheckpointError(f"{source}: weights do not match the model config (missing {missing[:3]}, "
-                              f"unexpected {extra[:3]}); was it trained with different model.* settings?")
+        raise CheckpointError(
+            f"{source}: weights do not match the model config (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}); was it trained with different model.* settings?"
+        )
     for key, shape in expected.items():
         if got[key] != shape:
             raise CheckpointError(f"{source}: weight {key!r} has shape {got[key]}, the model config expects {shape}")

@@ -1,4 +1,5 @@
 """Shared command-line plumbing for jobs/: `key=value` overrides, `--help` text, Ray start-up."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,16 @@ from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 def override_parser(description: str, usage_examples: str, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """`--help` lists every key with the value that will run for the preset and overrides in `argv`."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"{usage_examples}\n\n{help_text(sys.argv[1:] if argv is None else argv)}")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config=PRESET selects a preset; any other dotted key overrides a field")
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"{usage_examples}\n\n{help_text(sys.argv[1:] if argv is None else argv)}",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config=PRESET selects a preset; any other dotted key overrides a field",
+    )
     return parser
 
 
@@ -89,7 +96,7 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
     else:
         with private_tmpdir_for_ray():
-            ray.init(num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet,
-                     runtime_env={"env_vars": env})
+            ray.init(
+                num_cpus=num_cpus, logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env}
+            )
     filter_forwarded_logs()
-

@@ -10,14 +10,19 @@
   of our YAMLs are known here.
 * :func:`has_shared_local_disk`: False on a cluster whose tasks may run on another machine than the driver.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
 
 INSTANCE_RESOURCES: dict[str, dict[str, float]] = {
-    "m6i.2xlarge": {"CPU": 8}, "g5.2xlarge": {"CPU": 8, "GPU": 1}, "p4d.24xlarge": {"CPU": 96, "GPU": 8},
-    "n2-standard-8": {"CPU": 8}, "a2-highgpu-1g": {"CPU": 12, "GPU": 1}, "a2-highgpu-8g": {"CPU": 96, "GPU": 8},
+    "m6i.2xlarge": {"CPU": 8},
+    "g5.2xlarge": {"CPU": 8, "GPU": 1},
+    "p4d.24xlarge": {"CPU": 96, "GPU": 8},
+    "n2-standard-8": {"CPU": 8},
+    "a2-highgpu-1g": {"CPU": 12, "GPU": 1},
+    "a2-highgpu-8g": {"CPU": 96, "GPU": 8},
 }
 """CPUs and GPUs Ray detects on the instance types of cluster/*.yaml (when a node type's `resources` is empty)."""
 
@@ -75,7 +80,7 @@ def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str
     bootstrap = Path(BOOTSTRAP_CONFIG).expanduser()
     if cluster_yaml:
         found, source = yaml_max_resources(read_cluster_yaml(cluster_yaml)), f"{cluster_yaml}'s node types"
-    elif (found := autoscaler_max_resources()):
+    elif found := autoscaler_max_resources():
         source = "the autoscaler's node types"
     elif bootstrap.is_file():
         found, source = yaml_max_resources(read_cluster_yaml(bootstrap)), f"{bootstrap}'s node types"

@@ -11,6 +11,7 @@ Proposals of all thresholds are merged, converted to seconds on the feature grid
 levels giving the same run) collapsed to one, passed through per-class Gaussian soft-NMS
 (score *= exp(-iou^2 / sigma)), and the top max_segments per video are kept.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -86,8 +87,9 @@ def temporal_iou(t1: float, t2: float, starts: np.ndarray, ends: np.ndarray) -> 
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def soft_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: float,
-             max_keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def soft_nms(
+    starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: float, max_keep: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian soft-NMS of 1-D segments of one class -> (kept indices in pick order, decayed scores).
 
     Repeatedly pick the highest remaining score, then decay every remaining score by exp(-iou^2 / sigma).
@@ -104,7 +106,7 @@ def soft_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: fl
         remaining = np.delete(remaining, i)
         if remaining.size:
             iou = temporal_iou(starts[j], ends[j], starts[remaining], ends[remaining])
-            scores[remaining] *= np.exp(-(iou ** 2) / sigma)
+            scores[remaining] *= np.exp(-(iou**2) / sigma)
     return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)
 
 
@@ -138,9 +140,17 @@ def class_proposals(signal: np.ndarray, p_c: float, cfg: DecodeConfig) -> tuple[
     return s, e, oic_scores(signal, s, e, cfg.oic_margin) + cfg.oic_class_weight * p_c
 
 
-def decode_video(prob_a: np.ndarray, prob_v: np.ndarray, video_prob: np.ndarray, video_id: str,
-                 step_s: float, offset_s: float, duration: float, cfg: DecodeConfig,
-                 step_index: np.ndarray | None = None) -> list[dict]:
+def decode_video(
+    prob_a: np.ndarray,
+    prob_v: np.ndarray,
+    video_prob: np.ndarray,
+    video_id: str,
+    step_s: float,
+    offset_s: float,
+    duration: float,
+    cfg: DecodeConfig,
+    step_index: np.ndarray | None = None,
+) -> list[dict]:
     """One video's segments from per-step probabilities prob_a, prob_v [T_valid, C] and p_c [C].
 
     step_index [T_valid] maps compacted valid steps to grid steps (default: 0..T_valid-1).
@@ -160,8 +170,10 @@ def decode_video(prob_a: np.ndarray, prob_v: np.ndarray, video_prob: np.ndarray,
         ok = t2 > t1
         t1, t2, sc = unique_segments(t1[ok], t2[ok], sc[ok])
         keep, kept = soft_nms(t1, t2, sc, cfg.nms_sigma, cfg.max_segments)
-        records.extend(dict(video_id=video_id, label=int(c), t_start=float(t1[k]), t_end=float(t2[k]), score=float(x))
-                       for k, x in zip(keep, kept))
+        records.extend(
+            dict(video_id=video_id, label=int(c), t_start=float(t1[k]), t_end=float(t2[k]), score=float(x))
+            for k, x in zip(keep, kept)
+        )
     records.sort(key=lambda r: -r["score"])
     return records[: cfg.max_segments]
 
@@ -176,12 +188,25 @@ def decode_outputs(out, mask, video_ids: Sequence[str], step_s, offset_s, durati
         video_a, video_v = _np(out.video_a), _np(out.video_v)  # [B, C] x2: the base heads' class scores
     mask = _np(mask).astype(bool)  # [B, T]
     B = cas_a.shape[0]
-    step_s, offset_s, durations = (np.broadcast_to(_np(x).astype(np.float64), (B,)) for x in (step_s, offset_s, durations))
+    step_s, offset_s, durations = (
+        np.broadcast_to(_np(x).astype(np.float64), (B,)) for x in (step_s, offset_s, durations)
+    )
     prob_a, prob_v = _sigmoid(cas_a.astype(np.float64)), _sigmoid(cas_v.astype(np.float64))
     p_video = np.sqrt(_sigmoid(video_a.astype(np.float64)) * _sigmoid(video_v.astype(np.float64)))  # [B, C]
     records: list[dict] = []
     for b in range(B):
         idx = np.flatnonzero(mask[b])
-        records.extend(decode_video(prob_a[b, idx], prob_v[b, idx], p_video[b], str(video_ids[b]), float(step_s[b]),
-                                    float(offset_s[b]), float(durations[b]), cfg, step_index=idx))
+        records.extend(
+            decode_video(
+                prob_a[b, idx],
+                prob_v[b, idx],
+                p_video[b],
+                str(video_ids[b]),
+                float(step_s[b]),
+                float(offset_s[b]),
+                float(durations[b]),
+                cfg,
+                step_index=idx,
+            )
+        )
     return records

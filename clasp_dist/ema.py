@@ -1,4 +1,5 @@
 """Exponential moving average of weights, used for evaluation (SPEC: decay 0.999)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -27,8 +28,13 @@ class EMA:
     raised to that power so the average spans the same number of steps.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float, every: int = 1,
-                 read: Callable[[torch.nn.Module], dict[str, torch.Tensor]] = fp32_weights):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        decay: float,
+        every: int = 1,
+        read: Callable[[torch.nn.Module], dict[str, torch.Tensor]] = fp32_weights,
+    ):
         if every < 1:
             raise ValueError(f"EMA interval must be >= 1 optimizer step, got {every}")
         self.decay, self.every, self._read = decay, every, read
@@ -53,8 +59,12 @@ class EMA:
         torch._foreach_lerp_([self.shadow[k] for k in keys], [current[k] for k in keys], 1.0 - decay)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "steps": self.steps,
-                "shadow": {k: v.cpu() for k, v in self.shadow.items()}}
+        return {
+            "decay": self.decay,
+            "updates": self.updates,
+            "steps": self.steps,
+            "shadow": {k: v.cpu() for k, v in self.shadow.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.shadow) ^ set(state["shadow"])

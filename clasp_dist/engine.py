@@ -3,6 +3,7 @@
 `deepspeed` is imported lazily, inside `build_engine`, so CPU-only drivers never need it, and only
 after DS_ACCELERATOR is set from the worker's own device (`use_accelerator_for`).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,8 @@ def plan_batches(cfg: Config, world_size: int) -> BatchPlan:
             f"train.batch_size={cfg.train.batch_size} is not a multiple of deepspeed.micro_batch_size={configured} "
             f"{'(= batch_size / num_workers) ' if not configured else ''}x train.num_workers={world_size}; pick "
             f"train.batch_size as a multiple of {per_step if configured else world_size}"
-            f"{', or deepspeed.micro_batch_size=0 (batch_size / num_workers)' if configured else ''}")
+            f"{', or deepspeed.micro_batch_size=0 (batch_size / num_workers)' if configured else ''}"
+        )
     return BatchPlan(world_size, micro, cfg.train.batch_size // per_step)
 
 
@@ -90,8 +92,10 @@ def use_accelerator_for(device: torch.device) -> str:
 
     chosen = get_accelerator().device_name()
     if chosen != name:
-        raise RuntimeError(f"DeepSpeed's accelerator is {chosen!r} but this worker runs on {device}: deepspeed was "
-                           f"imported in this process before the worker set DS_ACCELERATOR={name}")
+        raise RuntimeError(
+            f"DeepSpeed's accelerator is {chosen!r} but this worker runs on {device}: deepspeed was "
+            f"imported in this process before the worker set DS_ACCELERATOR={name}"
+        )
     return name
 
 
@@ -129,8 +133,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     return factor
 
 
-def build_engine(model: torch.nn.Module, cfg: Config, plan: BatchPlan, steps_per_epoch: int,
-                 device: torch.device | None = None):
+def build_engine(
+    model: torch.nn.Module, cfg: Config, plan: BatchPlan, steps_per_epoch: int, device: torch.device | None = None
+):
     """Wrap `model` in a DeepSpeed engine with a client AdamW (no JIT-compiled optimizer) and LambdaLR.
 
     `device` is the worker's own device; it picks DeepSpeed's accelerator (default: the model's device).
@@ -139,13 +144,15 @@ def build_engine(model: torch.nn.Module, cfg: Config, plan: BatchPlan, steps_per
         skip_cpu_inference_comm_op()
     import deepspeed
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                  betas=tuple(cfg.optim.betas))
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas)
+    )
     total = steps_per_epoch * cfg.train.epochs
     warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup, cfg.optim.min_lr_ratio))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, plan))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, plan)
+    )
     return engine
 
 

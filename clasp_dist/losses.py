@@ -5,6 +5,7 @@ refined video logits (0 when ATP is off). BCE-with-logits, mean over videos and 
 The named terms stay detached tensors on the loss's device: reading them is a host sync, which the
 training loop does once per log interval (`LossMeter`), never per micro-batch.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -21,8 +22,9 @@ def _bce(logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
-def compute_loss(out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: LossConfig
-                 ) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_loss(
+    out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: LossConfig
+) -> tuple[Tensor, dict[str, Tensor]]:
     """(total loss tensor, named detached 0-d terms). `mask` is accepted for the contract; MIL already honours it."""
     bce_a = _bce(out.video_a, labels)
     bce_v = _bce(out.video_v, labels)

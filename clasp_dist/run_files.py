@@ -6,6 +6,7 @@ autoscaler may remove at any time. :func:`publish_run_files` copies those files 
 `<run.storage_path>/<run.name>/` (beside Ray Train's `checkpoint_*` folders), so that tearing the cluster
 down loses nothing. With a local storage path nothing is copied.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,6 +11,7 @@ checkpoint, so the rerun's config must be the run's config. Keys fall in three g
 The run's config is read from its latest registered checkpoint (`model.json`: what actually trained); a run
 without one has trained nothing and starts afresh.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,25 @@ from .checkpoint import CheckpointError, parse_model_description
 from .config import Config, ConfigError, flatten, to_dict
 from .data.filesystem import get_arrow_fs, join
 
-OPERATIONAL = ("run.name", "run.storage_path", "run.output_dir", "run.resume_changes", "storage.",
-               "data.cache_dir", "data.read_num_cpus", "train.progress_bar", "train.max_failures",
-               "train.cpus_per_worker", "train.torch_threads", "train.placement_strategy", "train.log_every_steps",
-               "eval.batch_size", "eval.num_actors", "eval.actor_num_cpus", "eval.actor_num_gpus")
+OPERATIONAL = (
+    "run.name",
+    "run.storage_path",
+    "run.output_dir",
+    "run.resume_changes",
+    "storage.",
+    "data.cache_dir",
+    "data.read_num_cpus",
+    "train.progress_bar",
+    "train.max_failures",
+    "train.cpus_per_worker",
+    "train.torch_threads",
+    "train.placement_strategy",
+    "train.log_every_steps",
+    "eval.batch_size",
+    "eval.num_actors",
+    "eval.actor_num_cpus",
+    "eval.actor_num_gpus",
+)
 """Keys (or section prefixes ending in '.') that never change the numbers: ignored when comparing."""
 
 FIXED = {
@@ -67,14 +83,20 @@ def _matches(key: str, pattern: str) -> bool:
 def config_differences(saved: Config, now: Config) -> list[Difference]:
     """Every non-operational key whose value differs between the run's config and the rerun's."""
     old, new = flatten(to_dict(saved)), flatten(to_dict(now))
-    return [Difference(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
-            if old.get(key) != new.get(key) and not any(_matches(key, p) for p in OPERATIONAL)]
+    return [
+        Difference(key, old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and not any(_matches(key, p) for p in OPERATIONAL)
+    ]
 
 
 def dataset_differences(saved: dict, now: dict) -> list[Difference]:
     """Manifest facts the model depends on (classes, dims, grid): a mismatch is a model change."""
-    return [Difference(f"dataset {key}", saved.get(key), value) for key, value in now.items()
-            if saved.get(key) != value and key != "dataset"]
+    return [
+        Difference(f"dataset {key}", saved.get(key), value)
+        for key, value in now.items()
+        if saved.get(key) != value and key != "dataset"
+    ]
 
 
 def check_resume_changes(cfg: Config, run_label: str, differences: list[Difference]) -> list[Difference]:
@@ -92,15 +114,16 @@ def check_resume_changes(cfg: Config, run_label: str, differences: list[Differen
 
 def refusal_message(cfg: Config, run_label: str, differences: list[Difference]) -> str:
     resumable = [d.key for d in differences if not d.fixed_reason and not d.key.startswith("dataset ")]
-    lines = [f"run.name={cfg.run.name!r} already exists ({run_label}) with a different config; a rerun under "
-             f"the same name resumes that run, so its config must match. Differences:",
-             *(d.describe() for d in differences),
-             f"Either start a new run: add run.name=<new name> (the existing run is left as it is)"]
+    lines = [
+        f"run.name={cfg.run.name!r} already exists ({run_label}) with a different config; a rerun under "
+        f"the same name resumes that run, so its config must match. Differences:",
+        *(d.describe() for d in differences),
+        "Either start a new run: add run.name=<new name> (the existing run is left as it is)",
+    ]
     if len(resumable) == len(differences):
         lines[-1] += f"; or resume this run with these changes: add run.resume_changes=[{','.join(resumable)}]"
     elif resumable:
-        lines[-1] += (f"; {', '.join(resumable)} could change on resume (run.resume_changes=[...]), the others "
-                      f"cannot")
+        lines[-1] += f"; {', '.join(resumable)} could change on resume (run.resume_changes=[...]), the others cannot"
     return "\n".join(lines) + "."
 
 
@@ -140,7 +163,6 @@ def registered_result(cfg: Config):
 
     from .trainer import storage_uri  # cycle: trainer imports this module
 
-
     fs, base = get_arrow_fs(storage_uri(cfg), cfg.storage)
     path = join(base, cfg.run.name)
     if fs.get_file_info(join(path, "checkpoint_manager_snapshot.json")).type == pafs.FileType.NotFound:
@@ -157,9 +179,11 @@ def registered_result(cfg: Config):
 def finished_message(cfg: Config, run_dir: Path, epochs_done: int, metrics: dict) -> str:
     test = metrics.get("test", {}).get("average")
     score = f"test avg mAP {test * 100:.2f}; " if isinstance(test, (int, float)) else ""
-    return (f"[clasp-dist] run {cfg.run.name!r} is finished ({epochs_done} of {cfg.train.epochs} epochs trained): "
-            f"{score}results in {run_dir} (metrics.json, test/, export/). Nothing to train. To train it longer: "
-            f"train.epochs=N run.resume_changes=[train.epochs]; to train again: a new run.name.")
+    return (
+        f"[clasp-dist] run {cfg.run.name!r} is finished ({epochs_done} of {cfg.train.epochs} epochs trained): "
+        f"{score}results in {run_dir} (metrics.json, test/, export/). Nothing to train. To train it longer: "
+        f"train.epochs=N run.resume_changes=[train.epochs]; to train again: a new run.name."
+    )
 
 
 def record_changes(run_dir: Path, epochs_done: int, changes: list[Difference]) -> None:

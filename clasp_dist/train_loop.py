@@ -10,6 +10,7 @@ GPU path: DeepSpeed's accelerator is chosen from each worker's own device (never
 collective's tensor lives on the worker's device (NCCL takes CUDA tensors only), and loss terms stay on
 the device until a log interval asks for them (one host sync, not one per term per micro-batch).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,11 +87,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
     quiet_ray_loggers()
     ctx_train = ray.train.get_context()
     cfg = from_dict(loop_config["config"])
-    ctx = LoopContext(cfg=cfg, info=DatasetInfo(**loop_config["dataset"]), data_root=loop_config["data_root"],
-                      run_dir=loop_config["run_dir"], rank=ctx_train.get_world_rank(),
-                      world_size=ctx_train.get_world_size(), device=ray.train.torch.get_device(),
-                      interactive=bool(loop_config.get("interactive")),
-                      num_train_videos=int(loop_config["num_train_videos"]))
+    ctx = LoopContext(
+        cfg=cfg,
+        info=DatasetInfo(**loop_config["dataset"]),
+        data_root=loop_config["data_root"],
+        run_dir=loop_config["run_dir"],
+        rank=ctx_train.get_world_rank(),
+        world_size=ctx_train.get_world_size(),
+        device=ray.train.torch.get_device(),
+        interactive=bool(loop_config.get("interactive")),
+        num_train_videos=int(loop_config["num_train_videos"]),
+    )
     configure_threads(cfg)
     if ctx.rank == 0:  # resumed on a replacement node: continue the run's metrics.jsonl from storage
         restore_run_files(cfg, ctx.run_dir, ["metrics.jsonl"])
@@ -114,8 +121,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
         val = _maybe_validate(weights, ctx, epoch)
         if val is not None and val["val_average"] > state.best_val:
             state = TrainState(epoch, state.global_step, val["val_average"], epoch)
-        metrics = {**stats, **(val or {"val_average": NOT_VALIDATED}), "best_val": state.best_val,
-                   "best_epoch": state.best_epoch, "epoch": epoch}
+        metrics = {
+            **stats,
+            **(val or {"val_average": NOT_VALIDATED}),
+            "best_val": state.best_val,
+            "best_epoch": state.best_epoch,
+            "epoch": epoch,
+        }
         _log_epoch(ctx, metrics, writer)
         _save_and_report(engine, ema, weights, ctx, state, metrics)
     if writer is not None:
@@ -129,8 +141,13 @@ def _record_workers(ctx: LoopContext) -> None:
     import ray
     import torch.distributed as dist
 
-    me = {"rank": ctx.rank, "node_id": ray.get_runtime_context().get_node_id(),
-          "ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(), "pid": os.getpid()}
+    me = {
+        "rank": ctx.rank,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     everyone = [me]
     if dist.is_initialized() and dist.get_world_size() > 1:
         everyone = [None] * dist.get_world_size()
@@ -157,8 +174,10 @@ def _restore(engine, ema: EMA | None, ctx: LoopContext) -> tuple[TrainState, dic
     with checkpoint.as_directory() as directory:
         state, rng = restore_checkpoint(Path(directory), engine, ctx.rank, ema)
     if ctx.rank == 0:
-        worker_log(f"[clasp-dist] resumed after epoch {state.epoch + 1} (step {state.global_step}, "
-                   f"best val {state.best_val * 100:.2f}); continuing with epoch {state.epoch + 2}")
+        worker_log(
+            f"[clasp-dist] resumed after epoch {state.epoch + 1} (step {state.global_step}, "
+            f"best val {state.best_val * 100:.2f}); continuing with epoch {state.epoch + 2}"
+        )
     return state, rng
 
 
@@ -173,10 +192,15 @@ def _progress(ctx: LoopContext, epoch: int, total: int):
 
 def _epoch_batches(shard, ctx: LoopContext, epoch: int):
     cfg = ctx.cfg
-    return iter_train_batches(shard, batch_size=plan_batches(cfg, ctx.world_size).micro_batch_size,
-                              num_classes=ctx.info.num_classes, shuffle_buffer=cfg.data.shuffle_buffer,
-                              seed=cfg.train.seed + epoch, device=ctx.device,
-                              max_skipped_fraction=cfg.data.max_skipped_fraction)
+    return iter_train_batches(
+        shard,
+        batch_size=plan_batches(cfg, ctx.world_size).micro_batch_size,
+        num_classes=ctx.info.num_classes,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        seed=cfg.train.seed + epoch,
+        device=ctx.device,
+        max_skipped_fraction=cfg.data.max_skipped_fraction,
+    )
 
 
 def _run_epoch(engine, ema: EMA | None, batches, ctx: LoopContext, epoch: int, writer, global_step: int) -> dict:
@@ -214,10 +238,18 @@ def _run_epoch(engine, ema: EMA | None, batches, ctx: LoopContext, epoch: int, w
         bar.close()
     elapsed = time.perf_counter() - start
     videos = _sum_across_ranks(n_videos, ctx.device)
-    memory = {"peak_gpu_mem_gb": torch.cuda.max_memory_allocated(ctx.device) / 2**30} if ctx.device.type == "cuda" else {}
-    return {**epoch_terms.means(), **memory, "lr": float(engine.get_lr()[0]),
-            "videos_per_s": videos / max(elapsed, 1e-9), "epoch_time_s": elapsed, "global_step": global_step,
-            "train_videos": videos}
+    memory = (
+        {"peak_gpu_mem_gb": torch.cuda.max_memory_allocated(ctx.device) / 2**30} if ctx.device.type == "cuda" else {}
+    )
+    return {
+        **epoch_terms.means(),
+        **memory,
+        "lr": float(engine.get_lr()[0]),
+        "videos_per_s": videos / max(elapsed, 1e-9),
+        "epoch_time_s": elapsed,
+        "global_step": global_step,
+        "train_videos": videos,
+    }
 
 
 def _log_window(writer, window: LossMeter, engine, global_step: int) -> None:
@@ -284,8 +316,10 @@ def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
     _barrier()
     if result is None:
         return {"val_average": NOT_VALIDATED}
-    return {"val_average": float(result.average),
-            **{f"val_map@{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)}}
+    return {
+        "val_average": float(result.average),
+        **{f"val_map@{t:g}": float(m) for t, m in zip(result.tiou_thresholds, result.mAP)},
+    }
 
 
 def _barrier() -> None:
@@ -307,9 +341,11 @@ def format_epoch_line(metrics: dict, epochs: int) -> str:
     val = metrics.get("val_average", NOT_VALIDATED)
     val_text = f"val mAP {val * 100:5.2f}" if val != NOT_VALIDATED else "val mAP   -  "
     terms = " ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
-    return (f"epoch {metrics['epoch'] + 1:>3}/{epochs} | loss {metrics.get('loss', float('nan')):.4f} ({terms}) | "
-            f"lr {metrics['lr']:.2e} | {val_text} | {metrics['videos_per_s']:.1f} videos/s | "
-            f"{metrics['epoch_time_s']:.1f}s")
+    return (
+        f"epoch {metrics['epoch'] + 1:>3}/{epochs} | loss {metrics.get('loss', float('nan')):.4f} ({terms}) | "
+        f"lr {metrics['lr']:.2e} | {val_text} | {metrics['videos_per_s']:.1f} videos/s | "
+        f"{metrics['epoch_time_s']:.1f}s"
+    )
 
 
 def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
@@ -327,8 +363,9 @@ def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
     publish_run_files(ctx.cfg, ctx.run_dir, ["metrics.jsonl", "tensorboard", "workers.json"])  # off this node
 
 
-def _save_and_report(engine, ema: EMA | None, weights: dict, ctx: LoopContext, state: TrainState,
-                     metrics: dict) -> None:
+def _save_and_report(
+    engine, ema: EMA | None, weights: dict, ctx: LoopContext, state: TrainState, metrics: dict
+) -> None:
     import ray.train
 
     with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:

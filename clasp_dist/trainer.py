@@ -3,6 +3,7 @@
 `run_training(cfg)` is what `jobs/train.py` (and each Tune trial) calls. It assumes Ray is
 initialised (`ray.init()` honours RAY_ADDRESS, so the same code runs under `ray job submit`).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ from .evaluation.distributed import evaluate_checkpoint
 from .evaluation.report import format_table, metrics_dict
 from .quiet_logs import ray_train_logging
 from .run_files import publish_run_files, run_storage_dir
-from .run_identity import (check_resume_changes, config_differences, dataset_differences, find_saved_run,
-                           finished_message, record_changes)
+from .run_identity import (
+    check_resume_changes,
+    config_differences,
+    dataset_differences,
+    find_saved_run,
+    finished_message,
+    record_changes,
+)
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -52,8 +59,10 @@ class TrainingDataError(TrainingError):
     so never retried by the failure policy. The message is one line naming shard, sample and field."""
 
 
-_DATA_ERROR_LINE = re.compile(r"(?:BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
-                              r"TrainingDataError)(?:\([\w.]+\))?: (.+)$")
+_DATA_ERROR_LINE = re.compile(
+    r"(?:BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
+    r"TrainingDataError)(?:\([\w.]+\))?: (.+)$"
+)
 
 
 def data_error_line(err: BaseException) -> str | None:
@@ -67,8 +76,13 @@ def data_error_line(err: BaseException) -> str | None:
         wrapped = getattr(exc, "cause", None)  # Ray's task errors subclass the cause's class: look inside
         if wrapped is None and isinstance(exc, (DataError, TrainingDataError)) and not isinstance(exc, StorageError):
             return str(exc).splitlines()[0]
-        todo += [exc.__cause__, exc.__context__, getattr(exc, "cause", None), getattr(exc, "controller_failure", None),
-                 *(getattr(exc, "worker_failures", None) or {}).values()]
+        todo += [
+            exc.__cause__,
+            exc.__context__,
+            getattr(exc, "cause", None),
+            getattr(exc, "controller_failure", None),
+            *(getattr(exc, "worker_failures", None) or {}).values(),
+        ]
     lines = [m.group(1) for ln in str(err).splitlines() if (m := _DATA_ERROR_LINE.search(ln.strip()))]
     return lines[-1] if lines else None
 
@@ -102,8 +116,11 @@ def _root_causes(err: BaseException) -> str:
     lines = []
     for rank, failure in sorted(failures.items()):
         text = "\n".join(str(x) for x in (failure, getattr(failure, "__cause__", None)) if x is not None)
-        causes = [ln.strip() for ln in text.splitlines()
-                  if _ERROR_LINE.match(ln.strip()) and not ln.strip().startswith("ray.")]
+        causes = [
+            ln.strip()
+            for ln in text.splitlines()
+            if _ERROR_LINE.match(ln.strip()) and not ln.strip().startswith("ray.")
+        ]
         lines.append(f"rank {rank}: {causes[-1] if causes else type(failure).__name__}")
     head = "training failed: " + ("; ".join(lines) if lines else f"{type(err).__name__}")
     return f"{head}\n{err}"
@@ -118,7 +135,8 @@ def resolve_dataset(cfg: Config) -> str:
             f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
             f"data.cache_dir={cfg.data.cache_dir!r} on this machine, which this cluster's other nodes cannot read. "
             "Set data.cache_dir=s3://<bucket>/<prefix> (generated there once, then reused by every run) or "
-            "data.root=s3://<bucket>/<prefix> holding a prepared dataset (jobs/prepare_data.py)")
+            "data.root=s3://<bucket>/<prefix> holding a prepared dataset (jobs/prepare_data.py)"
+        )
     return ensure_dataset(cfg.data, cfg.storage)
 
 
@@ -147,8 +165,9 @@ def check_storage_writable(cfg: Config) -> None:
             handle.write(b"ok")
         fs.rm(probe)
     except Exception as err:
-        raise OSError(f"run.storage_path={cfg.run.storage_path!r}: cannot write checkpoints there "
-                      f"({type(err).__name__}: {err})") from None
+        raise OSError(
+            f"run.storage_path={cfg.run.storage_path!r}: cannot write checkpoints there ({type(err).__name__}: {err})"
+        ) from None
 
 
 def check_resume_compatible(cfg: Config, saved, info: DatasetInfo | None = None) -> list:
@@ -177,8 +196,9 @@ def check_resource_request(cfg: Config) -> None:
     if not ray.is_initialized():
         return
     reachable, source = growable_resources()
-    problem = (gpu_shortfall(cfg, reachable.get("GPU", 0.0), source)
-               or cpu_shortfall(cfg, reachable.get("CPU", 0.0), source))
+    problem = gpu_shortfall(cfg, reachable.get("GPU", 0.0), source) or cpu_shortfall(
+        cfg, reachable.get("CPU", 0.0), source
+    )
     if problem:
         raise UnsatisfiableRequestError(problem)
 
@@ -188,9 +208,11 @@ def gpu_shortfall(cfg: Config, gpus: float, source: str) -> str | None:
     wanted = cfg.train.num_workers
     if not cfg.train.use_gpu or gpus >= wanted:
         return None
-    return (f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers={wanted}), but this Ray "
-            f"cluster can reach {gpus:g} (from {source}) and no autoscaler can add more. Run on a cluster with "
-            f"GPUs, or drop train.use_gpu=true to train on CPU.")
+    return (
+        f"train.use_gpu=true asks for {wanted} GPU(s) (one per worker, train.num_workers={wanted}), but this Ray "
+        f"cluster can reach {gpus:g} (from {source}) and no autoscaler can add more. Run on a cluster with "
+        f"GPUs, or drop train.use_gpu=true to train on CPU."
+    )
 
 
 def cpu_shortfall(cfg: Config, cpus: float, source: str) -> str | None:
@@ -204,17 +226,20 @@ def cpu_shortfall(cfg: Config, cpus: float, source: str) -> str | None:
     validation = cfg.eval.num_actors * cfg.eval.actor_num_cpus + cfg.data.read_num_cpus
     if workers + validation <= cpus + 1e-9:
         return None
-    return (f"training needs {workers + validation:g} CPUs at once: {workers:g} for the train workers "
-            f"(train.num_workers={cfg.train.num_workers} x train.cpus_per_worker={cfg.train.cpus_per_worker:g}) and "
-            f"{validation:g} for validation beside them (eval.num_actors={cfg.eval.num_actors} x "
-            f"eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + data.read_num_cpus={cfg.data.read_num_cpus:g}), "
-            f"but this Ray cluster can reach {cpus:g} (from {source}) and no autoscaler can add more; training "
-            f"would wait forever at its first validation. Lower train.cpus_per_worker (fractions are fine) or "
-            f"train.num_workers, or give Ray more CPUs.")
+    return (
+        f"training needs {workers + validation:g} CPUs at once: {workers:g} for the train workers "
+        f"(train.num_workers={cfg.train.num_workers} x train.cpus_per_worker={cfg.train.cpus_per_worker:g}) and "
+        f"{validation:g} for validation beside them (eval.num_actors={cfg.eval.num_actors} x "
+        f"eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + data.read_num_cpus={cfg.data.read_num_cpus:g}), "
+        f"but this Ray cluster can reach {cpus:g} (from {source}) and no autoscaler can add more; training "
+        f"would wait forever at its first validation. Lower train.cpus_per_worker (fractions are fine) or "
+        f"train.num_workers, or give Ray more CPUs."
+    )
 
 
-def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path,
-                  callbacks: list | None = None):
+def build_trainer(
+    cfg: Config, root: str, info: DatasetInfo, num_train_videos: int, run_dir: Path, callbacks: list | None = None
+):
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -230,20 +255,33 @@ def build_trainer(cfg: Config, root: str, info: DatasetInfo, num_train_videos: i
     data_config = ray.train.DataConfig(datasets_to_split=["train"], execution_options=ingest)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "dataset": asdict(info), "data_root": root,
-                           "run_dir": str(run_dir), "num_train_videos": num_train_videos,
-                           "interactive": sys.stdout.isatty()},
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
-                                               resources_per_worker=resources,
-                                               placement_strategy=cfg.train.placement_strategy),
+        train_loop_config={
+            "config": to_dict(cfg),
+            "dataset": asdict(info),
+            "data_root": root,
+            "run_dir": str(run_dir),
+            "num_train_videos": num_train_videos,
+            "interactive": sys.stdout.isatty(),
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers,
+            use_gpu=cfg.train.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=cfg.train.placement_strategy,
+        ),
         run_config=ray.train.RunConfig(
-            name=cfg.run.name, storage_path=storage, storage_filesystem=storage_fs,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints,
-                                                         checkpoint_score_attribute="val_average",
-                                                         checkpoint_score_order="max"),
+            name=cfg.run.name,
+            storage_path=storage,
+            storage_filesystem=storage_fs,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.run.keep_checkpoints,
+                checkpoint_score_attribute="val_average",
+                checkpoint_score_order="max",
+            ),
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             logging_config=ray_train_logging(),
-            callbacks=[stop_on_bad_data_callback(), *(callbacks or [])]),
+            callbacks=[stop_on_bad_data_callback(), *(callbacks or [])],
+        ),
         datasets={"train": read_split(root, "train", cfg.data, cfg.storage, include_segments=False)},
         dataset_config=data_config,
     )
@@ -283,13 +321,17 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         save_config(cfg, run_dir / "config.yaml")
     if changes:
         record_changes(run_dir, saved.epochs_done, changes)
-        log(f"[clasp-dist] resuming run {cfg.run.name!r} with changed {', '.join(d.key for d in changes)} "
-            f"(run.resume_changes; recorded in {run_dir / 'config_changes.jsonl'})")
+        log(
+            f"[clasp-dist] resuming run {cfg.run.name!r} with changed {', '.join(d.key for d in changes)} "
+            f"(run.resume_changes; recorded in {run_dir / 'config_changes.jsonl'})"
+        )
     publish_run_files(cfg, run_dir, ["config.yaml", "config_changes.jsonl"])  # in storage from the start
     n_train = manifest.splits["train"].videos
-    log(f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
+    log(
+        f"[clasp-dist] run {cfg.run.name!r}: {info.dataset} at {root} ({n_train} train videos, "
         f"{info.num_classes} classes, {info.visual_dim}/{info.audio_dim}-d), {cfg.train.num_workers} worker(s), "
-        f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}")
+        f"ZeRO-{cfg.deepspeed.zero_stage}, run dir {run_dir}"
+    )
     if finished:  # every epoch trained, but the test pass never completed (or its settings changed)
         log(f"[clasp-dist] all {saved.epochs_done} epochs were trained; evaluating the best checkpoint on test")
         result = saved.result
@@ -304,15 +346,21 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     export_dir = run_dir / "export"
     with ckpt.as_directory() as directory:
         export_inference(directory, export_dir)
-    log(f"[clasp-dist] best checkpoint: epoch {best_metrics.get('epoch', -1) + 1} "
-        f"(val mAP {best_metrics.get('val_average', NOT_VALIDATED) * 100:.2f}); evaluating on test")
+    log(
+        f"[clasp-dist] best checkpoint: epoch {best_metrics.get('epoch', -1) + 1} "
+        f"(val mAP {best_metrics.get('val_average', NOT_VALIDATED) * 100:.2f}); evaluating on test"
+    )
     test_result = evaluate_checkpoint(str(export_dir), root, "test", out_dir=str(run_dir / "test"))
     log(format_table(test_result, title=f"test split, best checkpoint (epoch {best_metrics.get('epoch', -1) + 1})"))
-    metrics = {"test": metrics_dict(test_result),
-               "validation": {k[len("val_map@"):]: v for k, v in best_metrics.items() if k.startswith("val_map@")}
-               | {"average": best_metrics.get("val_average")},
-               "best_epoch": best_metrics.get("epoch"), "dataset": {"root": root, "name": info.dataset},
-               "wall_time_s": time.time() - started, "checkpoint": ckpt.path}
+    metrics = {
+        "test": metrics_dict(test_result),
+        "validation": {k[len("val_map@") :]: v for k, v in best_metrics.items() if k.startswith("val_map@")}
+        | {"average": best_metrics.get("val_average")},
+        "best_epoch": best_metrics.get("epoch"),
+        "dataset": {"root": root, "name": info.dataset},
+        "wall_time_s": time.time() - started,
+        "checkpoint": ckpt.path,
+    }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if publish_run_files(cfg, run_dir):
         log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")

@@ -4,6 +4,7 @@ Pattern for Ray Train V2: a Tune *function* trainable builds and fits the `Torch
 `run_training`) with `TuneReportCallback`, and the run name comes from the trial id, so an
 interrupted sweep restores (`Tuner.restore`) without redoing finished trials.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,9 +51,14 @@ def ablation_space(seeds: int, arms: list[str] | None = None) -> dict:
 def hparam_space() -> dict:
     from ray import tune
 
-    return {"optim.lr": tune.loguniform(3e-5, 1e-3), "loss.lambda_p": tune.uniform(0.25, 2.0),
-            "model.window": tune.choice([8, 16, 32]), "model.global_ratio": tune.choice([4, 8, 16]),
-            "model.mil_ratio": tune.choice([4, 8, 16]), "decode.class_threshold": tune.choice([0.05, 0.1, 0.2])}
+    return {
+        "optim.lr": tune.loguniform(3e-5, 1e-3),
+        "loss.lambda_p": tune.uniform(0.25, 2.0),
+        "model.window": tune.choice([8, 16, 32]),
+        "model.global_ratio": tune.choice([4, 8, 16]),
+        "model.mil_ratio": tune.choice([4, 8, 16]),
+        "decode.class_threshold": tune.choice([0.05, 0.1, 0.2]),
+    }
 
 
 def trial_overrides(params: dict) -> dict:
@@ -120,8 +126,12 @@ def absolute_base(base: list[str]) -> list[str]:
     out = []
     for item in base:
         key, _, value = item.partition("=")
-        if key in ("data.root", "run.output_dir", "run.storage_path", "data.cache_dir") and value and \
-                "://" not in value and not value.startswith("~"):
+        if (
+            key in ("data.root", "run.output_dir", "run.storage_path", "data.cache_dir")
+            and value
+            and "://" not in value
+            and not value.startswith("~")
+        ):
             value = str(Path(value).resolve())
         elif key == "config" and value.endswith((".yaml", ".yml")) and Path(value).exists():
             value = str(Path(value).resolve())
@@ -141,8 +151,12 @@ def trial_config(base: list[str], params: dict, trial_id: str, sweep_uri: str):
     trials = join(sweep_uri, "trials")
     local = trials if "://" not in sweep_uri else str(Path(tempfile.gettempdir()) / "clasp-dist-trials")
     # quoted: a Tune trial id like "57161_00000" would otherwise parse as the YAML integer 5716100000
-    overrides += [f"run.name={_yaml(str(trial_id))}", f"run.output_dir={local}", f"run.storage_path={trials}",
-                  "train.progress_bar=off"]
+    overrides += [
+        f"run.name={_yaml(str(trial_id))}",
+        f"run.output_dir={local}",
+        f"run.storage_path={trials}",
+        "train.progress_bar=off",
+    ]
     return load_config(overrides)
 
 
@@ -158,9 +172,16 @@ def make_trainable(base: list[str], sweep_uri: str):
         cfg = trial_config(base, params, trial_id, sweep_uri)
         summary = run_training(cfg, callbacks=[TuneReportCallback()])
         final = {f"test_map@{k}": v for k, v in summary.metrics["test"].items() if _is_threshold(k)}
-        ray.tune.report({**final, "test_average": summary.metrics["test"]["average"],
-                         "val_average": summary.metrics["validation"]["average"], "done": True,
-                         "trial_started": started, "trial_finished": time.time()})
+        ray.tune.report(
+            {
+                **final,
+                "test_average": summary.metrics["test"]["average"],
+                "val_average": summary.metrics["validation"]["average"],
+                "done": True,
+                "trial_started": started,
+                "trial_finished": time.time(),
+            }
+        )
 
     return trainable
 
@@ -184,8 +205,12 @@ def trial_resources(cfg) -> dict:
 
 def cpus_per_trial(cfg) -> float:
     """Peak CPUs one trial holds: its actor, its workers, the validation evaluator and two read tasks."""
-    return (TRIAL_CPU + cfg.train.num_workers * cfg.train.cpus_per_worker
-            + cfg.eval.num_actors * cfg.eval.actor_num_cpus + 2 * cfg.data.read_num_cpus)
+    return (
+        TRIAL_CPU
+        + cfg.train.num_workers * cfg.train.cpus_per_worker
+        + cfg.eval.num_actors * cfg.eval.actor_num_cpus
+        + 2 * cfg.data.read_num_cpus
+    )
 
 
 def trial_demand(cfg) -> dict[str, float]:
@@ -206,8 +231,11 @@ def max_concurrent_trials(cfg, resources: dict) -> int:
     demand = trial_demand(cfg)
     total_cpu = resources.get("CPU", 0)
     if total_cpu and demand["CPU"] > total_cpu:
-        print(f"[clasp-dist] warning: one trial needs up to {demand['CPU']:g} CPUs, the cluster has {total_cpu:g}; "
-              "lower train.num_workers / train.cpus_per_worker / eval.actor_num_cpus if it stalls", flush=True)
+        print(
+            f"[clasp-dist] warning: one trial needs up to {demand['CPU']:g} CPUs, the cluster has {total_cpu:g}; "
+            "lower train.num_workers / train.cpus_per_worker / eval.actor_num_cpus if it stalls",
+            flush=True,
+        )
     fits = [math.floor(resources.get(key, 0) / need) for key, need in demand.items() if need > 0]
     return max(1, min(fits))
 
@@ -219,8 +247,10 @@ def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str 
     resources, source = growable_resources(cluster_yaml)
     count = max_concurrent_trials(cfg, resources)
     shown = ", ".join(f"{k} {resources.get(k, 0):g}" for k in sorted(trial_demand(cfg)))
-    print(f"[clasp-dist] up to {count} trial(s) at once, from {source} ({shown}); --max-concurrent N overrides",
-          flush=True)
+    print(
+        f"[clasp-dist] up to {count} trial(s) at once, from {source} ({shown}); --max-concurrent N overrides",
+        flush=True,
+    )
     return count
 
 
@@ -247,21 +277,38 @@ def run_sweep(spec: "SweepSpec", sweep_uri: str, max_concurrent: int | None = No
     tuner_path = f"{storage_path.rstrip('/')}/tune"
     if ray.tune.Tuner.can_restore(tuner_path, storage_filesystem=storage_fs):
         print(f"[clasp-dist] resuming sweep {spec.identity()} at {sweep_uri}", flush=True)
-        return ray.tune.Tuner.restore(tuner_path, trainable, resume_errored=True, param_space=space,
-                                      storage_filesystem=storage_fs).fit()
+        return ray.tune.Tuner.restore(
+            tuner_path, trainable, resume_errored=True, param_space=space, storage_filesystem=storage_fs
+        ).fit()
     # training_iteration = epoch + 1 (one report per epoch), so ASHA's rungs (eval_every * 4^k) fall
     # on validated epochs; the final report after the test evaluation is one more iteration.
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=cfg.train.epochs,
-                               grace_period=max(1, min(cfg.train.eval_every, cfg.train.epochs)))
-                 if spec.sweep == "hparams" else None)
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=cfg.train.epochs,
+            grace_period=max(1, min(cfg.train.eval_every, cfg.train.epochs)),
+        )
+        if spec.sweep == "hparams"
+        else None
+    )
     tuner = ray.tune.Tuner(
-        trainable, param_space=space,
-        tune_config=ray.tune.TuneConfig(metric="val_average", mode="max", scheduler=scheduler,
-                                        num_samples=spec.samples if spec.sweep == "hparams" else 1,
-                                        max_concurrent_trials=sweep_concurrency(cfg, max_concurrent, cluster_yaml)),
-        run_config=ray.tune.RunConfig(name="tune", storage_path=storage_path, storage_filesystem=storage_fs,
-                                      failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
-                                      verbose=1))
+        trainable,
+        param_space=space,
+        tune_config=ray.tune.TuneConfig(
+            metric="val_average",
+            mode="max",
+            scheduler=scheduler,
+            num_samples=spec.samples if spec.sweep == "hparams" else 1,
+            max_concurrent_trials=sweep_concurrency(cfg, max_concurrent, cluster_yaml),
+        ),
+        run_config=ray.tune.RunConfig(
+            name="tune",
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
+            verbose=1,
+        ),
+    )
     return tuner.fit()
 
 
@@ -314,8 +361,11 @@ def _describe(spec: Any) -> Any:
     if isinstance(spec, dict) and "grid_search" in spec:
         return {"grid_search": list(spec["grid_search"])}
     sampler = getattr(spec, "sampler", None)
-    return {"domain": type(spec).__name__, "sampler": type(sampler).__name__ if sampler else None,
-            **{k: getattr(spec, k) for k in ("lower", "upper", "categories") if hasattr(spec, k)}}
+    return {
+        "domain": type(spec).__name__,
+        "sampler": type(sampler).__name__ if sampler else None,
+        **{k: getattr(spec, k) for k in ("lower", "upper", "categories") if hasattr(spec, k)},
+    }
 
 
 SWEEP_RECORD = "sweep.json"
@@ -353,8 +403,10 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
         if resume:
             raise SweepIdentityError(f"--resume: {sweep_uri} holds no sweep ({SWEEP_RECORD} not found)")
         if fs.exists(join(base, "tune")):
-            raise SweepIdentityError(f"{sweep_uri} holds a Tune experiment without a {SWEEP_RECORD} identity record "
-                                     "(an older clasp-dist wrote it); give this sweep another --dir")
+            raise SweepIdentityError(
+                f"{sweep_uri} holds a Tune experiment without a {SWEEP_RECORD} identity record "
+                "(an older clasp-dist wrote it); give this sweep another --dir"
+            )
         if "://" not in sweep_uri:
             fs.makedirs(base, exist_ok=True)
         with fs.open(join(base, SWEEP_RECORD), "wb") as handle:
@@ -367,11 +419,13 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
         f"{sweep_uri} holds another sweep (identity {record['identity']}; this one is {spec.identity()}). They differ "
         f"in {'; '.join(differs[:8])}{' ...' if len(differs) > 8 else ''}. Give this sweep another --dir, or none "
         f"(each sweep then gets <run.storage_path>/sweeps/<sweep>-<identity>), or continue the stored sweep with "
-        f"`jobs/tune.py --resume --dir {sweep_uri}`")
+        f"`jobs/tune.py --resume --dir {sweep_uri}`"
+    )
 
 
 def describe_difference(old: dict, new: dict) -> list[str]:
     """'key (old -> new)' for `sweep`, each `space.<key>` and each config key whose value differs."""
+
     def flat(d: dict) -> dict:
         return {"sweep": d["sweep"], **flatten({"space": d["space"]}), **flatten(d["config"])}
 
@@ -384,8 +438,12 @@ def result_rows(grid) -> list[dict]:
     for result in grid:
         metrics = result.metrics or {}
         params = result.config or {}
-        row = {"arm": params.get("arm", "hparams"), "seed": params.get("train.seed", 0),
-               "trial_id": metrics.get("trial_id", ""), **{k: v for k, v in params.items() if k not in ("arm",)}}
+        row = {
+            "arm": params.get("arm", "hparams"),
+            "seed": params.get("train.seed", 0),
+            "trial_id": metrics.get("trial_id", ""),
+            **{k: v for k, v in params.items() if k not in ("arm",)},
+        }
         row.update({k: v for k, v in metrics.items() if k.startswith(("test_", "val_", "trial_"))})
         row["error"] = str(result.error) if result.error else ""
         rows.append(row)
@@ -401,8 +459,15 @@ def summarise_arms(rows: list[dict]) -> list[dict]:
     for arm, members in arms.items():
         tests = [r["test_average"] for r in members]
         vals = [r.get("val_average", float("nan")) for r in members]
-        out.append({"arm": arm, "seeds": len(members), "test_mean": statistics.fmean(tests),
-                    "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0, "val_mean": statistics.fmean(vals)})
+        out.append(
+            {
+                "arm": arm,
+                "seeds": len(members),
+                "test_mean": statistics.fmean(tests),
+                "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                "val_mean": statistics.fmean(vals),
+            }
+        )
     return out
 
 
@@ -423,8 +488,12 @@ def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str)
     from .viz import plot_ablation_bars  # matplotlib
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "results.csv", "md": out / "results.md", "png": out / "ablation.png",
-             "best": out / "best.yaml"}
+    paths = {
+        "csv": out / "results.csv",
+        "md": out / "results.md",
+        "png": out / "ablation.png",
+        "best": out / "best.yaml",
+    }
     columns = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("arm", "seed"), k))
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -433,8 +502,12 @@ def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str)
     summary = summarise_arms(rows)
     paths["md"].write_text(markdown_table(rows, summary))
     if summary:
-        plot_ablation_bars(paths["png"], [s["arm"] for s in summary], [s["test_mean"] * 100 for s in summary],
-                           [s["test_std"] * 100 for s in summary])
+        plot_ablation_bars(
+            paths["png"],
+            [s["arm"] for s in summary],
+            [s["test_mean"] * 100 for s in summary],
+            [s["test_std"] * 100 for s in summary],
+        )
     ok = [r for r in rows if not r.get("error") and "val_average" in r]
     if ok:
         best = max(ok, key=lambda r: r["val_average"])
@@ -442,21 +515,34 @@ def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str)
         params.update({k: v for k, v in best.items() if "." in k and not k.startswith(("test_", "val_"))})
         tree = to_dict(load_config(base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]))
         copy = " (a downloaded copy)" if "://" in sweep_uri else ""
-        paths["best"].write_text("# Best trial by validation average mAP; use: jobs/train.py config=" +
-                                 join(sweep_uri, "best.yaml") + copy + "\n" + yaml.safe_dump(tree, sort_keys=False))
+        paths["best"].write_text(
+            "# Best trial by validation average mAP; use: jobs/train.py config="
+            + join(sweep_uri, "best.yaml")
+            + copy
+            + "\n"
+            + yaml.safe_dump(tree, sort_keys=False)
+        )
     return {k: p for k, p in paths.items() if p.exists()}
 
 
 def markdown_table(rows: list[dict], summary: list[dict]) -> str:
     lines = ["| arm | seeds | test avg mAP (mean ± std) | val avg mAP (mean) |", "|---|---|---|---|"]
     for s in summary:
-        lines.append(f"| {s['arm']} | {s['seeds']} | {s['test_mean'] * 100:.2f} ± {s['test_std'] * 100:.2f} | "
-                     f"{s['val_mean'] * 100:.2f} |")
-    thresholds = sorted({k[len("test_map@"):] for r in rows for k in r if k.startswith("test_map@")}, key=float)
-    lines += ["", "| arm | seed | " + " | ".join(f"test @{t}" for t in thresholds) + " | test avg | val avg |",
-              "|---|---|" + "---|" * (len(thresholds) + 2)]
+        lines.append(
+            f"| {s['arm']} | {s['seeds']} | {s['test_mean'] * 100:.2f} ± {s['test_std'] * 100:.2f} | "
+            f"{s['val_mean'] * 100:.2f} |"
+        )
+    thresholds = sorted({k[len("test_map@") :] for r in rows for k in r if k.startswith("test_map@")}, key=float)
+    lines += [
+        "",
+        "| arm | seed | " + " | ".join(f"test @{t}" for t in thresholds) + " | test avg | val avg |",
+        "|---|---|" + "---|" * (len(thresholds) + 2),
+    ]
     for r in sorted(rows, key=lambda r: (str(r["arm"]), r.get("seed", 0))):
         cells = [f"{r.get(f'test_map@{t}', float('nan')) * 100:.2f}" for t in thresholds]
-        lines.append(f"| {r['arm']} | {r.get('seed', '')} | " + " | ".join(cells) +
-                     f" | {r.get('test_average', float('nan')) * 100:.2f} | {r.get('val_average', float('nan')) * 100:.2f} |")
+        lines.append(
+            f"| {r['arm']} | {r.get('seed', '')} | "
+            + " | ".join(cells)
+            + f" | {r.get('test_average', float('nan')) * 100:.2f} | {r.get('val_average', float('nan')) * 100:.2f} |"
+        )
     return "\n".join(lines) + "\n"

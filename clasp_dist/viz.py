@@ -3,6 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly, so nothing here
 touches pyplot's global state or needs a display.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,10 +61,18 @@ def _anchor_steps(anchors, num_steps: Optional[int]) -> np.ndarray:
     return arr[(arr >= 0) & (arr < num_steps)] if num_steps is not None else arr
 
 
-def plot_timeline(path: PathLike, video_id: str, duration: float,
-                  gt_segments: Sequence[Sequence[float]], pred_segments: Sequence[Sequence[float]],
-                  class_names: Sequence[str], agreement: Optional[Sequence[float]] = None,
-                  anchors: Optional[Sequence] = None, step_s: float = 0.32, offset_s: float = 0.48) -> str:
+def plot_timeline(
+    path: PathLike,
+    video_id: str,
+    duration: float,
+    gt_segments: Sequence[Sequence[float]],
+    pred_segments: Sequence[Sequence[float]],
+    class_names: Sequence[str],
+    agreement: Optional[Sequence[float]] = None,
+    anchors: Optional[Sequence] = None,
+    step_s: float = 0.32,
+    offset_s: float = 0.48,
+) -> str:
     """One video's timeline: a lane per class present (ground truth on top, predictions below with
     opacity = score / max score), and underneath the audio-visual agreement curve with anchors.
 
@@ -84,8 +93,9 @@ def plot_timeline(path: PathLike, video_id: str, duration: float,
         ax.broken_barh([(s, e - s)], (lane[c] + 0.52, 0.38), facecolors=GT_COLOR)
     for s, e, c, p in ((float(a), float(b), int(k), float(q)) for a, b, k, q, *_ in pred_segments):
         alpha = float(np.clip(p / max_score, 0.08, 1.0))
-        ax.broken_barh([(s, e - s)], (lane[c] + 0.1, 0.38), facecolors=PRED_COLOR, alpha=alpha,
-                       edgecolor=PRED_COLOR, linewidth=0.8)
+        ax.broken_barh(
+            [(s, e - s)], (lane[c] + 0.1, 0.38), facecolors=PRED_COLOR, alpha=alpha, edgecolor=PRED_COLOR, linewidth=0.8
+        )
     ax.set_yticks([i + 0.5 for i in range(len(classes))])
     ax.set_yticklabels([class_names[c] if 0 <= c < len(class_names) else str(c) for c in classes], fontsize=8)
     ax.set_ylim(0, max(1, len(classes)))
@@ -112,8 +122,14 @@ def plot_timeline(path: PathLike, video_id: str, duration: float,
     return _save(fig, path)
 
 
-def plot_ablation_bars(path: PathLike, arms: Sequence[str], means: Sequence[float], stds: Sequence[float],
-                       ylabel: str = "average mAP (%)", title: Optional[str] = None) -> str:
+def plot_ablation_bars(
+    path: PathLike,
+    arms: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float],
+    ylabel: str = "average mAP (%)",
+    title: Optional[str] = None,
+) -> str:
     """Bar chart of ablation arms (mean with a +-std error bar, value printed on each bar)."""
     if not (len(arms) == len(means) == len(stds)):
         raise ValueError(f"arms, means and stds differ in length ({len(arms)}, {len(means)}, {len(stds)})")
@@ -123,8 +139,15 @@ def plot_ablation_bars(path: PathLike, arms: Sequence[str], means: Sequence[floa
     x = np.arange(len(arms))
     bars = ax.bar(x, means_arr, yerr=stds_arr, capsize=4, color=GT_COLOR, alpha=0.85)
     for bar, m, sd in zip(bars, means_arr, np.nan_to_num(stds_arr)):
-        ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, m + sd), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{m:.2f}",
+            (bar.get_x() + bar.get_width() / 2, m + sd),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(list(arms), rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
@@ -141,10 +164,17 @@ SIGNAL_STYLES = {"base": dict(ls="--", lw=1.0), "refined": dict(ls="-", lw=1.5)}
 CATEGORY_COLORS = {"event": GT_COLOR, "distractor": PRED_COLOR, "background": "#718096"}
 
 
-def plot_signal_timeline(path: PathLike, video_id: str, times: np.ndarray, events: dict[int, np.ndarray],
-                         distractors: dict[int, np.ndarray], signals: dict[str, np.ndarray],
-                         alpha: Optional[np.ndarray] = None, anchors: Optional[np.ndarray] = None,
-                         class_names: Sequence[str] = ()) -> str:
+def plot_signal_timeline(
+    path: PathLike,
+    video_id: str,
+    times: np.ndarray,
+    events: dict[int, np.ndarray],
+    distractors: dict[int, np.ndarray],
+    signals: dict[str, np.ndarray],
+    alpha: Optional[np.ndarray] = None,
+    anchors: Optional[np.ndarray] = None,
+    class_names: Sequence[str] = (),
+) -> str:
     """A model diagnostic over one video: per ground-truth class, its event steps (shaded), its
     one-stream distractor steps (hatched) and the localisation signal sqrt(P_a P_v) of each head;
     underneath, the anchor score alpha_t with the chosen anchors.
@@ -161,11 +191,22 @@ def plot_signal_timeline(path: PathLike, video_id: str, times: np.ndarray, event
     for ax, c in zip(axes, classes):
         _shade(ax, times, events[c], step, dict(color=GT_COLOR, alpha=0.18, lw=0), "event")
         if c in distractors and distractors[c].any():
-            _shade(ax, times, distractors[c], step, dict(facecolor="none", edgecolor=PRED_COLOR, hatch="//", lw=0),
-                   "one-stream distractor")
+            _shade(
+                ax,
+                times,
+                distractors[c],
+                step,
+                dict(facecolor="none", edgecolor=PRED_COLOR, hatch="//", lw=0),
+                "one-stream distractor",
+            )
         for k, (head, values) in enumerate(signals.items()):
-            ax.plot(times, values[:, c], color=palette[k % len(palette)], label=f"{head} sqrt(Pa Pv)",
-                    **SIGNAL_STYLES.get(head, {}))
+            ax.plot(
+                times,
+                values[:, c],
+                color=palette[k % len(palette)],
+                label=f"{head} sqrt(Pa Pv)",
+                **SIGNAL_STYLES.get(head, {}),
+            )
         ax.set_ylim(0, 1.02)
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         ax.set_ylabel(name[:18], fontsize=8)
@@ -199,8 +240,9 @@ def _shade(ax, times: np.ndarray, steps: np.ndarray, step: float, style: dict, l
         ax.axvspan(times[s] - step / 2, times[e] + step / 2, label=label if k == 0 else None, **style)
 
 
-def plot_category_histograms(path: PathLike, values: dict[str, np.ndarray], xlabel: str,
-                             title: Optional[str] = None, bins: int = 40) -> str:
+def plot_category_histograms(
+    path: PathLike, values: dict[str, np.ndarray], xlabel: str, title: Optional[str] = None, bins: int = 40
+) -> str:
     """Overlaid density histograms of one per-step quantity split by step category (event, distractor, ...)."""
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.add_subplot(1, 1, 1)
@@ -209,8 +251,15 @@ def plot_category_histograms(path: PathLike, values: dict[str, np.ndarray], xlab
         v = np.asarray(v, dtype=np.float64)
         if v.size == 0:
             continue
-        ax.hist(np.clip(v, 0.0, 1.0), bins=edges, density=True, histtype="step", lw=1.6,
-                color=CATEGORY_COLORS.get(name), label=f"{name} steps (n={v.size}, mean {v.mean():.2f})")
+        ax.hist(
+            np.clip(v, 0.0, 1.0),
+            bins=edges,
+            density=True,
+            histtype="step",
+            lw=1.6,
+            color=CATEGORY_COLORS.get(name),
+            label=f"{name} steps (n={v.size}, mean {v.mean():.2f})",
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     if title:

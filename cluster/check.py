@@ -44,6 +44,7 @@ What is enforced (each function returns a list of human-readable findings; empty
   literal Ray tokens); no floating or untagged images; no LoadBalancer/NodePort services,
   Ingresses or Secrets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,14 +95,34 @@ _CREDENTIAL_PATHS = re.compile(
 )
 _RAY_TOKEN_FILE = "~/.ray/auth_token"
 _COMMAND_KEYS = (
-    "initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-    "head_start_ray_commands", "worker_start_ray_commands",
+    "initialization_commands",
+    "setup_commands",
+    "head_setup_commands",
+    "worker_setup_commands",
+    "head_start_ray_commands",
+    "worker_start_ray_commands",
 )
-_TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".sh", ".bash", ".py", ".md", ".txt", ".toml", ".cfg",
-                  ".ini", ".env", ".tf", ".dockerignore", ""}
+_TEXT_SUFFIXES = {
+    ".yaml",
+    ".yml",
+    ".json",
+    ".sh",
+    ".bash",
+    ".py",
+    ".md",
+    ".txt",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".env",
+    ".tf",
+    ".dockerignore",
+    "",
+}
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 def ray_schema() -> dict:
     """The autoscaler JSON schema shipped inside the installed ray package."""
@@ -133,6 +154,7 @@ def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- images
+
 
 def image_problem(ref: str) -> str | None:
     """Why an image reference is not pinned (None when it has an explicit tag or a digest)."""
@@ -181,6 +203,7 @@ def dockerfile_findings(text: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- open ports
+
 
 def _covers(lo: int, hi: int) -> list[int]:
     return [p for p in PROTECTED_PORTS if lo <= p <= hi]
@@ -234,8 +257,7 @@ def structured_port_findings(doc: Any) -> list[str]:
             for r in node.get(key) or []:
                 if isinstance(r, dict):
                     cidrs += _world([r.get("CidrIp"), r.get("CidrIpv6")])
-        for key in ("sourceRanges", "source_ranges", "cidr_blocks", "ipv6_cidr_blocks",
-                    "loadBalancerSourceRanges"):
+        for key in ("sourceRanges", "source_ranges", "cidr_blocks", "ipv6_cidr_blocks", "loadBalancerSourceRanges"):
             if isinstance(node.get(key), list):
                 cidrs += _world(node[key])
         if any(k in node for k in ("IpProtocol", "FromPort", "ToPort", "protocol", "port", "from_port")):
@@ -259,7 +281,9 @@ _PORT_SPECS = [
 ]
 _ALL_PORT_SPECS = re.compile(
     r"--protocol[= ]\s*(?:all|-1)\b|IpProtocol\W+(?:-1|all)\b|--allow[= ]\s*(?:all\b|(?:tcp|udp)(?![:/\w]))"
-    r"|--rules[= ]\s*all\b", re.I)
+    r"|--rules[= ]\s*all\b",
+    re.I,
+)
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -287,8 +311,10 @@ def text_port_findings(text: str) -> list[str]:
         if _ALL_PORT_SPECS.search(line):
             ranges.append(ALL_PORTS)
         if not ranges:
-            out.append(f"line {n}: world-open CIDR with ports that cannot be determined (could include "
-                       f"{list(PROTECTED_PORTS)})")
+            out.append(
+                f"line {n}: world-open CIDR with ports that cannot be determined (could include "
+                f"{list(PROTECTED_PORTS)})"
+            )
             continue
         hit = sorted({p for lo, hi in ranges for p in _covers(lo, hi)})
         if hit:
@@ -297,6 +323,7 @@ def text_port_findings(text: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- text scan
+
 
 def text_findings(text: str, *, structured: bool = False) -> list[str]:
     """Checks that apply to the raw text of any file. With structured=True (YAML/JSON that
@@ -317,12 +344,15 @@ def text_findings(text: str, *, structured: bool = False) -> list[str]:
 
 # ----------------------------------------------------------------------------- autoscaler configs
 
+
 def schema_errors(config: Any, schema: dict | None = None) -> list[str]:
     import jsonschema
 
     validator = jsonschema.Draft7Validator(schema or ray_schema())
-    return [f"schema: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"schema: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def prepared_config(config: dict) -> dict:
@@ -396,7 +426,7 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
         out.append("head_node_type must name one of available_node_types")
     else:
         if (types[head].get("resources") or {}).get("CPU") != 0:
-            out.append(f"head node type {head!r} must set resources: {{\"CPU\": 0}} (no training work on the head)")
+            out.append(f'head node type {head!r} must set resources: {{"CPU": 0}} (no training work on the head)')
     workers = {k: v for k, v in types.items() if k != head}
     if not workers:
         out.append("no worker node types")
@@ -430,8 +460,9 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
             out += token_source_findings(f"file_mounts[{remote_s!r}]", local_s)
             continue  # Ray's documented way to give every node the cluster token
         if _CREDENTIAL_PATHS.search(local_s) or _CREDENTIAL_PATHS.search(remote_s):
-            out.append(f"file_mounts[{remote_s!r}] = {local_s!r}: file_mounts carry code only, "
-                       "never credentials or data")
+            out.append(
+                f"file_mounts[{remote_s!r}] = {local_s!r}: file_mounts carry code only, never credentials or data"
+            )
     if "gcp_credentials" in config["provider"]:
         out.append("provider.gcp_credentials: credentials do not belong in the config (use service accounts)")
 
@@ -439,14 +470,18 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
     if provider == "aws":
         for name, nt in types.items():
             if not nt.get("node_config", {}).get("SecurityGroupIds"):
-                out.append(f"aws node type {name!r} has no SecurityGroupIds: Ray's auto-created group "
-                           "opens SSH to the whole internet")
+                out.append(
+                    f"aws node type {name!r} has no SecurityGroupIds: Ray's auto-created group "
+                    "opens SSH to the whole internet"
+                )
     if provider == "gcp":
         for name, nt in types.items():
             nc = nt.get("node_config", {})
             if not nc.get("networkInterfaces") or not (nc.get("tags") or {}).get("items"):
-                out.append(f"gcp node type {name!r} needs explicit networkInterfaces and network tags "
-                           "(the default network lets SSH in from anywhere)")
+                out.append(
+                    f"gcp node type {name!r} needs explicit networkInterfaces and network tags "
+                    "(the default network lets SSH in from anywhere)"
+                )
     out += structured_port_findings(config)
     if text is not None:
         out += uncommented_keys(text)
@@ -472,35 +507,45 @@ def first_contact_findings(config: dict, provider: str | None, types: dict, head
     host = image.split("/", 1)[0] if "/" in image else ""
     init = " ".join(map(str, config.get("initialization_commands") or []))
     if ("." in host or ":" in host) and host != "docker.io" and not _REGISTRY_LOGIN.search(init):
-        out.append(f"initialization_commands: no registry login for the private image {image!r} (docker pull "
-                   "fails with 'no basic auth credentials'): add `aws ecr get-login-password | docker login ...` "
-                   "or `gcloud auth configure-docker ...`")
+        out.append(
+            f"initialization_commands: no registry login for the private image {image!r} (docker pull "
+            "fails with 'no basic auth credentials'): add `aws ecr get-login-password | docker login ...` "
+            "or `gcloud auth configure-docker ...`"
+        )
     if provider == "aws":
         region = str(config["provider"].get("region", ""))
         opts = " ".join(map(str, (config.get("docker") or {}).get("run_options") or []))
         if not re.search(rf"AWS_(?:DEFAULT_)?REGION={re.escape(region)}\b", opts):
-            out.append(f"docker.run_options: pass --env AWS_DEFAULT_REGION={region} (the provider region) into "
-                       "the containers")
+            out.append(
+                f"docker.run_options: pass --env AWS_DEFAULT_REGION={region} (the provider region) into the containers"
+            )
     if head in types:
         head_id = _identity(provider, types[head])
         if not head_id:
-            out.append(f"head node type {head!r}: no dedicated identity in node_config (IamInstanceProfile / "
-                       "serviceAccounts); Ray's default head role is shared by every cluster and far too broad")
+            out.append(
+                f"head node type {head!r}: no dedicated identity in node_config (IamInstanceProfile / "
+                "serviceAccounts); Ray's default head role is shared by every cluster and far too broad"
+            )
         for name, nt in types.items():
             if name != head and head_id and _identity(provider, nt) == head_id:
                 out.append(f"worker type {name!r} runs as the head's identity; workers get their own")
     for name, nt in types.items():
         sched = (nt.get("node_config") or {}).get("scheduling") or {}
         if sched.get("preemptible"):
-            out.append(f"node type {name!r}: scheduling.preemptible is the legacy model (stopped after 24 h); "
-                       "use provisioningModel: SPOT")
+            out.append(
+                f"node type {name!r}: scheduling.preemptible is the legacy model (stopped after 24 h); "
+                "use provisioningModel: SPOT"
+            )
         nc = nt.get("node_config") or {}
         itype = str(nc.get("InstanceType") or nc.get("machineType") or "")
-        fabric = any(str(i.get("InterfaceType")) == "efa" for i in nc.get("NetworkInterfaces") or []) \
-            and bool((nc.get("Placement") or {}).get("GroupName"))
+        fabric = any(str(i.get("InterfaceType")) == "efa" for i in nc.get("NetworkInterfaces") or []) and bool(
+            (nc.get("Placement") or {}).get("GroupName")
+        )
         if name != head and _GPUS_PER_TYPE.search(itype) and int(nt.get("max_workers", 0)) > 1 and not fabric:
-            out.append(f"worker type {name!r} ({itype}): max_workers > 1 spreads NCCL over plain TCP; keep 1 node "
-                       "or add EFA interfaces and a placement group")
+            out.append(
+                f"worker type {name!r} ({itype}): max_workers > 1 spreads NCCL over plain TCP; keep 1 node "
+                "or add EFA interfaces and a placement group"
+            )
     return out
 
 
@@ -509,11 +554,11 @@ def _is_gpu_type(provider: str | None, nt: dict) -> bool:
         return True
     nc = nt.get("node_config") or {}
     itype = str(nc.get("InstanceType") or nc.get("machineType") or "")
-    return bool(nc.get("guestAccelerators")) or bool(
-        re.match(r"(?:g\d|p\d|a\d-|a2|a3|g2|gr\d)", itype))
+    return bool(nc.get("guestAccelerators")) or bool(re.match(r"(?:g\d|p\d|a\d-|a2|a3|g2|gr\d)", itype))
 
 
 # ----------------------------------------------------------------------------- KubeRay
+
 
 def _containers(template: dict) -> list[dict]:
     return list(((template or {}).get("spec") or {}).get("containers") or [])
@@ -527,8 +572,9 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
         return [f"{where}: no containers"]
     if not spec.get("serviceAccountName"):
         out.append(f"{where}: no serviceAccountName (object storage access must come from a service account)")
-    shm_volumes = {v.get("name") for v in spec.get("volumes") or []
-                   if (v.get("emptyDir") or {}).get("medium") == "Memory"}
+    shm_volumes = {
+        v.get("name") for v in spec.get("volumes") or [] if (v.get("emptyDir") or {}).get("medium") == "Memory"
+    }
     ray = containers[0]
     mounts = {m.get("name") for m in ray.get("volumeMounts") or [] if m.get("mountPath") == "/dev/shm"}
     if not (mounts & shm_volumes):
@@ -545,7 +591,7 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
         for key in ("command", "args"):
             if _INSTALL.search(" ".join(map(str, c.get(key) or []))):
                 out.append(f"{where}: container {c.get('name')!r} installs packages at start")
-        for hook in ((c.get("lifecycle") or {}).values()):
+        for hook in (c.get("lifecycle") or {}).values():
             if _INSTALL.search(json.dumps(hook)):
                 out.append(f"{where}: container {c.get('name')!r} installs packages in a lifecycle hook")
         if not any(e.get("name") in ("AWS_DEFAULT_REGION", "AWS_REGION") for e in c.get("env") or []):
@@ -570,7 +616,7 @@ def _restricted_findings(where: str, template: dict) -> list[str]:
             out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
         if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
             out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
-        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
             out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
         seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
         if seccomp not in ("RuntimeDefault", "Localhost"):
@@ -578,25 +624,38 @@ def _restricted_findings(where: str, template: dict) -> list[str]:
     return out
 
 
-_GPU_NODE_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator", "node.kubernetes.io/instance-type",
-                    "karpenter.k8s.aws/instance-gpu-name")
+_GPU_NODE_LABELS = (
+    "nvidia.com/gpu.product",
+    "cloud.google.com/gke-accelerator",
+    "node.kubernetes.io/instance-type",
+    "karpenter.k8s.aws/instance-gpu-name",
+)
 
 
 def _placement_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
     spec = (template or {}).get("spec") or {}
     if gpu:
         if not any(k in (spec.get("nodeSelector") or {}) for k in _GPU_NODE_LABELS):
-            return [f"{where}: no GPU-model nodeSelector ({' / '.join(_GPU_NODE_LABELS[:2])}); an auto-provisioner "
-                    "may pick a more expensive GPU"]
+            return [
+                f"{where}: no GPU-model nodeSelector ({' / '.join(_GPU_NODE_LABELS[:2])}); an auto-provisioner "
+                "may pick a more expensive GPU"
+            ]
         return []
     out = []
     if any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
         out.append(f"{where}: the head tolerates the GPU taint; keep it off GPU nodes")
-    terms = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
-    if not terms or not all(any(e.get("operator") in ("DoesNotExist", "NotIn") and e.get("key") in
-                                ("nvidia.com/gpu.present",) + _GPU_NODE_LABELS
-                                for e in t.get("matchExpressions") or []) for t in terms):
+    terms = (
+        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        or {}
+    ).get("nodeSelectorTerms") or []
+    if not terms or not all(
+        any(
+            e.get("operator") in ("DoesNotExist", "NotIn")
+            and e.get("key") in ("nvidia.com/gpu.present",) + _GPU_NODE_LABELS
+            for e in t.get("matchExpressions") or []
+        )
+        for t in terms
+    ):
         out.append(f"{where}: no required node affinity that keeps the head off GPU nodes")
     return out
 
@@ -612,14 +671,17 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
         out.append(f"{where}.headGroupSpec is missing")
     else:
         if str((head.get("rayStartParams") or {}).get("num-cpus")) != "0":
-            out.append(f"{where}.headGroupSpec.rayStartParams.num-cpus must be \"0\" (no training on the head)")
+            out.append(f'{where}.headGroupSpec.rayStartParams.num-cpus must be "0" (no training on the head)')
         if head.get("serviceType", "ClusterIP") != "ClusterIP":
             out.append(f"{where}.headGroupSpec.serviceType must be ClusterIP")
         out += _pod_findings(f"{where}.headGroupSpec", head.get("template"), gpu=False)
         out += _restricted_findings(f"{where}.headGroupSpec", head.get("template"))
         out += _placement_findings(f"{where}.headGroupSpec", head.get("template"), gpu=False)
-    head_sa = ((((head or {}).get("template") or {}).get("spec") or {}).get("serviceAccountName")
-               if isinstance(head, dict) else None)
+    head_sa = (
+        (((head or {}).get("template") or {}).get("spec") or {}).get("serviceAccountName")
+        if isinstance(head, dict)
+        else None
+    )
     groups = spec.get("workerGroupSpecs")
     if not groups:
         out.append(f"{where}.workerGroupSpecs is missing or empty")
@@ -633,8 +695,10 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
         out += _placement_findings(gw, g.get("template"), gpu=True)
         worker_sa = ((g.get("template") or {}).get("spec") or {}).get("serviceAccountName")
         if head_sa and worker_sa == head_sa:
-            out.append(f"{gw}: workers share the head's service account {head_sa!r}, which carries KubeRay's "
-                       "autoscaler Role; give the workers their own")
+            out.append(
+                f"{gw}: workers share the head's service account {head_sa!r}, which carries KubeRay's "
+                "autoscaler Role; give the workers their own"
+            )
     return out
 
 
@@ -660,19 +724,27 @@ def crd_field_findings(doc: dict) -> list[str]:
     if kind not in _CRD_FILES:
         return []
     validator = jsonschema.Draft7Validator(crd_schema(kind))
-    out = [f"KubeRay {KUBERAY_VERSION} {kind} schema: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-           for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
+    out = [
+        f"KubeRay {KUBERAY_VERSION} {kind} schema: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     spec = doc.get("spec") or {}
     cluster, base = (spec.get("rayClusterSpec") or {}, "spec.rayClusterSpec") if kind == "RayJob" else (spec, "spec")
     templates = [(f"{base}.headGroupSpec.template", (cluster.get("headGroupSpec") or {}).get("template"))]
-    templates += [(f"{base}.workerGroupSpecs[{i}].template", g.get("template"))
-                  for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
+    templates += [
+        (f"{base}.workerGroupSpecs[{i}].template", g.get("template"))
+        for i, g in enumerate(cluster.get("workerGroupSpecs") or [])
+    ]
     if kind == "RayJob" and spec.get("submitterPodTemplate"):
         templates.append(("spec.submitterPodTemplate", spec["submitterPodTemplate"]))
     for where, template in templates:
         if isinstance(template, dict):
-            out += [f"{where}: {e}" for e in core_object_findings(
-                {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template})]
+            out += [
+                f"{where}: {e}"
+                for e in core_object_findings(
+                    {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+                )
+            ]
     return out
 
 
@@ -715,8 +787,10 @@ def kuberay_findings(doc: dict) -> list[str]:
                 out.append(f"spec.runtimeEnvYAML.{key}: installs packages at job start; use the image")
         ttl = spec.get("ttlSecondsAfterFinished")
         if spec.get("shutdownAfterJobFinishes") and (not isinstance(ttl, int) or ttl > MAX_JOB_TTL_S):
-            out.append(f"spec.ttlSecondsAfterFinished={ttl!r}: keep a finished job's cluster minutes, not "
-                       f"longer (<= {MAX_JOB_TTL_S})")
+            out.append(
+                f"spec.ttlSecondsAfterFinished={ttl!r}: keep a finished job's cluster minutes, not "
+                f"longer (<= {MAX_JOB_TTL_S})"
+            )
         if "rayClusterSpec" in spec:
             out += _cluster_spec_findings("spec.rayClusterSpec", spec["rayClusterSpec"])
         elif not spec.get("clusterSelector"):
@@ -744,8 +818,9 @@ def manifest_policy_findings(doc: Any) -> list[str]:
                 out.append(f"spec.ingress[{i}]: no `from`: admits every source; admit the cluster's own pods only")
             for j, src in enumerate(sources or []):
                 if "ipBlock" in src or not src.get("podSelector"):
-                    out.append(f"spec.ingress[{i}].from[{j}]: admit pods by podSelector only (no ipBlock, no "
-                               "whole namespaces)")
+                    out.append(
+                        f"spec.ingress[{i}].from[{j}]: admit pods by podSelector only (no ipBlock, no whole namespaces)"
+                    )
     if kind == "Secret" and (doc.get("data") or doc.get("stringData")):
         out.append("Secret with data: secrets do not belong in the repository")
     for path, value in _walk(doc):
@@ -759,6 +834,7 @@ def manifest_policy_findings(doc: Any) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- files
+
 
 def check_text(name: str, text: str) -> list[str]:
     """All findings for one file's content; `name` picks the format (suffix / Dockerfile)."""
@@ -782,8 +858,12 @@ def check_text(name: str, text: str) -> list[str]:
                 if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
                     out += core_object_findings(doc)
             out += manifest_policy_findings(doc)
-    if base == "Dockerfile" or base.startswith("Dockerfile.") and not base.endswith(".dockerignore") \
-            or suffix == ".dockerfile":
+    if (
+        base == "Dockerfile"
+        or base.startswith("Dockerfile.")
+        and not base.endswith(".dockerignore")
+        or suffix == ".dockerfile"
+    ):
         out += dockerfile_findings(text)
     out += text_findings(text, structured=structured)
     return list(dict.fromkeys(out))
@@ -803,9 +883,11 @@ def cluster_files(root: Path = CLUSTER_DIR) -> list[Path]:
 
 def placeholder_lines(text: str) -> list[str]:
     """`line N: ...` for every non-comment line holding a placeholder (REPLACE_ME, the example registry)."""
-    return [f"line {n}: placeholder to fill in: {line.strip()[:120]}"
-            for n, line in enumerate(text.splitlines(), 1)
-            if any(p in line for p in PLACEHOLDERS) and not line.lstrip().startswith("#")]
+    return [
+        f"line {n}: placeholder to fill in: {line.strip()[:120]}"
+        for n, line in enumerate(text.splitlines(), 1)
+        if any(p in line for p in PLACEHOLDERS) and not line.lstrip().startswith("#")
+    ]
 
 
 def placeholders(root: Path = CLUSTER_DIR) -> list[str]:
@@ -843,8 +925,10 @@ def token_source_findings(where: str, local: str, repo: Path = REPO_DIR) -> list
     if not path.is_absolute():
         path = repo / path
     if _inside(path, repo):
-        return [f"{where} = {local!r}: the Ray token's source is inside the repository; keep it in "
-                f"{_RAY_TOKEN_FILE} (outside the repo, mode 0600)"]
+        return [
+            f"{where} = {local!r}: the Ray token's source is inside the repository; keep it in "
+            f"{_RAY_TOKEN_FILE} (outside the repo, mode 0600)"
+        ]
     return []
 
 
@@ -861,8 +945,9 @@ def token_file_findings(path: Path) -> list[str]:
 def tracked_files(repo: Path = REPO_DIR) -> list[Path]:
     """The repository's tracked files (`git ls-files`), or every file when git cannot say."""
     try:
-        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True,
-                             timeout=30).stdout.decode()
+        out = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True, timeout=30
+        ).stdout.decode()
         return [repo / name for name in out.split("\0") if name]
     except (OSError, subprocess.SubprocessError):
         return [p for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts]
@@ -876,7 +961,7 @@ def token_text_findings(text: str, token: str | None = None) -> list[str]:
         if token and token in line:
             out.append(f"line {n}: holds the Ray token of {_RAY_TOKEN_FILE}")
             continue
-        if _TOKEN_HEX.search(line) and not _CHECKSUM_CONTEXT.search(" ".join(lines[max(0, n - 4):n])):
+        if _TOKEN_HEX.search(line) and not _CHECKSUM_CONTEXT.search(" ".join(lines[max(0, n - 4) : n])):
             out.append(f"line {n}: a token-looking string (64 hex characters outside a checksum context)")
     return out
 
@@ -904,15 +989,22 @@ def repo_token_findings(repo: Path = REPO_DIR, token_path: str = _RAY_TOKEN_FILE
 
 # ----------------------------------------------------------------------------- command line
 
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="cluster/check.py", description=__doc__.split("\n\n", 1)[0],
-                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="cluster/check.py",
+        description=__doc__.split("\n\n", 1)[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("files", nargs="*", type=Path, help="files to check (default: every file under cluster/)")
-    ap.add_argument("--template", action="store_true",
-                    help="check the repository's templates: list placeholders (REPLACE_ME, registry.example.com) "
-                         "instead of failing on them (what tests/cluster runs)")
-    ap.add_argument("--no-repo-scan", action="store_true",
-                    help="skip the scan of every tracked file for Ray tokens")
+    ap.add_argument(
+        "--template",
+        action="store_true",
+        help="check the repository's templates: list placeholders (REPLACE_ME, registry.example.com) "
+        "instead of failing on them (what tests/cluster runs)",
+    )
+    ap.add_argument("--no-repo-scan", action="store_true", help="skip the scan of every tracked file for Ray tokens")
     return ap.parse_args(argv)
 
 

@@ -9,6 +9,7 @@ signal never reaches the decoder's lowest threshold) and video-level mAP. See cl
 
 Outputs (--out): diagnostics.json, alpha_by_category.png, timelines/<video>.png (--plot N).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,22 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diagnose.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser = argparse.ArgumentParser(
+        prog="diagnose.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", metavar="CKPT", help="checkpoint or export directory of one run")
     what.add_argument("--sweep", metavar="DIR", help="an ablation sweep directory (reads its results.csv)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (default: the checkpoint's data.root)")
-    parser.add_argument("--split", default="validation", choices=("validation", "test"),
-                        help="evaluation split to diagnose (default: validation)")
-    parser.add_argument("--videos", type=int, default=200, metavar="N", help="first N videos of the split (default 200)")
+    parser.add_argument(
+        "--split",
+        default="validation",
+        choices=("validation", "test"),
+        help="evaluation split to diagnose (default: validation)",
+    )
+    parser.add_argument(
+        "--videos", type=int, default=200, metavar="N", help="first N videos of the split (default 200)"
+    )
     parser.add_argument("--out", metavar="DIR", help="output folder (checkpoint mode)")
     parser.add_argument("--plot", type=int, default=0, metavar="N", help="timelines of the first N videos (default 0)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (e.g. model.window=8)")
@@ -62,12 +70,21 @@ def run(args) -> int:
     from clasp_dist.diagnostics.sweep import diagnose_sweep, figures_markdown
 
     if args.sweep:
-        means = diagnose_sweep(args.sweep, args.split, args.videos, args.plot, args.overrides,
-                               progress=sys.stderr.isatty())
+        means = diagnose_sweep(
+            args.sweep, args.split, args.videos, args.plot, args.overrides, progress=sys.stderr.isatty()
+        )
         print(figures_markdown(means, args.split, args.videos))
         return 0
-    result = diagnose_checkpoint(args.checkpoint, args.data, args.split, args.videos, args.out, args.plot, args.overrides,
-                                 progress=sys.stderr.isatty())
+    result = diagnose_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.split,
+        args.videos,
+        args.out,
+        args.plot,
+        args.overrides,
+        progress=sys.stderr.isatty(),
+    )
     print(format_figures(result))
     if args.out:
         print(f"written to {args.out}")

@@ -8,6 +8,7 @@ Two modes:
   checkpoint  ./dev jobs/evaluate.py --checkpoint CKPT [--data ROOT] [--split test] [--out DIR]
                   [--plot N] [key=value ...]      (runs the model with the distributed evaluator)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,45 +39,86 @@ conventions: mAP and recall are fractions (0..1) in --json-out and percentages i
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="evaluate.py", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="evaluate.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     files = parser.add_argument_group("files mode (score a results JSON)")
-    files.add_argument("--predictions", metavar="P.json",
-                       help="ActivityNet results JSON {'results': {vid: [{'segment', 'label', 'score'}]}} "
-                            "(local path, s3:// or gs:// URL); labels are class names or integer ids")
-    files.add_argument("--ground-truth", metavar="GT.json",
-                       help="ActivityNet/UnAV annotation JSON {'database': {vid: {'subset', 'duration', 'annotations'}}}")
-    files.add_argument("--json-out", metavar="M.json",
-                       help="write the metrics JSON {'0.1': mAP, ..., 'average', 'recall@1x', 'recall@5x'} (fractions)")
-    files.add_argument("--max-per-video", type=int, default=None, metavar="N",
-                       help="opt-in: score only the top N predictions of each video by score (default: all, as "
-                            "the official evaluation; the decoder already keeps at most decode.max_segments)")
-    files.add_argument("--ignore-unknown-videos", action="store_true",
-                       help="opt-in: drop predictions on videos that are not in the split (default: each is a "
-                            "false positive, as the official evaluation); counted either way")
-    files.add_argument("--only-predicted-videos", action="store_true",
-                       help="opt-in: score only the split's videos that the predictions file lists (default: "
-                            "every video of the split; one without predictions counts as all misses)")
-    files.add_argument("--tie-break", choices=("stable", "official"), default="stable",
-                       help="order of equal scores / equal tIoU: 'stable' = input order (default, deterministic); "
-                            "'official' = the official script's np.argsort(...)[::-1] calls (numpy-build dependent)")
+    files.add_argument(
+        "--predictions",
+        metavar="P.json",
+        help="ActivityNet results JSON {'results': {vid: [{'segment', 'label', 'score'}]}} "
+        "(local path, s3:// or gs:// URL); labels are class names or integer ids",
+    )
+    files.add_argument(
+        "--ground-truth",
+        metavar="GT.json",
+        help="ActivityNet/UnAV annotation JSON {'database': {vid: {'subset', 'duration', 'annotations'}}}",
+    )
+    files.add_argument(
+        "--json-out",
+        metavar="M.json",
+        help="write the metrics JSON {'0.1': mAP, ..., 'average', 'recall@1x', 'recall@5x'} (fractions)",
+    )
+    files.add_argument(
+        "--max-per-video",
+        type=int,
+        default=None,
+        metavar="N",
+        help="opt-in: score only the top N predictions of each video by score (default: all, as "
+        "the official evaluation; the decoder already keeps at most decode.max_segments)",
+    )
+    files.add_argument(
+        "--ignore-unknown-videos",
+        action="store_true",
+        help="opt-in: drop predictions on videos that are not in the split (default: each is a "
+        "false positive, as the official evaluation); counted either way",
+    )
+    files.add_argument(
+        "--only-predicted-videos",
+        action="store_true",
+        help="opt-in: score only the split's videos that the predictions file lists (default: "
+        "every video of the split; one without predictions counts as all misses)",
+    )
+    files.add_argument(
+        "--tie-break",
+        choices=("stable", "official"),
+        default="stable",
+        help="order of equal scores / equal tIoU: 'stable' = input order (default, deterministic); "
+        "'official' = the official script's np.argsort(...)[::-1] calls (numpy-build dependent)",
+    )
 
     ckpt = parser.add_argument_group("checkpoint mode (run a trained model, distributed)")
     ckpt.add_argument("--checkpoint", metavar="CKPT", help="checkpoint or export directory (local, s3:// or gs://)")
-    ckpt.add_argument("--data", metavar="ROOT", help="dataset root holding manifest.json and shards (default: the "
-                      "checkpoint's data.root, or the semi-synthetic dataset it was trained on, from the cache)")
+    ckpt.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="dataset root holding manifest.json and shards (default: the "
+        "checkpoint's data.root, or the semi-synthetic dataset it was trained on, from the cache)",
+    )
     ckpt.add_argument("--out", metavar="DIR", help="output folder: predictions JSON, metrics JSON, plots")
     ckpt.add_argument("--plot", type=int, default=0, metavar="N", help="draw timelines of N videos (default: 0)")
-    ckpt.add_argument("overrides", nargs="*", metavar="key=value",
-                      help="config overrides for the checkpoint mode (e.g. eval.num_actors=4)")
+    ckpt.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides for the checkpoint mode (e.g. eval.num_actors=4)",
+    )
 
     common = parser.add_argument_group("both modes")
-    common.add_argument("--split", default="test",
-                        help="split to score: train/validation/test (ActivityNet's training/testing accepted); default test")
-    common.add_argument("--tiou", metavar="SPEC",
-                        help="tIoU thresholds: START:STOP:STEP with STOP inclusive (0.5:0.95:0.05 gives 10 values) "
-                             "or a comma list 0.3,0.5,0.7. Default: the dataset's protocol, ActivityNet 1.3 "
-                             "0.5:0.05:0.95 (200 classes or training/testing subsets), else UnAV-100 0.1:0.1:0.9")
+    common.add_argument(
+        "--split",
+        default="test",
+        help="split to score: train/validation/test (ActivityNet's training/testing accepted); default test",
+    )
+    common.add_argument(
+        "--tiou",
+        metavar="SPEC",
+        help="tIoU thresholds: START:STOP:STEP with STOP inclusive (0.5:0.95:0.05 gives 10 values) "
+        "or a comma list 0.3,0.5,0.7. Default: the dataset's protocol, ActivityNet 1.3 "
+        "0.5:0.05:0.95 (200 classes or training/testing subsets), else UnAV-100 0.1:0.1:0.9",
+    )
     common.add_argument("--quiet", action="store_true", help="print only the table (no notes on counted cases)")
     return parser
 
@@ -113,8 +155,15 @@ def run_files_mode(args: argparse.Namespace) -> int:
         video_ids = [v for v in predictions.videos if v in set(ground_truth.videos)]
         if not video_ids:
             raise EvaluationInputError(f"{args.predictions}: none of its videos is in split '{args.split}'")
-    result = evaluate_detection(ground_truth, predictions, thresholds, video_ids, max_per_video=args.max_per_video,
-                                ignore_unknown_videos=args.ignore_unknown_videos, tie_break=args.tie_break)
+    result = evaluate_detection(
+        ground_truth,
+        predictions,
+        thresholds,
+        video_ids,
+        max_per_video=args.max_per_video,
+        ignore_unknown_videos=args.ignore_unknown_videos,
+        tie_break=args.tie_break,
+    )
     dropped = ground_truth.info.get("duplicates_dropped", 0)
     split = ground_truth.info.get("split", args.split)
     title = f"split {split}" + (f" ({dropped} duplicate ground-truth segments dropped)" if dropped else "")
@@ -140,8 +189,14 @@ def run_checkpoint_mode(args: argparse.Namespace) -> int:
     from clasp_dist.evaluation.report import coverage_note, format_table
 
     result = distributed.evaluate_checkpoint(
-        checkpoint=args.checkpoint, data_root=args.data, split=args.split, out_dir=args.out, plot=args.plot,
-        tiou_thresholds=parse_tiou_thresholds(args.tiou) if args.tiou else None, overrides=list(args.overrides))
+        checkpoint=args.checkpoint,
+        data_root=args.data,
+        split=args.split,
+        out_dir=args.out,
+        plot=args.plot,
+        tiou_thresholds=parse_tiou_thresholds(args.tiou) if args.tiou else None,
+        overrides=list(args.overrides),
+    )
     if isinstance(result, DetectionResult):
         print(format_table(result, title=f"checkpoint {args.checkpoint}, split {args.split}"))
         note = coverage_note(result, args.split, result.num_videos, "the model's predictions", only_predicted=True)

@@ -8,6 +8,7 @@ ranges, step count vs duration, stream lengths, safe ids), counts per split and 
 (train shards carry no segments). Hostile shards are refused before they grow: compressed shards, sparse
 or non-regular members, and members over --max-member-mb are never expanded or read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,31 @@ from clasp_dist.data.inspection import inspect_dataset
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", help="dataset root: local path or s3://bucket/prefix")
-    ap.add_argument("--verify-checksums", action=argparse.BooleanOptionalAction, default=True,
-                    help="check every shard's sha256 against the manifest (default: on)")
+    ap.add_argument(
+        "--verify-checksums",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check every shard's sha256 against the manifest (default: on)",
+    )
     ap.add_argument("--endpoint-url", default=None)
     ap.add_argument("--region", default=None)
     ap.add_argument("--length-tolerance", type=int, default=1)
-    ap.add_argument("--max-member-mb", type=float, default=DataConfig.max_member_mb,
-                    help="bound on one .npy member, checked from the tar header before reading it (data.max_member_mb)")
+    ap.add_argument(
+        "--max-member-mb",
+        type=float,
+        default=DataConfig.max_member_mb,
+        help="bound on one .npy member, checked from the tar header before reading it (data.max_member_mb)",
+    )
     args = ap.parse_args(argv)
     storage = StorageConfig(endpoint_url=args.endpoint_url, region=args.region)
     try:
-        report = inspect_dataset(args.root, storage, verify=args.verify_checksums,
-                                 length_tolerance=args.length_tolerance,
-                                 data_cfg=DataConfig(max_member_mb=args.max_member_mb))
+        report = inspect_dataset(
+            args.root,
+            storage,
+            verify=args.verify_checksums,
+            length_tolerance=args.length_tolerance,
+            data_cfg=DataConfig(max_member_mb=args.max_member_mb),
+        )
     except DataError as exc:  # storage unreachable, refused credentials
         print(f"inspect_data: error: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@
 Writes an ActivityNet results JSON ({"version", "results": {video_id: [{"segment", "label", "score"}]}}).
 Runs the distributed evaluator's actor pool (Ray Data), one model load per actor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,15 +15,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example: ./dev jobs/predict.py --checkpoint runs/default/export "
-                                            "--data s3://bucket/new_videos --split test --out preds.json")
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: ./dev jobs/predict.py --checkpoint runs/default/export "
+        "--data s3://bucket/new_videos --split test --out preds.json",
+    )
     parser.add_argument("--checkpoint", required=True, help="export or checkpoint dir (weights.pt + model.json)")
     parser.add_argument("--data", required=True, help="dataset root (local path, s3:// or gs://) with manifest.json")
     parser.add_argument("--split", default="test", help="split to predict (default: test)")
     parser.add_argument("--out", required=True, help="where to write the results JSON (local path, s3:// or gs://)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. eval.num_actors=2 eval.batch_size=32 decode.max_segments=50")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. eval.num_actors=2 eval.batch_size=32 decode.max_segments=50",
+    )
     return parser
 
 

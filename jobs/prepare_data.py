@@ -10,6 +10,7 @@ gs:// roots use Google's Application Default Credentials (GOOGLE_APPLICATION_CRE
 application-default login, the node's service account); --gcs-endpoint-url (or STORAGE_EMULATOR_HOST)
 points at a GCS-compatible server, --anon sends no credentials (public buckets, emulators).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,26 +65,50 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def storage_config(args: argparse.Namespace) -> StorageConfig:
-    return StorageConfig(endpoint_url=args.endpoint_url, region=args.region, retries=args.retries,
-                         gcs_endpoint_url=args.gcs_endpoint_url, anon=args.anon)
+    return StorageConfig(
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        retries=args.retries,
+        gcs_endpoint_url=args.gcs_endpoint_url,
+        anon=args.anon,
+    )
 
 
 def run(args: argparse.Namespace) -> str:
     storage = storage_config(args)
     progress = not args.quiet
     if args.command == "synth":
-        return generate_dataset(args.out, args.profile, seed=args.seed, limit_per_split=args.limit_per_split,
-                                distractor_rate=args.distractor_rate, storage_cfg=storage,
-                                annotations=args.annotations, workers=args.workers, shard_size=args.shard_size,
-                                progress=progress)
+        return generate_dataset(
+            args.out,
+            args.profile,
+            seed=args.seed,
+            limit_per_split=args.limit_per_split,
+            distractor_rate=args.distractor_rate,
+            storage_cfg=storage,
+            annotations=args.annotations,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            progress=progress,
+        )
     if args.command == "unav100":
         feature_set, grid, dataset = args.feature_set, None, f"unav100-{args.feature_set}"
     else:
         feature_set, grid, dataset = "anet", Grid(args.fps, args.feat_stride, args.window), "anet13"
-    convert_features(args.annotations, args.features, args.out, feature_set, dataset=dataset, grid=grid,
-                     storage_cfg=storage, workers=args.workers, shard_size=args.shard_size or 256,
-                     limit_per_split=args.limit_per_split, allow_missing=args.allow_missing,
-                     length_tolerance=args.length_tolerance, progress=progress)
+    convert_features(
+        args.annotations,
+        args.features,
+        args.out,
+        feature_set,
+        dataset=dataset,
+        grid=grid,
+        storage_cfg=storage,
+        workers=args.workers,
+        shard_size=args.shard_size or 256,
+        limit_per_split=args.limit_per_split,
+        allow_missing=args.allow_missing,
+        length_tolerance=args.length_tolerance,
+        progress=progress,
+    )
     return args.out
 
 
@@ -98,8 +123,10 @@ def main(argv=None) -> int:
         print(f"prepare_data: error: {exc}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{name} {s.videos} videos / {len(s.shards)} shards" for name, s in manifest.splits.items())
-    print(f"wrote {manifest.dataset} to {root} in {time.perf_counter() - start:.1f} s: {counts}; "
-          f"writer counts {manifest.extra.get('writer_counts')}")
+    print(
+        f"wrote {manifest.dataset} to {root} in {time.perf_counter() - start:.1f} s: {counts}; "
+        f"writer counts {manifest.extra.get('writer_counts')}"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: one real local Ray session, real S3- and GCS-compatible servers and one generated `tiny` dataset
 per test run. Plain helpers (run configs, job subprocesses, ports) are in tests/helpers.py."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,11 @@ S3_REGION = "us-east-1"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--simcluster", action="store_true",
-                     help="also run the simulated autoscaling cluster tests (tests/cluster_sim, 8+ minutes)")
+    parser.addoption(
+        "--simcluster",
+        action="store_true",
+        help="also run the simulated autoscaling cluster tests (tests/cluster_sim, 8+ minutes)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -70,8 +74,12 @@ def s3_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_DEFAULT_REGION=S3_REGION,
-                      AWS_ENDPOINT_URL=endpoint)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=S3_KEY,
+        AWS_SECRET_ACCESS_KEY=S3_SECRET,
+        AWS_DEFAULT_REGION=S3_REGION,
+        AWS_ENDPOINT_URL=endpoint,
+    )
     yield endpoint
     server.stop()
 
@@ -82,8 +90,9 @@ def s3_bucket(s3_server, request):
     import boto3
 
     name = "b-" + "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:50].strip("-")
-    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id=S3_KEY,
-                          aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
+    client = boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET, region_name=S3_REGION
+    )
     client.create_bucket(Bucket=name)
     return f"s3://{name}"
 
@@ -98,8 +107,12 @@ def strict_s3():
 
     port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -124,9 +137,27 @@ def gcs_server(tmp_path_factory):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = open(tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log", "wb")
-    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-                             "-port", str(port), "-external-url", endpoint, "-public-host", f"127.0.0.1:{port}",
-                             "-log-level", "error"], stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            endpoint,
+            "-public-host",
+            f"127.0.0.1:{port}",
+            "-log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -134,7 +165,7 @@ def gcs_server(tmp_path_factory):
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fake-gcs-server did not start (exit code {proc.poll()}); see {log.name}")
+                raise RuntimeError(f"fake-gcs-server did not start (exit code {proc.poll()}); see {log.name}") from None
             time.sleep(0.05)
     yield endpoint
     proc.terminate()
@@ -150,8 +181,15 @@ def gcs_bucket(gcs_server, request):
 
     name = "g-" + "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:50].strip("-")
     body = json.dumps({"name": name}).encode()
-    urllib.request.urlopen(urllib.request.Request(f"{gcs_server}/storage/v1/b?project=test", data=body, method="POST",
-                                                  headers={"Content-Type": "application/json"}), timeout=10).close()
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{gcs_server}/storage/v1/b?project=test",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        ),
+        timeout=10,
+    ).close()
     return f"gs://{name}"
 
 
@@ -161,7 +199,13 @@ def ray_session(s3_server):
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024**2, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            object_store_memory=256 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     yield ray
     ray.shutdown()

@@ -1,6 +1,7 @@
 """Plain helpers shared by the test directories (fixtures live in tests/conftest.py): the repository root, the
 `tiny` run config, job subprocesses and their metrics, and free loopback ports. Import as `from helpers import ...`
 (pytest puts tests/ on sys.path for tests/conftest.py)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def run_cfg(tmp_path: Path, root: str, *extra: str):
     """The typed `tiny` config of a test run on `root` that writes everything under `tmp_path`."""
     from clasp_dist.config import load_config
 
-    return load_config(TINY + [f"data.root={root}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
-                               *extra])
+    return load_config(
+        TINY + [f"data.root={root}", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}", *extra]
+    )
 
 
 def epoch_metrics(run_dir: Path) -> list[dict]:
@@ -34,8 +36,14 @@ def epoch_metrics(run_dir: Path) -> list[dict]:
 def job_env(**extra: str) -> dict:
     """The environment of a job subprocess: this checkout importable, the venv's `ray` on PATH, no RAY_ADDRESS."""
     env = dict(os.environ)
-    env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", DS_ACCELERATOR="cpu", TQDM_DISABLE="1",
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}", **extra)
+    env.update(
+        PYTHONPATH=str(REPO),
+        RAY_USAGE_STATS_ENABLED="0",
+        DS_ACCELERATOR="cpu",
+        TQDM_DISABLE="1",
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        **extra,
+    )
     env.pop("RAY_ADDRESS", None)
     return env
 

@@ -1,4 +1,5 @@
 """bench/regimes.py: finished sweep trials merged with an earlier regimes.json whose trial directories are gone."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,15 +20,25 @@ def load_regimes():
 
 def write_trial(trial: Path, use_atp: bool, seed: int, test: float) -> None:
     trial.mkdir(parents=True)
-    cfg = {"model": {"use_atp": use_atp, "global_ratio": 8, "csai_local": True},
-           "data": {"synth_profile": "small"}, "train": {"seed": seed}}
+    cfg = {
+        "model": {"use_atp": use_atp, "global_ratio": 8, "csai_local": True},
+        "data": {"synth_profile": "small"},
+        "train": {"seed": seed},
+    }
     (trial / "config.yaml").write_text(yaml.safe_dump(cfg))
     (trial / "metrics.json").write_text(json.dumps({"test": {"average": test}, "validation": {"average": test}}))
 
 
 def previous_row(arm: str, seed: int, test_pct: float) -> dict:
-    return {"regime": "small", "arm": arm, "seed": seed, "test_average": test_pct, "val_average": test_pct,
-            "wall_time_s": None, "trial": f"/gone/{arm}_{seed}"}
+    return {
+        "regime": "small",
+        "arm": arm,
+        "seed": seed,
+        "test_average": test_pct,
+        "val_average": test_pct,
+        "wall_time_s": None,
+        "trial": f"/gone/{arm}_{seed}",
+    }
 
 
 def test_previous_trials_fill_only_missing_regime_arm_seed(tmp_path):
@@ -37,8 +48,11 @@ def test_previous_trials_fill_only_missing_regime_arm_seed(tmp_path):
     write_trial(sweep / "trials" / "t1", use_atp=True, seed=1, test=0.16)
     previous = tmp_path / "previous.json"
     # seed 1 base is also in the earlier file with another figure: the trial found on disk must win
-    previous.write_text(json.dumps({"trials": [previous_row("base", 0, 14.0), previous_row("full", 0, 18.0),
-                                               previous_row("base", 1, 99.0)]}))
+    previous.write_text(
+        json.dumps(
+            {"trials": [previous_row("base", 0, 14.0), previous_row("full", 0, 18.0), previous_row("base", 1, 99.0)]}
+        )
+    )
     out = tmp_path / "out"
     assert regimes.main([str(sweep), "--previous", str(previous), "--out", str(out)]) == 0
     summary = json.loads((out / "regimes.json").read_text())["summary"]["small"]

@@ -1,10 +1,20 @@
 """Config: presets, dotted overrides, validation errors naming the key, round trip, --help docs."""
+
 import dataclasses
 
 import pytest
 
-from clasp_dist.config import (Config, ConfigError, field_docs, from_dict, load_config, load_saved_config,
-                               preset_names, save_config, to_dict)
+from clasp_dist.config import (
+    Config,
+    ConfigError,
+    field_docs,
+    from_dict,
+    load_config,
+    load_saved_config,
+    preset_names,
+    save_config,
+    to_dict,
+)
 
 
 def test_every_preset_loads_and_validates():
@@ -14,8 +24,16 @@ def test_every_preset_loads_and_validates():
 
 
 def test_overrides_are_typed_and_applied():
-    cfg = load_config(["config=tiny", "optim.lr=3e-4", "train.epochs=5", "model.use_atp=false",
-                       "eval.tiou_thresholds=[0.3,0.5]", "data.root=s3://bucket/x"])
+    cfg = load_config(
+        [
+            "config=tiny",
+            "optim.lr=3e-4",
+            "train.epochs=5",
+            "model.use_atp=false",
+            "eval.tiou_thresholds=[0.3,0.5]",
+            "data.root=s3://bucket/x",
+        ]
+    )
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
     assert cfg.train.epochs == 5 and cfg.model.use_atp is False
     assert cfg.eval.tiou_thresholds == (0.3, 0.5) and cfg.data.root == "s3://bucket/x"
@@ -23,18 +41,21 @@ def test_overrides_are_typed_and_applied():
     assert load_config(["train.progress_bar=off", "model.use_atp=no", "model.use_meae=on"]).train.progress_bar == "off"
 
 
-@pytest.mark.parametrize("override, names", [
-    ("model.d_modl=3", "model.d_modl"),
-    ("nosuch.key=1", "nosuch.key"),
-    ("model.d_model=abc", "model.d_model"),
-    ("model.discrepancy=cosine", "model.discrepancy"),
-    ("train.epochs", "train.epochs"),
-    ("deepspeed.zero_stage=4", "deepspeed.zero_stage"),
-    ("model.mil_ratio=0", "model.mil_ratio"),  # ranges: pydantic Field constraints
-    ("model.dropout=1", "model.dropout"),
-    ("data.max_skipped_fraction=1.5", "data.max_skipped_fraction"),
-    ("optim.lr=0", "optim.lr"),
-])
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("model.d_modl=3", "model.d_modl"),
+        ("nosuch.key=1", "nosuch.key"),
+        ("model.d_model=abc", "model.d_model"),
+        ("model.discrepancy=cosine", "model.discrepancy"),
+        ("train.epochs", "train.epochs"),
+        ("deepspeed.zero_stage=4", "deepspeed.zero_stage"),
+        ("model.mil_ratio=0", "model.mil_ratio"),  # ranges: pydantic Field constraints
+        ("model.dropout=1", "model.dropout"),
+        ("data.max_skipped_fraction=1.5", "data.max_skipped_fraction"),
+        ("optim.lr=0", "optim.lr"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         load_config([override])

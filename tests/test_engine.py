@@ -1,4 +1,5 @@
 """DeepSpeed config arithmetic, parameter groups, schedule, EMA (no DeepSpeed process needed)."""
+
 import math
 
 import pytest

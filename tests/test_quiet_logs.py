@@ -1,4 +1,5 @@
 """Log noise: Ray's known noise lines are dropped from what the driver prints, ours and real events kept."""
+
 from __future__ import annotations
 
 import io
@@ -56,14 +57,16 @@ def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch, capsys):
     filter_forwarded_logs()
     filter_forwarded_logs()  # idempotent: wrapped once
     sink = io.StringIO()
-    ray_worker.print_worker_logs({"lines": RAY_NOISE_LINES + REAL_LINES, "pid": 7, "ip": "h", "localhost": "h",
-                                  "is_err": True}, sink)
+    ray_worker.print_worker_logs(
+        {"lines": RAY_NOISE_LINES + REAL_LINES, "pid": 7, "ip": "h", "localhost": "h", "is_err": True}, sink
+    )
     printed = sink.getvalue()
     assert printed.count("\n") == len(REAL_LINES)
     assert all(line in printed for line in REAL_LINES)
     sink = io.StringIO()
-    ray_worker.print_worker_logs({"lines": RAY_NOISE_LINES[:1], "pid": 7, "ip": "h", "localhost": "h",
-                                  "is_err": True}, sink)
+    ray_worker.print_worker_logs(
+        {"lines": RAY_NOISE_LINES[:1], "pid": 7, "ip": "h", "localhost": "h", "is_err": True}, sink
+    )
     assert sink.getvalue() == ""  # nothing left: no empty prefixed line either
     # The raylet's messages (the `ray job submit` worker start-up line) reach the driver by another route:
     # listen_error_messages -> print_to_stdstream (de-duplication) -> print_worker_logs.

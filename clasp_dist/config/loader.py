@@ -1,4 +1,5 @@
 """Presets, dotted overrides, (de)serialisation and field docs for `--help`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,9 @@ def _read_preset(name_or_path: str) -> dict:
         stem = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml") else path.name
         res = resources.files(PRESET_PACKAGE) / f"{stem}.yaml"
         if not res.is_file():
-            raise ConfigError(f"config: unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a YAML file)")
+            raise ConfigError(
+                f"config: unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a YAML file)"
+            )
         text = res.read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
@@ -176,15 +179,19 @@ def help_text(overrides: Iterable[str] = ()) -> str:
     is among `overrides`) with the other overrides applied (the preset alone when they do not validate)."""
     overrides = [o for o in overrides if "=" in o and not o.startswith("-")]
     preset = chosen_preset(overrides)
-    title = f"preset {preset!r}" + ("" if any(o.startswith("config=") for o in overrides)
-                                    else " (the default; choose another with config=NAME)")
+    title = f"preset {preset!r}" + (
+        "" if any(o.startswith("config=") for o in overrides) else " (the default; choose another with config=NAME)"
+    )
     try:
         cfg = load_config(overrides)
         title += " with the overrides given" if any(not o.startswith("config=") for o in overrides) else ""
     except ConfigError as err:
         cfg, title = load_config(), f"preset 'small' (the arguments given do not load: {str(err).splitlines()[0]})"
-    lines = [f"Presets (config=NAME): {', '.join(preset_names())}", "",
-             f"Override keys (key=value), with the values that will run: {title}:"]
+    lines = [
+        f"Presets (config=NAME): {', '.join(preset_names())}",
+        "",
+        f"Override keys (key=value), with the values that will run: {title}:",
+    ]
     for key, doc, value in field_docs(cfg):
         lines.append(f"  {key} = {value!r}\n      {doc}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ pydantic description (``use_attribute_docstrings``), shown by ``--help``. Cross-
 Derived values (DeepSpeed batch arithmetic, grid step in seconds) are computed by functions
 elsewhere and never written back here.
 """
+
 from __future__ import annotations
 
 import dataclasses

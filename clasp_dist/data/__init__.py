@@ -2,8 +2,16 @@
 
 Importing this package does not import Ray; ``source`` and ``batch`` import it lazily.
 """
-from .errors import (BadSampleError, BadShardError, ChecksumError, DataError, ManifestError, StorageError,
-                     TooManySkippedError)
+
+from .errors import (
+    BadSampleError,
+    BadShardError,
+    ChecksumError,
+    DataError,
+    ManifestError,
+    StorageError,
+    TooManySkippedError,
+)
 from .grid import Grid
 from .samples import SampleDecoder, SkipStats
 from .format import VideoSample
@@ -13,7 +21,25 @@ from .roots import ensure_dataset
 from .synthetic import PROFILES, SynthProfile, generate_dataset
 
 __all__ = [
-    "BadSampleError", "BadShardError", "ChecksumError", "DataError", "Grid", "Manifest", "ManifestError", "PROFILES",
-    "SampleDecoder", "ShardInfo", "SkipStats", "SplitInfo", "StorageError", "SynthProfile", "TooManySkippedError",
-    "VideoSample", "ensure_dataset", "generate_dataset", "read_manifest", "verify_checksums", "write_dataset",
+    "BadSampleError",
+    "BadShardError",
+    "ChecksumError",
+    "DataError",
+    "Grid",
+    "Manifest",
+    "ManifestError",
+    "PROFILES",
+    "SampleDecoder",
+    "ShardInfo",
+    "SkipStats",
+    "SplitInfo",
+    "StorageError",
+    "SynthProfile",
+    "TooManySkippedError",
+    "VideoSample",
+    "ensure_dataset",
+    "generate_dataset",
+    "read_manifest",
+    "verify_checksums",
+    "write_dataset",
 ]

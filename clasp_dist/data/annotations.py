@@ -13,6 +13,7 @@ already kept in the same video) are dropped, as UnAV/ActionFormer's ``remove_dup
 refused there); the evaluator (``evaluation.formats.load_ground_truth``) reads through
 :func:`read_split_annotations` and accepts gaps.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,10 @@ class Annotations:
     def limited(self, limits: Optional[dict[str, Optional[int]]]) -> dict[str, list[VideoAnnotation]]:
         """The first N videos (by id) of each split; a missing or None limit keeps the split whole."""
         limits = limits or {}
-        return {name: list(videos) if limits.get(name) is None else videos[: limits[name]]
-                for name, videos in self.splits.items()}
+        return {
+            name: list(videos) if limits.get(name) is None else videos[: limits[name]]
+            for name, videos in self.splits.items()
+        }
 
 
 def packaged_unav100_path() -> Path:
@@ -131,8 +134,9 @@ def _label_id(value: Any, where: str) -> int:
     return int(value)
 
 
-def drop_duplicate_segments(segments: Sequence[tuple[float, float, int]], tol: float = DUPLICATE_TOLERANCE_S
-                            ) -> tuple[list[tuple[float, float, int]], int]:
+def drop_duplicate_segments(
+    segments: Sequence[tuple[float, float, int]], tol: float = DUPLICATE_TOLERANCE_S
+) -> tuple[list[tuple[float, float, int]], int]:
     """Drop a segment when one already kept has the same class and start/end within tol (UnAV rule).
 
     Returns (kept segments in input order, number dropped).
@@ -145,8 +149,9 @@ def drop_duplicate_segments(segments: Sequence[tuple[float, float, int]], tol: f
     return kept, len(segments) - len(kept)
 
 
-def _video_segments(vid: str, entry: Mapping[str, Any], position: Mapping[str, int], where: str
-                    ) -> list[tuple[float, float, int]]:
+def _video_segments(
+    vid: str, entry: Mapping[str, Any], position: Mapping[str, int], where: str
+) -> list[tuple[float, float, int]]:
     out = []
     for k, a in enumerate(entry.get("annotations") or []):
         try:
@@ -160,9 +165,13 @@ def _video_segments(vid: str, entry: Mapping[str, Any], position: Mapping[str, i
     return out
 
 
-def parse_annotations(document: Mapping[str, Any], where: str = "annotations",
-                      splits: Sequence[str] = SPLITS,
-                      classes: Optional[ClassTable] = None, tol: float = DUPLICATE_TOLERANCE_S) -> Annotations:
+def parse_annotations(
+    document: Mapping[str, Any],
+    where: str = "annotations",
+    splits: Sequence[str] = SPLITS,
+    classes: Optional[ClassTable] = None,
+    tol: float = DUPLICATE_TOLERANCE_S,
+) -> Annotations:
     """Every video of the given splits, file order kept inside a split (``load_annotations`` sorts)."""
     db = database_of(document, where)
     table = classes or class_table(db, where)
@@ -180,8 +189,13 @@ def parse_annotations(document: Mapping[str, Any], where: str = "annotations",
         dropped += n_dup
         duration = float(entry["duration"]) if entry.get("duration") is not None else float("nan")
         out[split].append(VideoAnnotation(str(vid), split, duration, tuple(kept)))
-    return Annotations(classes=table.names, splits=out, duplicates_dropped=dropped, class_ids=table.ids,
-                       activitynet_subsets=bool(subsets & ACTIVITYNET_SUBSETS))
+    return Annotations(
+        classes=table.names,
+        splits=out,
+        duplicates_dropped=dropped,
+        class_ids=table.ids,
+        activitynet_subsets=bool(subsets & ACTIVITYNET_SUBSETS),
+    )
 
 
 def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = SPLITS) -> Annotations:
@@ -194,8 +208,10 @@ def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = 
         raise DataError(f"annotations {str(path)!r}: unreadable ({type(exc).__name__}: {exc})") from None
     ann = parse_annotations(document, str(path), splits)
     if ann.class_ids != tuple(range(len(ann.classes))):
-        raise AnnotationError(f"annotations {str(path)!r}: label ids are not 0..{len(ann.classes) - 1} "
-                              "(shards index classes by id; the evaluator accepts gaps)")
+        raise AnnotationError(
+            f"annotations {str(path)!r}: label ids are not 0..{len(ann.classes) - 1} "
+            "(shards index classes by id; the evaluator accepts gaps)"
+        )
     for videos in ann.splits.values():
         videos.sort(key=lambda v: v.video_id)
     return ann

@@ -11,6 +11,7 @@ Rows whose ``error`` column is set (skipped bad samples, ``bad_sample_policy=ski
 here and counted in a :class:`~clasp_dist.data.samples.SkipStats`; the iterators log its summary
 at the end of a pass and raise ``TooManySkippedError`` past ``max_skipped_fraction``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,8 +51,10 @@ class Batch:
         previous step's kernels; CUDA orders it before any kernel that reads it on the same stream)."""
         device = torch.device(device)
         to_gpu = device.type == "cuda"
-        moved = {name: (t.pin_memory() if to_gpu and not t.is_pinned() else t).to(device, non_blocking=to_gpu)
-                 for name, t in self._tensors().items()}
+        moved = {
+            name: (t.pin_memory() if to_gpu and not t.is_pinned() else t).to(device, non_blocking=to_gpu)
+            for name, t in self._tensors().items()
+        }
         return replace(self, **moved)
 
     def pin_memory(self) -> "Batch":
@@ -75,8 +78,11 @@ def _multi_hot(labels: Sequence[np.ndarray], num_classes: int, video_ids: Sequen
     for i, ids in enumerate(labels):
         ids = np.asarray(ids)  # [n]
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= num_classes):
-            raise BadSampleError(f"labels {ids.tolist()[:10]} are not class ids in [0, {num_classes})",
-                                 video_id=str(video_ids[i]), field="labels")
+            raise BadSampleError(
+                f"labels {ids.tolist()[:10]} are not class ids in [0, {num_classes})",
+                video_id=str(video_ids[i]),
+                field="labels",
+            )
         out[i, ids.astype(np.int64)] = 1.0
     return out
 
@@ -87,15 +93,22 @@ def _parse_segments(texts: Iterable[Any], video_ids: Sequence[str]) -> list[list
     out = []
     for text, vid in zip(texts, video_ids):
         try:
-            out.append([(float(s), float(e), int(c)) for s, e, c in
-                        (json.loads(text) if isinstance(text, (str, bytes)) else text)])
+            out.append(
+                [
+                    (float(s), float(e), int(c))
+                    for s, e, c in (json.loads(text) if isinstance(text, (str, bytes)) else text)
+                ]
+            )
         except (ValueError, TypeError, RecursionError) as exc:
-            raise BadSampleError(f"malformed segments ({type(exc).__name__}: {str(exc)[:120]})", video_id=str(vid),
-                                 field="segments") from None
+            raise BadSampleError(
+                f"malformed segments ({type(exc).__name__}: {str(exc)[:120]})", video_id=str(vid), field="segments"
+            ) from None
     return out
 
 
-def batch_from_columns(columns: Mapping[str, Any], num_classes: int, stats: Optional[SkipStats] = None) -> Optional[Batch]:
+def batch_from_columns(
+    columns: Mapping[str, Any], num_classes: int, stats: Optional[SkipStats] = None
+) -> Optional[Batch]:
     """Pad a batch given as columns (row-aligned sequences); None when every row was a skipped sample."""
     n = len(columns["video_id"])
     errors = columns.get("error", [""] * n)
@@ -116,14 +129,17 @@ def batch_from_columns(columns: Mapping[str, Any], num_classes: int, stats: Opti
     fps = np.asarray(col("fps"), dtype=np.float64)  # [B]
     mask = np.arange(length)[None, :] < num_steps[:, None]  # [B, T]
     return Batch(
-        visual=torch.from_numpy(_pad(visual, length)), audio=torch.from_numpy(_pad(audio, length)),
-        mask=torch.from_numpy(mask), labels=torch.from_numpy(_multi_hot(col("labels"), num_classes, col("video_id"))),
+        visual=torch.from_numpy(_pad(visual, length)),
+        audio=torch.from_numpy(_pad(audio, length)),
+        mask=torch.from_numpy(mask),
+        labels=torch.from_numpy(_multi_hot(col("labels"), num_classes, col("video_id"))),
         video_id=[str(v) for v in col("video_id")],
         duration=torch.from_numpy(np.asarray(col("duration"), dtype=np.float64)),
         step_s=torch.from_numpy(np.asarray(col("feat_stride"), dtype=np.float64) / fps),
         offset_s=torch.from_numpy(np.asarray(col("window"), dtype=np.float64) / (2.0 * fps)),
         num_steps=torch.from_numpy(num_steps),
-        segments=_parse_segments(col("segments"), col("video_id")) if "segments" in columns else None)
+        segments=_parse_segments(col("segments"), col("video_id")) if "segments" in columns else None,
+    )
 
 
 def collate_rows(rows: Sequence[Mapping[str, Any]], num_classes: int, stats: Optional[SkipStats] = None) -> Batch:
@@ -165,9 +181,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def iter_train_batches(dataset_shard, batch_size: int, num_classes: int, shuffle_buffer: int = 0, seed: int = 0,
-                       device: Any = None, stats: Optional[SkipStats] = None,
-                       max_skipped_fraction: float = 1.0, prefetch_batches: int = 2) -> Iterator[Batch]:
+def iter_train_batches(
+    dataset_shard,
+    batch_size: int,
+    num_classes: int,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    device: Any = None,
+    stats: Optional[SkipStats] = None,
+    max_skipped_fraction: float = 1.0,
+    prefetch_batches: int = 2,
+) -> Iterator[Batch]:
     """One pass over a Ray ``Dataset``/``DataIterator`` (e.g. ``ray.train.get_dataset_shard``) as padded batches.
 
     ``shuffle_buffer`` > 0 shuffles locally (seeded by ``seed``; vary it per epoch). Skipped rows are
@@ -177,8 +201,9 @@ def iter_train_batches(dataset_shard, batch_size: int, num_classes: int, shuffle
     to_gpu = device is not None and torch.device(device).type == "cuda"
     collate = _padding_collate_class()(num_classes, stats, pin_memory=to_gpu)  # pinned in Ray's prefetch threads
     kwargs = {"local_shuffle_buffer_size": shuffle_buffer, "local_shuffle_seed": seed} if shuffle_buffer > 0 else {}
-    for batch in dataset_shard.iter_torch_batches(batch_size=batch_size, collate_fn=collate, drop_last=False,
-                                                  prefetch_batches=prefetch_batches, **kwargs):
+    for batch in dataset_shard.iter_torch_batches(
+        batch_size=batch_size, collate_fn=collate, drop_last=False, prefetch_batches=prefetch_batches, **kwargs
+    ):
         if batch is not None:
             yield batch.to(device) if device is not None else batch
     _finish(stats, max_skipped_fraction)

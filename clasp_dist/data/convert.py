@@ -14,6 +14,7 @@ an error naming the video; by at most that, they are truncated to the shorter an
 manifest's ``writer_counts``. A video listed in the annotations without its files is an error unless
 ``allow_missing`` (then it is left out and counted).
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,12 +75,16 @@ def _load(path: str, video_id: str) -> np.ndarray:
     return array
 
 
-def _aligned(parts: list[np.ndarray], names: Sequence[str], video_id: str, tolerance: int) -> tuple[list[np.ndarray], int]:
+def _aligned(
+    parts: list[np.ndarray], names: Sequence[str], video_id: str, tolerance: int
+) -> tuple[list[np.ndarray], int]:
     lengths = [p.shape[0] for p in parts]
     diff = max(lengths) - min(lengths)
     if diff > tolerance:
         detail = ", ".join(f"{n}: {t}" for n, t in zip(names, lengths))
-        raise DataError(f"video {video_id!r}: feature lengths differ by {diff} steps > tolerance {tolerance} ({detail})")
+        raise DataError(
+            f"video {video_id!r}: feature lengths differ by {diff} steps > tolerance {tolerance} ({detail})"
+        )
     return [p[: min(lengths)] for p in parts], diff
 
 
@@ -106,10 +111,22 @@ class FeatureSampler:
         return VideoSample(ann.video_id, visual, audio, ann.duration, ann.labels, ann.segments, truncated_steps=diff)
 
 
-def convert_features(annotations: str, features_dir: str, out_root: str, feature_set: str, *,
-                     dataset: str, grid: Optional[Grid] = None, storage_cfg=None, workers: int = 1,
-                     shard_size: int = DEFAULT_SHARD_SIZE, limit_per_split: Optional[int] = None,
-                     allow_missing: bool = False, length_tolerance: int = 1, progress: bool = True) -> Manifest:
+def convert_features(
+    annotations: str,
+    features_dir: str,
+    out_root: str,
+    feature_set: str,
+    *,
+    dataset: str,
+    grid: Optional[Grid] = None,
+    storage_cfg=None,
+    workers: int = 1,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    limit_per_split: Optional[int] = None,
+    allow_missing: bool = False,
+    length_tolerance: int = 1,
+    progress: bool = True,
+) -> Manifest:
     """Convert an official feature folder + annotation JSON into a shard dataset under ``out_root``."""
     if feature_set not in FEATURE_SETS:
         raise DataError(f"unknown feature set {feature_set!r} (choose from {', '.join(FEATURE_SETS)})")
@@ -127,18 +144,36 @@ def convert_features(annotations: str, features_dir: str, out_root: str, feature
         missing += [v.video_id for v, stem in items if stem is None]
         split_items[split] = [(v, stem) for v, stem in items if stem is not None]
     if missing and not allow_missing:
-        raise DataError(f"{len(missing)} annotated videos have no (complete) feature files in {features_dir}, "
-                        f"e.g. {missing[:5]} (expected {'/'.join(layout.visual + layout.audio)} per video); "
-                        "pass --allow-missing to leave them out")
+        raise DataError(
+            f"{len(missing)} annotated videos have no (complete) feature files in {features_dir}, "
+            f"e.g. {missing[:5]} (expected {'/'.join(layout.visual + layout.audio)} per video); "
+            "pass --allow-missing to leave them out"
+        )
     if missing:
         log.warning("left out %d annotated videos without feature files, e.g. %s", len(missing), missing[:5])
     visual_dim, audio_dim = _dims(layout, split_items)
     sampler = FeatureSampler(layout, visual_dim, audio_dim, length_tolerance)
-    return write_dataset(out_root, dataset=dataset, classes=ann.classes, visual_dim=visual_dim, audio_dim=audio_dim,
-                         grid=grid, split_items=split_items, make_sample=sampler, shard_size=shard_size,
-                         workers=workers, storage_cfg=storage_cfg, progress=progress,
-                         extra={"source": {"feature_set": feature_set, "missing_videos": len(missing),
-                                           "duplicate_annotations_dropped": ann.duplicates_dropped}})
+    return write_dataset(
+        out_root,
+        dataset=dataset,
+        classes=ann.classes,
+        visual_dim=visual_dim,
+        audio_dim=audio_dim,
+        grid=grid,
+        split_items=split_items,
+        make_sample=sampler,
+        shard_size=shard_size,
+        workers=workers,
+        storage_cfg=storage_cfg,
+        progress=progress,
+        extra={
+            "source": {
+                "feature_set": feature_set,
+                "missing_videos": len(missing),
+                "duplicate_annotations_dropped": ann.duplicates_dropped,
+            }
+        },
+    )
 
 
 def _dims(layout: FeatureLayout, split_items: dict) -> tuple[int, int]:

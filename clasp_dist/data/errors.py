@@ -3,6 +3,7 @@
 All derive from :class:`DataError`. They pickle with their attributes so that an error raised inside
 a Ray read task reaches the driver intact (wrapped in Ray's task error, message preserved).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -27,8 +28,9 @@ class ChecksumError(DataError):
 class BadSampleError(DataError):
     """One sample (video) is unusable. ``shard``, ``video_id`` and ``field`` say where and what."""
 
-    def __init__(self, reason: str, shard: Optional[str] = None, video_id: Optional[str] = None,
-                 field: Optional[str] = None):
+    def __init__(
+        self, reason: str, shard: Optional[str] = None, video_id: Optional[str] = None, field: Optional[str] = None
+    ):
         self.reason, self.shard, self.video_id, self.field = reason, shard, video_id, field
         super().__init__(format_bad_sample(reason, shard, video_id, field))
 
@@ -45,9 +47,14 @@ class TooManySkippedError(DataError):
 
 
 def format_bad_sample(reason: str, shard: Optional[str], video_id: Optional[str], field: Optional[str]) -> str:
-    sample = repr(video_id) if not video_id or len(video_id) <= 120 else f"{video_id[:100]!r}... ({len(video_id)} chars)"
-    where = [f"shard {shard}" if shard else None, f"sample {sample}" if video_id else None,
-             f"field {field!r}" if field else None]
+    sample = (
+        repr(video_id) if not video_id or len(video_id) <= 120 else f"{video_id[:100]!r}... ({len(video_id)} chars)"
+    )
+    where = [
+        f"shard {shard}" if shard else None,
+        f"sample {sample}" if video_id else None,
+        f"field {field!r}" if field else None,
+    ]
     return "bad sample: " + ", ".join(w for w in where if w) + f": {reason}"
 
 

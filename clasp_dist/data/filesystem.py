@@ -17,6 +17,7 @@ are bounded and retries come from ``StorageConfig.retries`` so an unreachable en
 credentials fail fast, never hang. :func:`storage_errors` turns SDK exceptions into :class:`StorageError`
 naming the root and endpoint.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -113,9 +114,12 @@ def _resolve_region(bucket: str, endpoint: Optional[str], anon: bool) -> Optiona
     import botocore.config
     import botocore.exceptions
 
-    config = botocore.config.Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                                    retries={"max_attempts": 1, "mode": "standard"},
-                                    signature_version=botocore.UNSIGNED if anon else None)
+    config = botocore.config.Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"max_attempts": 1, "mode": "standard"},
+        signature_version=botocore.UNSIGNED if anon else None,
+    )
     client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=FALLBACK_REGION, config=config)
     try:
         headers = client.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
@@ -140,7 +144,7 @@ def get_fs(root: str, storage_cfg=None) -> tuple[fsspec.AbstractFileSystem, str]
     if "://" in root and not root.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(root)
         return fs, path.rstrip("/")
-    path = os.path.abspath(os.path.expanduser(root[len("file://"):] if root.startswith("file://") else root))
+    path = os.path.abspath(os.path.expanduser(root[len("file://") :] if root.startswith("file://") else root))
     return fsspec.filesystem("file"), path
 
 
@@ -167,7 +171,7 @@ def local_copy(url: str, names: Optional[tuple[str, ...]] = None, storage_cfg=No
             if not found or (names and not fs.exists(found[0])):
                 raise FileNotFoundError(f"{url}: nothing to read there ({', '.join(names or ())})")
             for remote in found:
-                dest = os.path.join(tmp, remote[len(base):].lstrip("/"))
+                dest = os.path.join(tmp, remote[len(base) :].lstrip("/"))
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 fs.get_file(remote, dest)
         yield tmp
@@ -183,13 +187,17 @@ def ensure_dir(fs: fsspec.AbstractFileSystem, path: str) -> None:
 def _s3fs(root: str, cfg):
     import s3fs
 
-    config_kwargs = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S,
-                     "retries": {"max_attempts": cfg.retries, "mode": "standard"}}
+    config_kwargs = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "read_timeout": READ_TIMEOUT_S,
+        "retries": {"max_attempts": cfg.retries, "mode": "standard"},
+    }
     client_kwargs = {"region_name": bucket_region(root, cfg)}
     if endpoint_url(cfg):
         client_kwargs["endpoint_url"] = endpoint_url(cfg)
-    return s3fs.S3FileSystem(anon=cfg.anon, client_kwargs=client_kwargs, config_kwargs=config_kwargs,
-                             skip_instance_cache=True)
+    return s3fs.S3FileSystem(
+        anon=cfg.anon, client_kwargs=client_kwargs, config_kwargs=config_kwargs, skip_instance_cache=True
+    )
 
 
 def _gcsfs(cfg):
@@ -201,8 +209,14 @@ def _gcsfs(cfg):
         gcsfs_log.setLevel(logging.CRITICAL)
     project = cfg.gcs_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
     token = "anon" if cfg.anon else "google_default"
-    return cls(project=project, token=token, endpoint_url=gcs_endpoint_url(cfg), skip_instance_cache=True,
-               requests_timeout=READ_TIMEOUT_S, session_kwargs={"conn_timeout": CONNECT_TIMEOUT_S})
+    return cls(
+        project=project,
+        token=token,
+        endpoint_url=gcs_endpoint_url(cfg),
+        skip_instance_cache=True,
+        requests_timeout=READ_TIMEOUT_S,
+        session_kwargs={"conn_timeout": CONNECT_TIMEOUT_S},
+    )
 
 
 _GCS_CLASS_PREFIX = "ClaspGCSFileSystem_retries"
@@ -216,16 +230,22 @@ def _gcs_class(retries: int):
     from gcsfs.retry import retry_request
 
     name = f"{_GCS_CLASS_PREFIX}{retries}"
-    cls = type(name, (GCSFileSystem,), {
-        "__doc__": f"GCSFileSystem making at most {retries} attempt(s) per request.", "__module__": __name__,
-        "_request": retry_request(retries=retries)(GCSFileSystem._request.__wrapped__)})
+    cls = type(
+        name,
+        (GCSFileSystem,),
+        {
+            "__doc__": f"GCSFileSystem making at most {retries} attempt(s) per request.",
+            "__module__": __name__,
+            "_request": retry_request(retries=retries)(GCSFileSystem._request.__wrapped__),
+        },
+    )
     globals()[name] = cls  # pickled by reference; __getattr__ below rebuilds it in another process
     return cls
 
 
 def __getattr__(name: str):
     if name.startswith(_GCS_CLASS_PREFIX):
-        return _gcs_class(int(name[len(_GCS_CLASS_PREFIX):]))
+        return _gcs_class(int(name[len(_GCS_CLASS_PREFIX) :]))
     raise AttributeError(name)
 
 
@@ -240,9 +260,12 @@ def get_arrow_fs(root: str, storage_cfg=None):
     if not is_s3(root):
         _, path = get_fs(root, storage_cfg)
         return pafs.LocalFileSystem(), path
-    kwargs = {"region": bucket_region(root, cfg), "connect_timeout": CONNECT_TIMEOUT_S,
-              "request_timeout": READ_TIMEOUT_S,
-              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=max(1, cfg.retries))}
+    kwargs = {
+        "region": bucket_region(root, cfg),
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "request_timeout": READ_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=max(1, cfg.retries)),
+    }
     url = endpoint_url(cfg)
     if url:
         parsed = urlparse(url)
@@ -257,8 +280,10 @@ def get_arrow_fs(root: str, storage_cfg=None):
 def _arrow_gcs(cfg):
     import pyarrow.fs as pafs
 
-    kwargs = {"anonymous": bool(cfg.anon),
-              "retry_time_limit": datetime.timedelta(seconds=GCS_RETRY_S_PER_ATTEMPT * max(1, cfg.retries))}
+    kwargs = {
+        "anonymous": bool(cfg.anon),
+        "retry_time_limit": datetime.timedelta(seconds=GCS_RETRY_S_PER_ATTEMPT * max(1, cfg.retries)),
+    }
     url = gcs_endpoint_url(cfg)
     if url:
         parsed = urlparse(url)
@@ -296,8 +321,9 @@ def storage_errors(root: str, storage_cfg=None) -> Iterator[None]:
 
 def storage_error(exc: BaseException, root: str, storage_cfg=None) -> Optional[StorageError]:
     """A :class:`StorageError` naming root and endpoint for an SDK connection/permission error, else None."""
-    kind = _classify(exc, "Google (GOOGLE_APPLICATION_CREDENTIALS or the node's service account)"
-                     if is_gcs(root) else "S3")
+    kind = _classify(
+        exc, "Google (GOOGLE_APPLICATION_CREDENTIALS or the node's service account)" if is_gcs(root) else "S3"
+    )
     if kind is None:
         return None
     endpoint = endpoint_url(storage_cfg) if is_s3(root) else gcs_endpoint_url(storage_cfg) if is_gcs(root) else None
@@ -308,11 +334,35 @@ def storage_error(exc: BaseException, root: str, storage_cfg=None) -> Optional[S
 
 
 _REFUSED_CODE = re.compile(r"(?<![\d.:])40[13](?![\d.])")  # an HTTP status, never part of a port or address
-_REFUSED = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "Unauthorized", "NoCredentialsError", "Unable to locate credentials", "ExpiredToken",
-            "RefreshError", "DefaultCredentialsError", "invalid_grant", "invalid_client", "Invalid Credentials")
-_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeout", "Could not connect", "Connection refused",
-                "ConnectionError", "ClientConnectorError", "Name or service not known", "connect timeout",
-                "Failed to connect", "Cannot connect to host", "ServerDisconnectedError", "Couldn't connect")
+_REFUSED = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "Forbidden",
+    "Unauthorized",
+    "NoCredentialsError",
+    "Unable to locate credentials",
+    "ExpiredToken",
+    "RefreshError",
+    "DefaultCredentialsError",
+    "invalid_grant",
+    "invalid_client",
+    "Invalid Credentials",
+)
+_UNREACHABLE = (
+    "EndpointConnectionError",
+    "ConnectTimeout",
+    "Could not connect",
+    "Connection refused",
+    "ConnectionError",
+    "ClientConnectorError",
+    "Name or service not known",
+    "connect timeout",
+    "Failed to connect",
+    "Cannot connect to host",
+    "ServerDisconnectedError",
+    "Couldn't connect",
+)
 
 
 def _classify(exc: BaseException, credentials: str = "S3") -> Optional[str]:

@@ -5,6 +5,7 @@ A dataset root holds ``manifest.json`` (:mod:`.manifest`) and WebDataset tars ``
 ``<id>.visual.npy`` (float16 ``[T, Dv]``), ``<id>.audio.npy`` (float16 ``[T, Da]``), ``<id>.meta.json``.
 Video ids containing '.' (or '/') are **rejected** at write time (WebDataset keys end at the first dot).
 """
+
 from __future__ import annotations
 
 import io
@@ -67,8 +68,10 @@ def check_video_id(video_id: str) -> str:
     """Reject ids WebDataset cannot key: '.' starts the member suffix, '/' makes a directory."""
     reason = unsafe_id_reason(video_id)
     if reason is not None:
-        raise DataError(f"video id {video_id!r} cannot be a WebDataset key ({reason}); "
-                        "rename the video (ids with '.' are rejected, not escaped)")
+        raise DataError(
+            f"video id {video_id!r} cannot be a WebDataset key ({reason}); "
+            "rename the video (ids with '.' are rejected, not escaped)"
+        )
     return video_id
 
 
@@ -80,9 +83,14 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def sample_meta(sample: VideoSample, grid: Grid, include_segments: bool) -> dict:
-    meta = {"video_id": sample.video_id, "duration": float(sample.duration), "fps": grid.fps,
-            "feat_stride": grid.feat_stride, "window": grid.window,
-            "labels": sorted({int(c) for c in sample.labels})}
+    meta = {
+        "video_id": sample.video_id,
+        "duration": float(sample.duration),
+        "fps": grid.fps,
+        "feat_stride": grid.feat_stride,
+        "window": grid.window,
+        "labels": sorted({int(c) for c in sample.labels}),
+    }
     if include_segments:
         meta["segments"] = [[float(s), float(e), int(c)] for s, e, c in (sample.segments or [])]
     return meta
@@ -92,12 +100,16 @@ def encode_sample(sample: VideoSample, grid: Grid, include_segments: bool) -> li
     """The three tar members of a video, in the order of SPEC 2.2."""
     check_video_id(sample.video_id)
     if sample.visual.shape[0] != sample.audio.shape[0]:
-        raise DataError(f"video {sample.video_id!r}: visual has {sample.visual.shape[0]} steps, "
-                        f"audio {sample.audio.shape[0]}; align them before writing")
+        raise DataError(
+            f"video {sample.video_id!r}: visual has {sample.visual.shape[0]} steps, "
+            f"audio {sample.audio.shape[0]}; align them before writing"
+        )
     meta = json.dumps(sample_meta(sample, grid, include_segments)).encode()
-    return [(f"{sample.video_id}.visual.npy", npy_bytes(sample.visual.astype(np.float16, copy=False))),
-            (f"{sample.video_id}.audio.npy", npy_bytes(sample.audio.astype(np.float16, copy=False))),
-            (f"{sample.video_id}.meta.json", meta)]
+    return [
+        (f"{sample.video_id}.visual.npy", npy_bytes(sample.visual.astype(np.float16, copy=False))),
+        (f"{sample.video_id}.audio.npy", npy_bytes(sample.audio.astype(np.float16, copy=False))),
+        (f"{sample.video_id}.meta.json", meta),
+    ]
 
 
 def shard_name(split: str, index: int) -> str:

@@ -1,4 +1,5 @@
 """The feature grid: which time span each feature step covers (docs/CONTRACTS.md, "Feature grid")."""
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ problems are counted rather than the first raised): dims, NaN/Inf, label and seg
 stream lengths, members; counts per split against the manifest; and the weak-supervision rule
 (``train`` samples carry no ``segments``; evaluation samples do).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,23 +55,50 @@ class DatasetReport:
 
     def table(self) -> str:
         m = self.manifest
-        head = (f"dataset {m.dataset!r} at {self.root}: format v{m.version}, {m.num_classes} classes, "
-                f"visual {m.visual_dim}-d, audio {m.audio_dim}-d, grid {m.grid.fps:g} fps / stride "
-                f"{m.grid.feat_stride} / window {m.grid.window} ({m.grid.step_s:.3f} s per step)")
-        cols = ("split", "shards", "videos", "manifest", "skipped", "truncated", "mean T", "labels/vid",
-                "events", "classes")
-        rows = [cols] + [(s.name, s.shards, s.videos, s.manifest_videos, s.stats.skipped, s.stats.truncated,
-                          f"{s.steps / max(1, s.videos):.1f}", f"{s.labels / max(1, s.videos):.2f}",
-                          s.events if s.name in EVAL_SPLITS else "-", len(s.classes_seen)) for s in self.splits]
+        head = (
+            f"dataset {m.dataset!r} at {self.root}: format v{m.version}, {m.num_classes} classes, "
+            f"visual {m.visual_dim}-d, audio {m.audio_dim}-d, grid {m.grid.fps:g} fps / stride "
+            f"{m.grid.feat_stride} / window {m.grid.window} ({m.grid.step_s:.3f} s per step)"
+        )
+        cols = (
+            "split",
+            "shards",
+            "videos",
+            "manifest",
+            "skipped",
+            "truncated",
+            "mean T",
+            "labels/vid",
+            "events",
+            "classes",
+        )
+        rows = [cols] + [
+            (
+                s.name,
+                s.shards,
+                s.videos,
+                s.manifest_videos,
+                s.stats.skipped,
+                s.stats.truncated,
+                f"{s.steps / max(1, s.videos):.1f}",
+                f"{s.labels / max(1, s.videos):.2f}",
+                s.events if s.name in EVAL_SPLITS else "-",
+                len(s.classes_seen),
+            )
+            for s in self.splits
+        ]
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
         lines = ["  ".join(str(v).rjust(w) for v, w in zip(r, widths)) for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        verdict = "OK" if self.ok else f"{len(self.all_problems())} problem(s):\n  " + "\n  ".join(self.all_problems()[:50])
+        verdict = (
+            "OK" if self.ok else f"{len(self.all_problems())} problem(s):\n  " + "\n  ".join(self.all_problems()[:50])
+        )
         return "\n".join([head, *lines, verdict])
 
 
-def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tolerance: int = 1,
-                    data_cfg=None) -> DatasetReport:
+def inspect_dataset(
+    root: str, storage_cfg=None, verify: bool = True, length_tolerance: int = 1, data_cfg=None
+) -> DatasetReport:
     """Validate everything under ``root``; never raises on data problems, they land in the report.
 
     ``data_cfg`` (a :class:`~clasp_dist.config.DataConfig`) supplies the decoder's bounds and tolerances;
@@ -102,8 +130,7 @@ def inspect_dataset(root: str, storage_cfg=None, verify: bool = True, length_tol
     return report
 
 
-def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: SplitReport, root,
-                   storage_cfg) -> bool:
+def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: SplitReport, root, storage_cfg) -> bool:
     """Decode one shard into the report; False when the shard file does not exist (counted by the caller)."""
     decoded = 0
     try:
@@ -131,8 +158,10 @@ def _check_weak_supervision(raw: dict, rep: SplitReport, shard: str) -> None:
         return  # the decoder reports bad JSON
     has = isinstance(meta, dict) and "segments" in meta
     if rep.name == "train" and has:
-        rep.problems.append(f"shard {shard}: train sample {raw.get('__key__')!r} carries segments "
-                            "(weak supervision: training shards hold video labels only)")
+        rep.problems.append(
+            f"shard {shard}: train sample {raw.get('__key__')!r} carries segments "
+            "(weak supervision: training shards hold video labels only)"
+        )
 
 
 def _tally(row: dict, rep: SplitReport) -> None:

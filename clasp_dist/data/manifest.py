@@ -4,6 +4,7 @@ the shard checksums it records.
 Reading checks every field's type and range first (strict: no coercion, no bool for an int, no NaN),
 so that any malformed manifest is one :class:`ManifestError` naming the file and each bad field.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,16 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Sequence
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .errors import ChecksumError, ManifestError, short_repr
@@ -79,8 +88,11 @@ class Manifest(BaseModel):
         for name, split in self.splits.items():
             for shard in split.shards:
                 if shard.path in seen:
-                    raise PydanticCustomError("shard_twice", f"split {name!r}: shard path {shard.path!r} is listed "
-                                                             f"twice (also in split {seen[shard.path]!r})")
+                    raise PydanticCustomError(
+                        "shard_twice",
+                        f"split {name!r}: shard path {shard.path!r} is listed "
+                        f"twice (also in split {seen[shard.path]!r})",
+                    )
                 seen[shard.path] = name
         return self
 
@@ -94,31 +106,43 @@ class Manifest(BaseModel):
         return self.splits[name]
 
     def to_dict(self) -> dict:
-        d = {"format": FORMAT, "version": self.version, "dataset": self.dataset, "classes": list(self.classes),
-             "visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "grid": self.grid.to_dict(),
-             "splits": {name: s.model_dump() for name, s in self.splits.items()}}
+        d = {
+            "format": FORMAT,
+            "version": self.version,
+            "dataset": self.dataset,
+            "classes": list(self.classes),
+            "visual_dim": self.visual_dim,
+            "audio_dim": self.audio_dim,
+            "grid": self.grid.to_dict(),
+            "splits": {name: s.model_dump() for name, s in self.splits.items()},
+        }
         return {**self.extra, **d}
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
         """Check format and version, then every field; any problem is one ManifestError naming ``where``."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ManifestError(f"{where}: 'format' must be {FORMAT!r}, got "
-                                f"{d.get('format') if isinstance(d, dict) else d!r}")
+            raise ManifestError(
+                f"{where}: 'format' must be {FORMAT!r}, got {d.get('format') if isinstance(d, dict) else d!r}"
+            )
         version = d.get("version")
         if not is_int(version):
             raise ManifestError(f"{where}: 'version' must be an integer, got {version!r}")
         if version > VERSION:
-            raise ManifestError(f"{where}: shard format version {version} is newer than this clasp-dist supports "
-                                f"(<= {VERSION}); upgrade clasp-dist to read it")
+            raise ManifestError(
+                f"{where}: shard format version {version} is newer than this clasp-dist supports "
+                f"(<= {VERSION}); upgrade clasp-dist to read it"
+            )
         fields = {k: v for k, v in d.items() if k in cls.model_fields and k != "extra"}
         try:
             return cls.model_validate({**fields, "extra": {k: v for k, v in d.items() if k not in _KNOWN_KEYS}})
         except ValidationError as exc:
             problems = _problems(exc.errors())
-            raise ManifestError(f"{where}: " + "; ".join(problems[:MAX_LISTED])
-                                + (f"; ... {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
-                                ) from None
+            raise ManifestError(
+                f"{where}: "
+                + "; ".join(problems[:MAX_LISTED])
+                + (f"; ... {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
+            ) from None
 
 
 _KNOWN_KEYS = {"format", "version", "dataset", "classes", "visual_dim", "audio_dim", "grid", "splits"}
@@ -142,9 +166,15 @@ class DatasetInfo:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "DatasetInfo":
-        return cls(dataset=manifest.dataset, classes=list(manifest.classes), visual_dim=manifest.visual_dim,
-                   audio_dim=manifest.audio_dim, fps=manifest.grid.fps, feat_stride=manifest.grid.feat_stride,
-                   window=manifest.grid.window)
+        return cls(
+            dataset=manifest.dataset,
+            classes=list(manifest.classes),
+            visual_dim=manifest.visual_dim,
+            audio_dim=manifest.audio_dim,
+            fps=manifest.grid.fps,
+            feat_stride=manifest.grid.feat_stride,
+            window=manifest.grid.window,
+        )
 
 
 # ------------------------------------------------------------------------------ validation messages
@@ -156,9 +186,16 @@ def _problems(errors: list[dict]) -> list[str]:
     if missing:
         return [f"missing key {k!r}" for k in missing]
     unknown = {e["loc"][1] for e in errors if e["loc"][:1] == ("splits",) and e["loc"][2:] == ("[key]",)}
-    return list(dict.fromkeys(_message(e["loc"], e["type"], e["input"], e["msg"]) for e in errors
-                              if e["loc"][:1] != ("splits",) or e["loc"][1:2] == () or e["loc"][1] not in unknown
-                              or e["loc"][2:] == ("[key]",)))
+    return list(
+        dict.fromkeys(
+            _message(e["loc"], e["type"], e["input"], e["msg"])
+            for e in errors
+            if e["loc"][:1] != ("splits",)
+            or e["loc"][1:2] == ()
+            or e["loc"][1] not in unknown
+            or e["loc"][2:] == ("[key]",)
+        )
+    )
 
 
 def _message(loc: tuple, kind: str, value: Any, msg: str) -> str:
@@ -227,8 +264,10 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
         with storage_errors(root, storage_cfg):
             raw = fs.cat_file(path)
     except FileNotFoundError:
-        raise ManifestError(f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
-                            "(create one with `jobs/prepare_data.py`)") from None
+        raise ManifestError(
+            f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
+            "(create one with `jobs/prepare_data.py`)"
+        ) from None
     try:
         d = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
@@ -237,7 +276,9 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
 
 
 # ------------------------------------------------------------------------------------------ checksums
-def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Optional[Sequence[str]] = None) -> list[str]:
+def verify_checksums(
+    root: str, manifest: Manifest, storage_cfg=None, splits: Optional[Sequence[str]] = None
+) -> list[str]:
     """sha256 of every shard against the manifest; returns the problems found (empty = all good).
 
     Missing shards are summarised in one problem (their count and the first few paths)."""
@@ -265,7 +306,9 @@ def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Op
 
 def summarise_missing(paths: Sequence[str]) -> str:
     """'N shard(s) missing: a, b, ... (first MAX_LISTED)' in one line, however many there are."""
-    listed = ", ".join(paths[:MAX_LISTED]) + (f", ... (first {MAX_LISTED} of {len(paths)})" if len(paths) > MAX_LISTED else "")
+    listed = ", ".join(paths[:MAX_LISTED]) + (
+        f", ... (first {MAX_LISTED} of {len(paths)})" if len(paths) > MAX_LISTED else ""
+    )
     return f"{len(paths)} shard(s) missing: {listed}"
 
 

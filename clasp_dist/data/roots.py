@@ -1,6 +1,7 @@
 """Which dataset root a run reads: the one given, else ``data.root``, else the embedded semi-synthetic
 dataset, generated once into ``data.cache_dir`` and reused (its folder name is a hash of the
 ``data.synth_*`` keys, so the same keys always find the same dataset)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,9 @@ from .synthetic import generate_dataset, get_profile, resolve_limits, synth_para
 log = logging.getLogger(__name__)
 
 
-def ensure_dataset(data_cfg, storage_cfg=None, root: Optional[str] = None, workers: Optional[int] = None,
-                   progress: bool = True) -> str:
+def ensure_dataset(
+    data_cfg, storage_cfg=None, root: Optional[str] = None, workers: Optional[int] = None, progress: bool = True
+) -> str:
     """The dataset root to read: ``root`` when given, else ``data.root`` (both as they are: the reader
     checks the manifest), else the ``data.synth_*`` dataset under ``data.cache_dir``, generated once and
     reused (a file lock keeps concurrent callers on one machine from generating twice)."""
@@ -43,8 +45,9 @@ def ensure_dataset(data_cfg, storage_cfg=None, root: Optional[str] = None, worke
         if _cached(cached, params, storage_cfg):
             return cached
         log.info("generating the semi-synthetic %s dataset into %s", p.name, cached)
-        return generate_dataset(cached, p, data_cfg.synth_seed, limits, rate, storage_cfg=storage_cfg,
-                                workers=workers, progress=progress)
+        return generate_dataset(
+            cached, p, data_cfg.synth_seed, limits, rate, storage_cfg=storage_cfg, workers=workers, progress=progress
+        )
 
 
 def _cached(root: str, params: dict, storage_cfg=None) -> bool:
@@ -52,4 +55,3 @@ def _cached(root: str, params: dict, storage_cfg=None) -> bool:
         return read_manifest(root, storage_cfg).extra.get("synth") == params
     except ManifestError:
         return False
-

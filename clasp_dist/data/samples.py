@@ -21,6 +21,7 @@ A bad sample either raises :class:`BadSampleError` naming shard, sample and fiel
 while decoding a sample becomes a ``BadSampleError``. A length difference between the streams
 within ``length_tolerance`` is truncated to the shorter stream and reported in ``truncated_steps``.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,19 @@ from .tario import iter_tar_samples
 
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ("video_id", "visual", "audio", "labels", "duration", "num_steps", "fps", "feat_stride", "window",
-               "error", "truncated_steps")
+ROW_COLUMNS = (
+    "video_id",
+    "visual",
+    "audio",
+    "labels",
+    "duration",
+    "num_steps",
+    "fps",
+    "feat_stride",
+    "window",
+    "error",
+    "truncated_steps",
+)
 DEFAULT_MAX_MEMBER_BYTES = 64 << 20
 """64 MiB per ``.npy``: a 1-hour video at 2048-d float16 is 46 MiB; UnAV-100's longest (60 s) is 0.8 MiB."""
 DEFAULT_STEP_TOLERANCE = 8
@@ -108,20 +120,38 @@ class SampleDecoder:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a hostile sample triggers is a bad sample, never a crash
             raise bad(field, f"cannot be decoded ({type(exc).__name__}: {str(exc)[:200]})") from None
-        row = {"video_id": meta["video_id"], "visual": visual, "audio": audio, "labels": meta["labels"],
-               "duration": meta["duration"], "num_steps": int(visual.shape[0]), "fps": meta["fps"],
-               "feat_stride": meta["feat_stride"], "window": meta["window"], "error": "",
-               "truncated_steps": truncated}
+        row = {
+            "video_id": meta["video_id"],
+            "visual": visual,
+            "audio": audio,
+            "labels": meta["labels"],
+            "duration": meta["duration"],
+            "num_steps": int(visual.shape[0]),
+            "fps": meta["fps"],
+            "feat_stride": meta["feat_stride"],
+            "window": meta["window"],
+            "error": "",
+            "truncated_steps": truncated,
+        }
         if self.include_segments:
             row["segments"] = meta["segments"]
         return row
 
     def bad_row(self, key: str, message: str) -> dict:
         """Placeholder row of a skipped sample (same columns, empty arrays, ``error`` set)."""
-        row = {"video_id": key, "visual": np.zeros((0, self.visual_dim), np.float16),
-               "audio": np.zeros((0, self.audio_dim), np.float16), "labels": np.zeros(0, np.int64),
-               "duration": 0.0, "num_steps": 0, "fps": 0.0, "feat_stride": 0, "window": 0, "error": message,
-               "truncated_steps": 0}
+        row = {
+            "video_id": key,
+            "visual": np.zeros((0, self.visual_dim), np.float16),
+            "audio": np.zeros((0, self.audio_dim), np.float16),
+            "labels": np.zeros(0, np.int64),
+            "duration": 0.0,
+            "num_steps": 0,
+            "fps": 0.0,
+            "feat_stride": 0,
+            "window": 0,
+            "error": message,
+            "truncated_steps": 0,
+        }
         if self.include_segments:
             row["segments"] = "[]"
         return row
@@ -148,9 +178,11 @@ class SampleDecoder:
         return out
 
     def _grid_fields(self, meta: dict, bad) -> dict:
-        out = {"fps": _number(meta["fps"], "meta.json:fps", bad),
-               "feat_stride": _integer(meta["feat_stride"], "meta.json:feat_stride", bad),
-               "window": _integer(meta["window"], "meta.json:window", bad)}
+        out = {
+            "fps": _number(meta["fps"], "meta.json:fps", bad),
+            "feat_stride": _integer(meta["feat_stride"], "meta.json:feat_stride", bad),
+            "window": _integer(meta["window"], "meta.json:window", bad),
+        }
         if self.grid is not None:
             want = {"fps": self.grid.fps, "feat_stride": self.grid.feat_stride, "window": self.grid.window}
             for name, value in want.items():
@@ -171,14 +203,23 @@ class SampleDecoder:
         if not isinstance(segments, list):
             raise bad("meta.json:segments", "missing (evaluation samples need [[start, end, class], ...])")
         for i, seg in enumerate(segments):
-            ok = (isinstance(seg, list) and len(seg) == 3 and all(is_finite_number(t) for t in seg[:2]) and is_int(seg[2])
-                  and 0 <= seg[0] <= seg[1])
+            ok = (
+                isinstance(seg, list)
+                and len(seg) == 3
+                and all(is_finite_number(t) for t in seg[:2])
+                and is_int(seg[2])
+                and 0 <= seg[0] <= seg[1]
+            )
             if not ok:
-                raise bad("meta.json:segments", f"segment {i} {short_repr(seg)} is not [start, end, class id] with "
-                                                "0 <= start <= end")
+                raise bad(
+                    "meta.json:segments",
+                    f"segment {i} {short_repr(seg)} is not [start, end, class id] with 0 <= start <= end",
+                )
             if not 0 <= seg[2] < self.num_classes:
-                raise bad("meta.json:segments", f"segment {i} {short_repr(seg)}: class id out of range "
-                                                f"[0, {self.num_classes})")
+                raise bad(
+                    "meta.json:segments",
+                    f"segment {i} {short_repr(seg)}: class id out of range [0, {self.num_classes})",
+                )
         return json.dumps(segments)
 
     def _expected_steps(self, meta: dict, bad) -> tuple[int, int]:
@@ -197,12 +238,18 @@ class SampleDecoder:
             raise bad(name, f"shape {tuple(shape)} does not match [T>=1, {dim}] from the manifest")
         steps, tolerance = expected
         if abs(shape[0] - steps) > tolerance:
-            raise bad(name, f"{shape[0]} steps, but the duration gives {steps} on the grid (tolerance {tolerance}: "
-                            "data.step_count_tolerance / data.step_count_tolerance_fraction); not decoded")
+            raise bad(
+                name,
+                f"{shape[0]} steps, but the duration gives {steps} on the grid (tolerance {tolerance}: "
+                "data.step_count_tolerance / data.step_count_tolerance_fraction); not decoded",
+            )
         count = shape[0] * shape[1]
         if len(raw) - offset != count * dtype.itemsize:
-            raise bad(name, f"unreadable .npy (header says {count * dtype.itemsize} data bytes, the member holds "
-                            f"{len(raw) - offset})")
+            raise bad(
+                name,
+                f"unreadable .npy (header says {count * dtype.itemsize} data bytes, the member holds "
+                f"{len(raw) - offset})",
+            )
         array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape)  # [T, D], a view
         with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
             array = array.astype(np.float16)  # [T, D], the only allocation
@@ -213,8 +260,11 @@ class SampleDecoder:
     def _align(self, visual: np.ndarray, audio: np.ndarray, bad):
         diff = abs(visual.shape[0] - audio.shape[0])
         if diff > self.length_tolerance:
-            raise bad("audio.npy", f"{audio.shape[0]} steps vs visual {visual.shape[0]}: lengths differ by {diff} > "
-                                   f"tolerance {self.length_tolerance}")
+            raise bad(
+                "audio.npy",
+                f"{audio.shape[0]} steps vs visual {visual.shape[0]}: lengths differ by {diff} > "
+                f"tolerance {self.length_tolerance}",
+            )
         steps = min(visual.shape[0], audio.shape[0])
         return visual[:steps], audio[:steps], diff
 
@@ -295,14 +345,18 @@ class SkipStats:
         return self.skipped / self.seen if self.seen else 0.0
 
     def summary(self) -> str:
-        return (f"split {self.split or '?'}: {self.seen} samples read, {self.skipped} skipped "
-                f"({100 * self.fraction:.2f}%), {self.truncated} truncated by <= tolerance steps")
+        return (
+            f"split {self.split or '?'}: {self.seen} samples read, {self.skipped} skipped "
+            f"({100 * self.fraction:.2f}%), {self.truncated} truncated by <= tolerance steps"
+        )
 
     def check(self, max_fraction: float) -> None:
         """Raise :class:`TooManySkippedError` once the skipped fraction exceeds ``max_fraction``."""
         if self.skipped and self.fraction > max_fraction:
             first = "; ".join(self.messages[:3])
-            raise TooManySkippedError(f"{self.summary()} exceeds data.max_skipped_fraction={max_fraction}; first: {first}")
+            raise TooManySkippedError(
+                f"{self.summary()} exceeds data.max_skipped_fraction={max_fraction}; first: {first}"
+            )
 
     def merge(self, other: "SkipStats") -> None:
         with self._lock:

@@ -15,6 +15,7 @@ counts them the same way (the evaluator's predictor does it in ``map_batches``, 
 with :func:`check_all_seen`).
 Ray is imported lazily, only here and in ``batch.py``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,13 +45,18 @@ def _data_cfg(cfg):
 def make_decoder(manifest: Manifest, data_cfg, include_segments: bool, policy: Optional[str] = None) -> SampleDecoder:
     """The one decoder of a split (both readers, ``inspect_data``): dims, grid and bounds from the manifest/config."""
     data_cfg = _data_cfg(data_cfg)
-    return SampleDecoder(visual_dim=manifest.visual_dim, audio_dim=manifest.audio_dim,
-                         num_classes=manifest.num_classes, include_segments=include_segments,
-                         length_tolerance=data_cfg.length_mismatch_tolerance,
-                         policy=policy or data_cfg.bad_sample_policy, grid=manifest.grid,
-                         step_tolerance=data_cfg.step_count_tolerance,
-                         step_tolerance_fraction=data_cfg.step_count_tolerance_fraction,
-                         max_member_bytes=int(data_cfg.max_member_mb * 2**20))
+    return SampleDecoder(
+        visual_dim=manifest.visual_dim,
+        audio_dim=manifest.audio_dim,
+        num_classes=manifest.num_classes,
+        include_segments=include_segments,
+        length_tolerance=data_cfg.length_mismatch_tolerance,
+        policy=policy or data_cfg.bad_sample_policy,
+        grid=manifest.grid,
+        step_tolerance=data_cfg.step_count_tolerance,
+        step_tolerance_fraction=data_cfg.step_count_tolerance_fraction,
+        max_member_bytes=int(data_cfg.max_member_mb * 2**20),
+    )
 
 
 def _check_segments_allowed(split: str, include_segments: bool) -> None:
@@ -58,8 +64,14 @@ def _check_segments_allowed(split: str, include_segments: bool) -> None:
         raise DataError("segments of the train split are never read (weakly supervised training: video labels only)")
 
 
-def read_split(root: str, split: str, data_cfg=None, storage_cfg=None, include_segments: bool = False,
-               manifest: Optional[Manifest] = None) -> "ray.data.Dataset":
+def read_split(
+    root: str,
+    split: str,
+    data_cfg=None,
+    storage_cfg=None,
+    include_segments: bool = False,
+    manifest: Optional[Manifest] = None,
+) -> "ray.data.Dataset":
     """A lazy Ray Dataset of one split's rows (module docstring), one row per video, shard order.
 
     Read tasks reserve ``data_cfg.read_num_cpus`` CPUs each (fractional, so that reads never
@@ -76,11 +88,19 @@ def read_split(root: str, split: str, data_cfg=None, storage_cfg=None, include_s
         raise DataError(f"split {split!r} of {root!r} has no shards")
     filesystem, base = get_arrow_fs(root, storage_cfg)
     paths = [join(base, s.path) for s in shards]
-    source = _shard_datasource_class()(paths, decoder=make_decoder(manifest, data_cfg, include_segments),
-                                       expected={p: s.videos for p, s in zip(paths, shards)}, filesystem=filesystem,
-                                       file_extensions=["tar"])
-    return ray.data.read_datasource(source, num_cpus=data_cfg.read_num_cpus, override_num_blocks=len(paths),
-                                    concurrency=_read_concurrency(len(paths)))
+    source = _shard_datasource_class()(
+        paths,
+        decoder=make_decoder(manifest, data_cfg, include_segments),
+        expected={p: s.videos for p, s in zip(paths, shards)},
+        filesystem=filesystem,
+        file_extensions=["tar"],
+    )
+    return ray.data.read_datasource(
+        source,
+        num_cpus=data_cfg.read_num_cpus,
+        override_num_blocks=len(paths),
+        concurrency=_read_concurrency(len(paths)),
+    )
 
 
 ROWS_PER_BLOCK = 512
@@ -159,8 +179,15 @@ def check_all_seen(video_ids: Sequence[str], expected: int, skipped: int = 0, sp
         raise DataError(f"split {split!r}: saw {len(seen)} videos (+{skipped} skipped), manifest lists {expected}")
 
 
-def iter_local_samples(root: str, split: str, data_cfg=None, storage_cfg=None, include_segments: bool = False,
-                       manifest: Optional[Manifest] = None, stats: Optional[SkipStats] = None) -> Iterator[dict]:
+def iter_local_samples(
+    root: str,
+    split: str,
+    data_cfg=None,
+    storage_cfg=None,
+    include_segments: bool = False,
+    manifest: Optional[Manifest] = None,
+    stats: Optional[SkipStats] = None,
+) -> Iterator[dict]:
     """The same rows as :func:`read_split`, in manifest order, without Ray; bad rows dropped and counted.
 
     Reads each tar as a stream through fsspec (local or S3). With ``bad_sample_policy=skip`` a

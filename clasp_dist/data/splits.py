@@ -1,4 +1,5 @@
 """Split names: the three splits of a dataset, which of them carry ground truth, and the spellings accepted for them."""
+
 from __future__ import annotations
 
 from typing import Any, Optional

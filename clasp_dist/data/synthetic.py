@@ -31,6 +31,7 @@ Everything is a pure function of ``(seed, video_id)`` (per-video RNG), so bytes 
 worker count or order. :func:`generate_dataset` writes shards; ``data.roots.ensure_dataset`` finds
 or generates the cached one a run reads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,20 +92,46 @@ class SynthProfile:
 
 
 PROFILES: dict[str, SynthProfile] = {
-    "tiny": SynthProfile("tiny", 32, 16, I3D_GRID, {"train": 48, "validation": 16, "test": 16},
-                         visual_snr=7.0, audio_snr=6.0, shard_size=8),
+    "tiny": SynthProfile(
+        "tiny",
+        32,
+        16,
+        I3D_GRID,
+        {"train": 48, "validation": 16, "test": 16},
+        visual_snr=7.0,
+        audio_snr=6.0,
+        shard_size=8,
+    ),
     "small": SynthProfile("small", 256, 64, I3D_GRID, {"train": 600, "validation": 200, "test": 200}, shard_size=64),
     # Harder regimes (issue 16), same size and features as `small`; `small` itself stays as it is.
     # `distract`: 2.5 one-stream distractors per event, 2-14 s long, half of them off-screen sounds of a labelled
     # class, and audio onsets/offsets 0.5 s (std) off the visual span: agreement is needed more, and is blurrier.
-    "distract": SynthProfile("distract", 256, 64, I3D_GRID, {"train": 600, "validation": 200, "test": 200},
-                             jitter_s=0.5, distractor_rate=2.5, distractor_mix=(0.5, 0.3, 0.2),
-                             distractor_len_s=(2.0, 14.0), shard_size=64),
+    "distract": SynthProfile(
+        "distract",
+        256,
+        64,
+        I3D_GRID,
+        {"train": 600, "validation": 200, "test": 200},
+        jitter_s=0.5,
+        distractor_rate=2.5,
+        distractor_mix=(0.5, 0.3, 0.2),
+        distractor_len_s=(2.0, 14.0),
+        shard_size=64,
+    ),
     # `scarce`: half the training videos (about 3 per class), lower SNR in both streams and tighter class
     # families (more confusable classes): less signal to learn from, more classes to confuse.
-    "scarce": SynthProfile("scarce", 256, 64, I3D_GRID, {"train": 300, "validation": 200, "test": 200},
-                           visual_snr=4.5, audio_snr=3.75, family_corr_visual=0.7, family_corr_audio=0.6,
-                           shard_size=64),
+    "scarce": SynthProfile(
+        "scarce",
+        256,
+        64,
+        I3D_GRID,
+        {"train": 300, "validation": 200, "test": 200},
+        visual_snr=4.5,
+        audio_snr=3.75,
+        family_corr_visual=0.7,
+        family_corr_audio=0.6,
+        shard_size=64,
+    ),
     "i3d": SynthProfile("i3d", 2048, 128, I3D_GRID),
     "onepeace": SynthProfile("onepeace", 1536, 1536, ONEPEACE_GRID, audio_snr=6.0),
 }
@@ -141,8 +168,11 @@ def make_class_bank(profile: SynthProfile, num_classes: int, seed: int) -> Class
         p *= math.sqrt(dim) / np.linalg.norm(p, axis=1, keepdims=True)
         return p.astype(np.float32)
 
-    return ClassBank(protos(profile.visual_dim, profile.family_corr_visual),
-                     protos(profile.audio_dim, profile.family_corr_audio), family)
+    return ClassBank(
+        protos(profile.visual_dim, profile.family_corr_visual),
+        protos(profile.audio_dim, profile.family_corr_audio),
+        family,
+    )
 
 
 # ------------------------------------------------------------------------------------ one video
@@ -229,8 +259,14 @@ def _absent_class(labels: list[int], bank: ClassBank, num_classes: int, rng) -> 
     return int(rng.choice(others))
 
 
-def synthesize_video(ann: VideoAnnotation, p: SynthProfile, bank: ClassBank, seed: int,
-                     distractor_rate: Optional[float] = None, grid: Optional[Grid] = None):
+def synthesize_video(
+    ann: VideoAnnotation,
+    p: SynthProfile,
+    bank: ClassBank,
+    seed: int,
+    distractor_rate: Optional[float] = None,
+    grid: Optional[Grid] = None,
+):
     """``(visual [T, Dv] f32, audio [T, Da] f32, presences)`` of one video; pure in (seed, video id)."""
     grid = grid or p.grid
     rate = p.distractor_rate if distractor_rate is None else distractor_rate
@@ -242,8 +278,10 @@ def synthesize_video(ann: VideoAnnotation, p: SynthProfile, bank: ClassBank, see
         scene = p.scene_std * rng.standard_normal(dim, dtype=np.float32)  # [D]
         streams[name] = _ar1(rng, steps, dim, p.noise_ar) * np.float32(p.noise_std) + scene  # [T, D]
     presences = _events(ann, p, rng) + _distractors(ann, p, bank, rate, rng)
-    amp = {"visual": p.visual_snr * p.noise_std / math.sqrt(p.visual_dim),
-           "audio": p.audio_snr * p.noise_std / math.sqrt(p.audio_dim)}
+    amp = {
+        "visual": p.visual_snr * p.noise_std / math.sqrt(p.visual_dim),
+        "audio": p.audio_snr * p.noise_std / math.sqrt(p.audio_dim),
+    }
     protos = {"visual": bank.visual, "audio": bank.audio}
     for pres in presences:
         for name in ("visual", "audio"):
@@ -280,10 +318,18 @@ def resolve_limits(profile: SynthProfile, limit_per_split: Union[None, int, dict
     return {**profile.limit_per_split, **limit_per_split}
 
 
-def generate_dataset(out_root: str, profile: Union[str, SynthProfile] = "small", seed: int = 0,
-                     limit_per_split: Union[None, int, dict] = None, distractor_rate: Optional[float] = None,
-                     storage_cfg=None, annotations: Optional[str] = None, workers: Optional[int] = None,
-                     shard_size: Optional[int] = None, progress: bool = True) -> str:
+def generate_dataset(
+    out_root: str,
+    profile: Union[str, SynthProfile] = "small",
+    seed: int = 0,
+    limit_per_split: Union[None, int, dict] = None,
+    distractor_rate: Optional[float] = None,
+    storage_cfg=None,
+    annotations: Optional[str] = None,
+    workers: Optional[int] = None,
+    shard_size: Optional[int] = None,
+    progress: bool = True,
+) -> str:
     """Generate the semi-synthetic dataset under ``out_root`` (local or s3://); returns ``out_root``."""
     p = get_profile(profile)
     rate = p.distractor_rate if distractor_rate is None else float(distractor_rate)
@@ -293,11 +339,21 @@ def generate_dataset(out_root: str, profile: Union[str, SynthProfile] = "small",
     limits = resolve_limits(p, limit_per_split)
     bank = make_class_bank(p, len(ann.classes), seed)
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    write_dataset(out_root, dataset="unav100-synthetic", classes=ann.classes, visual_dim=p.visual_dim,
-                  audio_dim=p.audio_dim, grid=p.grid, split_items=ann.limited(limits),
-                  make_sample=SynthSampler(p, bank, seed, rate), shard_size=shard_size or p.shard_size,
-                  workers=workers, storage_cfg=storage_cfg, progress=progress,
-                  extra={"synth": synth_params(p, seed, limits, rate, annotations)})
+    write_dataset(
+        out_root,
+        dataset="unav100-synthetic",
+        classes=ann.classes,
+        visual_dim=p.visual_dim,
+        audio_dim=p.audio_dim,
+        grid=p.grid,
+        split_items=ann.limited(limits),
+        make_sample=SynthSampler(p, bank, seed, rate),
+        shard_size=shard_size or p.shard_size,
+        workers=workers,
+        storage_cfg=storage_cfg,
+        progress=progress,
+        extra={"synth": synth_params(p, seed, limits, rate, annotations)},
+    )
     return out_root
 
 
@@ -305,11 +361,25 @@ def synth_params(p: SynthProfile, seed: int, limits: dict, rate: float, annotati
     """What identifies a generated dataset (stored in the manifest under ``synth``)."""
     ann_path = Path(annotations) if annotations else packaged_unav100_path()
     profile = {k: v for k, v in asdict(replace(p, distractor_rate=rate)).items() if k not in ("limit_per_split",)}
-    params = {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed,
-              "limit_per_split": {s: limits.get(s) for s in SPLITS},
-              "annotations_sha256": hashlib.sha256(ann_path.read_bytes()).hexdigest()}
+    params = {
+        "generator_version": GENERATOR_VERSION,
+        "profile": profile,
+        "seed": seed,
+        "limit_per_split": {s: limits.get(s) for s in SPLITS},
+        "annotations_sha256": hashlib.sha256(ann_path.read_bytes()).hexdigest(),
+    }
     return json.loads(json.dumps(params))  # JSON-normal (tuples -> lists) to compare with a stored manifest
 
 
-__all__ = ["PROFILES", "SynthProfile", "ClassBank", "Presence", "Annotations", "make_class_bank", "synthesize_video",
-           "generate_dataset", "get_profile", "resolve_limits"]
+__all__ = [
+    "PROFILES",
+    "SynthProfile",
+    "ClassBank",
+    "Presence",
+    "Annotations",
+    "make_class_bank",
+    "synthesize_video",
+    "generate_dataset",
+    "get_profile",
+    "resolve_limits",
+]

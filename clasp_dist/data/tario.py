@@ -19,6 +19,7 @@ the first one wins) and raised by the decoder as a ``BadSampleError``, so that t
 ``skip`` skips that sample only and reading goes on. Problems of the archive itself (not a tar,
 truncated, compressed, a member that is not ``<key>.<suffix>``) raise :class:`BadShardError`.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,13 +32,23 @@ from .format import MEMBERS
 META_MAX_BYTES = 1 << 20
 """Bound on a ``meta.json`` member (1 MiB: thousands of segments; a real one is well under 4 KiB)."""
 
-_COMPRESSED = [(re.compile(rb"^\x1f\x8b"), "gzip"), (re.compile(rb"^BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), "bzip2"),
-               (re.compile(rb"^\xfd7zXZ\x00"), "xz"), (re.compile(rb"^\x28\xb5\x2f\xfd"), "zstd"),
-               (re.compile(rb"^\x04\x22\x4d\x18"), "lz4")]
+_COMPRESSED = [
+    (re.compile(rb"^\x1f\x8b"), "gzip"),
+    (re.compile(rb"^BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), "bzip2"),
+    (re.compile(rb"^\xfd7zXZ\x00"), "xz"),
+    (re.compile(rb"^\x28\xb5\x2f\xfd"), "zstd"),
+    (re.compile(rb"^\x04\x22\x4d\x18"), "lz4"),
+]
 _SNIFF_BYTES = 10
-_TYPE_NAMES = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link", tarfile.DIRTYPE: "directory",
-               tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "FIFO",
-               tarfile.CONTTYPE: "contiguous file"}
+_TYPE_NAMES = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.DIRTYPE: "directory",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+    tarfile.CONTTYPE: "contiguous file",
+}
 
 
 def split_member_name(name: str) -> tuple[Optional[str], Optional[str]]:
@@ -61,8 +72,9 @@ class _Sniffed:
             self.head += chunk
         for magic, kind in _COMPRESSED:
             if magic.match(self.head):
-                raise BadShardError(f"{kind}-compressed shard refused: shards are uncompressed tar files (SPEC 2.2)",
-                                    shard=shard)
+                raise BadShardError(
+                    f"{kind}-compressed shard refused: shards are uncompressed tar files (SPEC 2.2)", shard=shard
+                )
 
     def read(self, size: int = -1) -> bytes:
         if not self.head:
@@ -76,8 +88,9 @@ class _Sniffed:
         return out
 
 
-def iter_tar_samples(fileobj, shard: str, expected: Optional[int] = None,
-                     max_member_bytes: int = 64 << 20) -> Iterator[dict]:
+def iter_tar_samples(
+    fileobj, shard: str, expected: Optional[int] = None, max_member_bytes: int = 64 << 20
+) -> Iterator[dict]:
     """Group a tar stream's members into raw samples like WebDataset, with the bounds above.
 
     Raises :class:`BadShardError` naming the shard on a compressed, corrupt or truncated archive.
@@ -93,16 +106,22 @@ def iter_tar_samples(fileobj, shard: str, expected: Optional[int] = None,
                 yielded += 1
                 pending = None
             if expected is not None and yielded + 1 > expected:
-                raise BadShardError(f"holds more samples than the {expected} the manifest lists", shard=shard,
-                                    video_id=sample["__key__"])
+                raise BadShardError(
+                    f"holds more samples than the {expected} the manifest lists",
+                    shard=shard,
+                    video_id=sample["__key__"],
+                )
             pending = sample
     except BadShardError:
         if pending is not None:  # complete: the damage is in a later sample
             yield pending
         raise
     if pending is not None and expected is not None and yielded + 1 < expected:
-        raise BadShardError(f"truncated tar: {yielded + 1} samples where the manifest lists {expected}",
-                            shard=shard, video_id=pending["__key__"])
+        raise BadShardError(
+            f"truncated tar: {yielded + 1} samples where the manifest lists {expected}",
+            shard=shard,
+            video_id=pending["__key__"],
+        )
     if pending is not None:
         yield pending
 
@@ -116,8 +135,7 @@ def _group_members(fileobj, shard: str, max_member_bytes: int) -> Iterator[dict]
                 stream.members.clear()  # tarfile keeps every header it has read; a stream needs none of them
                 key, suffix = split_member_name(info.name)
                 if key is None:
-                    raise BadShardError(f"member {info.name[:200]!r} is not named '<video id>.<member>'",
-                                        shard=shard)
+                    raise BadShardError(f"member {info.name[:200]!r} is not named '<video id>.<member>'", shard=shard)
                 if current is not None and key != current["__key__"]:
                     seen.add(current["__key__"])
                     yield current
@@ -135,8 +153,11 @@ def _group_members(fileobj, shard: str, max_member_bytes: int) -> Iterator[dict]
     except BadShardError:
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise BadShardError(f"corrupt or truncated tar ({type(exc).__name__}: {exc})", shard=shard,
-                            video_id=(current or {}).get("__key__")) from None
+        raise BadShardError(
+            f"corrupt or truncated tar ({type(exc).__name__}: {exc})",
+            shard=shard,
+            video_id=(current or {}).get("__key__"),
+        ) from None
     if current is not None:
         yield current
 
@@ -145,16 +166,22 @@ def _bound(suffix: str, max_member_bytes: int) -> int:
     return META_MAX_BYTES if suffix == "meta.json" else max_member_bytes
 
 
-def _check_stored_size(stored: int, info: tarfile.TarInfo, suffix: str, shard: str, key: str,
-                       max_member_bytes: int) -> None:
+def _check_stored_size(
+    stored: int, info: tarfile.TarInfo, suffix: str, shard: str, key: str, max_member_bytes: int
+) -> None:
     """A member whose header claims more bytes than the bound is neither read nor skipped over (a
     claimed size can be absurd): the shard is refused from here on."""
     limit = _bound(suffix, max_member_bytes)
     claimed = max(stored - (tarfile.BLOCKSIZE - 1), 0 if info.issparse() else info.size)  # stored is block-rounded
     if claimed > limit:
-        raise BadShardError(f"tar member {info.name[:200]!r} claims {claimed} bytes, over the bound of "
-                            f"{limit} bytes ({'fixed' if suffix == 'meta.json' else 'data.max_member_mb'}); "
-                            "not read, the rest of the shard is refused", shard=shard, video_id=key, field=suffix)
+        raise BadShardError(
+            f"tar member {info.name[:200]!r} claims {claimed} bytes, over the bound of "
+            f"{limit} bytes ({'fixed' if suffix == 'meta.json' else 'data.max_member_mb'}); "
+            "not read, the rest of the shard is refused",
+            shard=shard,
+            video_id=key,
+            field=suffix,
+        )
 
 
 def _flag(sample: dict, field: str, reason: str) -> None:
@@ -164,8 +191,7 @@ def _flag(sample: dict, field: str, reason: str) -> None:
 def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, max_member_bytes: int) -> Optional[str]:
     """Why this member's data must not be read (None = read it)."""
     if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
-        return (f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only "
-                "(SPEC 2.2)")
+        return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (SPEC 2.2)"
     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _TYPE_NAMES.get(info.type, f"type {info.type!r}")
         return f"tar member is a {kind}, not a regular file (SPEC 2.2)"

@@ -6,6 +6,7 @@ deleted first and the new one is written last, so a killed writer never leaves a
 points at a half-written shard. Tar headers are fixed (mtime 0, uid 0, ...) so a dataset's bytes
 depend only on its content, not on the worker count, the machine or the time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,9 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_shard(fs, path: str, samples: Iterable[Optional[VideoSample]], grid: Grid,
-                include_segments: bool) -> tuple[int, str, dict]:
+def write_shard(
+    fs, path: str, samples: Iterable[Optional[VideoSample]], grid: Grid, include_segments: bool
+) -> tuple[int, str, dict]:
     """Write one tar atomically; returns (videos, sha256, counts of ``truncated``/``dropped`` samples).
 
     A ``None`` sample is a video its producer dropped (counted, not written)."""
@@ -91,10 +93,22 @@ def _run_shard_task(task: _ShardTask) -> tuple[str, int, ShardInfo, dict]:
     return task.split, task.index, ShardInfo(path=rel, videos=count, sha256=sha), counts
 
 
-def write_dataset(root: str, *, dataset: str, classes: Sequence[str], visual_dim: int, audio_dim: int, grid: Grid,
-                  split_items: dict[str, Sequence[Any]], make_sample: Callable[[Any], VideoSample],
-                  shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1, storage_cfg=None,
-                  extra: Optional[dict] = None, progress: bool = True) -> Manifest:
+def write_dataset(
+    root: str,
+    *,
+    dataset: str,
+    classes: Sequence[str],
+    visual_dim: int,
+    audio_dim: int,
+    grid: Grid,
+    split_items: dict[str, Sequence[Any]],
+    make_sample: Callable[[Any], VideoSample],
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int = 1,
+    storage_cfg=None,
+    extra: Optional[dict] = None,
+    progress: bool = True,
+) -> Manifest:
     """Write every split's items (``make_sample(item) -> VideoSample | None``, picklable) as shards, then
     the manifest.
 
@@ -113,9 +127,20 @@ def write_dataset(root: str, *, dataset: str, classes: Sequence[str], visual_dim
         if fs.exists(join(base, MANIFEST_NAME)):
             fs.rm(join(base, MANIFEST_NAME))  # a crash from here on leaves no manifest, never a stale one
         ensure_dir(fs, base)  # a no-op on object storage (never creates a bucket)
-    tasks = [_ShardTask(root, storage_cfg, name, i // shard_size, list(items[i:i + shard_size]), make_sample, grid,
-                        name in EVAL_SPLITS)
-             for name, items in split_items.items() for i in range(0, len(items), shard_size)]
+    tasks = [
+        _ShardTask(
+            root,
+            storage_cfg,
+            name,
+            i // shard_size,
+            list(items[i : i + shard_size]),
+            make_sample,
+            grid,
+            name in EVAL_SPLITS,
+        )
+        for name, items in split_items.items()
+        for i in range(0, len(items), shard_size)
+    ]
     results: dict[tuple[str, int], ShardInfo] = {}
     counts = {name: {"truncated": 0, "dropped": 0} for name in split_items}
     total = sum(len(t.items) for t in tasks)
@@ -129,9 +154,16 @@ def write_dataset(root: str, *, dataset: str, classes: Sequence[str], visual_dim
     for name in split_items:
         shards = [results[k] for k in sorted(k for k in results if k[0] == name)]
         splits[name] = SplitInfo(videos=sum(s.videos for s in shards), shards=shards)
-    manifest = Manifest(dataset=dataset, version=VERSION, classes=list(classes), visual_dim=visual_dim,
-                        audio_dim=audio_dim, grid=grid, splits=splits,
-                        extra={**(extra or {}), "writer_counts": counts})
+    manifest = Manifest(
+        dataset=dataset,
+        version=VERSION,
+        classes=list(classes),
+        visual_dim=visual_dim,
+        audio_dim=audio_dim,
+        grid=grid,
+        splits=splits,
+        extra={**(extra or {}), "writer_counts": counts},
+    )
     write_manifest(root, manifest, storage_cfg)
     return manifest
 

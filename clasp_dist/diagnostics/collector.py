@@ -1,4 +1,5 @@
 """Pooling a model's outputs over videos into the diagnostic figures (see the package docstring)."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,11 @@ class Diagnostics:
     figures: dict[str, float]
 
     def to_json(self) -> dict:
-        return {"videos": self.videos, "videos_with_distractors": self.videos_with_distractors,
-                "figures": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.figures.items()}}
+        return {
+            "videos": self.videos,
+            "videos_with_distractors": self.videos_with_distractors,
+            "figures": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.figures.items()},
+        }
 
 
 def _mean(values: np.ndarray) -> float:
@@ -56,8 +60,15 @@ class DiagnosticsCollector:
         self.pool = _Pool()
         self.video_scores: dict[str, list[np.ndarray]] = {"base": [], "final": []}
         self.video_labels: list[np.ndarray] = []
-        self.counts = {"videos": 0, "with_distractors": 0, "segments": 0, "anchors": 0, "anchors_event": 0,
-                       "anchors_distractor": 0, "segments_anchored": 0}
+        self.counts = {
+            "videos": 0,
+            "with_distractors": 0,
+            "segments": 0,
+            "anchors": 0,
+            "anchors_event": 0,
+            "anchors_distractor": 0,
+            "segments_anchored": 0,
+        }
         self.has_agreement = self.has_anchors = self.has_refined = False
 
     def add(self, out, mask: torch.Tensor, labels: torch.Tensor, truths: list[VideoTruth]) -> None:
@@ -78,8 +89,9 @@ class DiagnosticsCollector:
                 heads["final"] = class_signal(fa[i, :n], fv[i, :n])
             self._add_signals(heads, truth)
             if self.has_agreement:
-                self._add_meae(out.agreement[i, :n].float().cpu().numpy(), out.anchor_score[i, :n].float().cpu().numpy(),
-                               truth)
+                self._add_meae(
+                    out.agreement[i, :n].float().cpu().numpy(), out.anchor_score[i, :n].float().cpu().numpy(), truth
+                )
             if self.has_anchors:
                 self._add_anchors(out.anchor_mask[i, :n].cpu().numpy(), truth)
 
@@ -121,9 +133,12 @@ class DiagnosticsCollector:
         for head in ("base", "final") if self.has_refined else ("base",):
             scores = np.concatenate(self.video_scores[head]) if self.video_scores[head] else np.zeros(labels.shape)
             f[f"{head}.video_map"] = class_mean_ap(scores, labels)
-            f[f"{head}.step_ap"] = average_precision(self.pool.get(f"{head}/signal"), self.pool.get(f"{head}/is_event") > 0)
-            f[f"{head}.event_vs_distractor_auc"] = roc_auc(self.pool.get(f"{head}/on_class_event"),
-                                                           self.pool.get(f"{head}/on_class_distractor"))
+            f[f"{head}.step_ap"] = average_precision(
+                self.pool.get(f"{head}/signal"), self.pool.get(f"{head}/is_event") > 0
+            )
+            f[f"{head}.event_vs_distractor_auc"] = roc_auc(
+                self.pool.get(f"{head}/on_class_event"), self.pool.get(f"{head}/on_class_distractor")
+            )
             coverage = self.pool.get(f"{head}/coverage")
             f[f"{head}.segments_below_floor"] = _mean(coverage == 0.0)
             f[f"{head}.segment_coverage"] = _mean(coverage)
@@ -134,13 +149,15 @@ class DiagnosticsCollector:
                     f[f"meae.{name}_mean_{cat}"] = _mean(self.pool.get(f"{name}/{cat}"))
             for name in ("agreement", "alpha"):
                 for other in ("distractor", "background"):
-                    f[f"meae.{name}_auc_event_vs_{other}"] = roc_auc(self.pool.get(f"{name}/event"),
-                                                                     self.pool.get(f"{name}/{other}"))
+                    f[f"meae.{name}_auc_event_vs_{other}"] = roc_auc(
+                        self.pool.get(f"{name}/event"), self.pool.get(f"{name}/{other}")
+                    )
         if self.has_anchors:
             f["csai.anchors_per_video"] = c["anchors"] / max(1, c["videos"])
             f["csai.anchor_precision"] = c["anchors_event"] / c["anchors"] if c["anchors"] else float("nan")
-            f["csai.anchors_on_distractors"] = (c["anchors_distractor"] / c["anchors"]
-                                                if c["anchors"] and c["with_distractors"] else float("nan"))
+            f["csai.anchors_on_distractors"] = (
+                c["anchors_distractor"] / c["anchors"] if c["anchors"] and c["with_distractors"] else float("nan")
+            )
             f["csai.chance_precision"] = _mean(self.pool.get("steps_event"))
             f["csai.segments_anchored"] = c["segments_anchored"] / c["segments"] if c["segments"] else float("nan")
         return Diagnostics(c["videos"], c["with_distractors"], f)

@@ -1,5 +1,6 @@
 """The generator's record of where it drew distractors, regenerated from a manifest's ``synth`` entry
 and checked bit-for-bit against the shard features."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,12 +52,19 @@ class DistractorRecord:
             self.unavailable += 1
             return None
         v, a, presences = synthesize_video(self.videos[video_id], self.profile, self.bank, self.seed)
-        same = (v.shape == visual.shape and a.shape == audio.shape  # compared in the shard's dtype (e.g. float16)
-                and np.array_equal(v.astype(visual.dtype), visual) and np.array_equal(a.astype(audio.dtype), audio))
+        same = (
+            v.shape == visual.shape
+            and a.shape == audio.shape  # compared in the shard's dtype (e.g. float16)
+            and np.array_equal(v.astype(visual.dtype), visual)
+            and np.array_equal(a.astype(audio.dtype), audio)
+        )
         if not same:
             self.unavailable += 1
             if self.unavailable == 1:
-                log.warning("diagnostics: regenerated features of %s differ from the shard's; distractor figures "
-                            "skip such videos", video_id)
+                log.warning(
+                    "diagnostics: regenerated features of %s differ from the shard's; distractor figures "
+                    "skip such videos",
+                    video_id,
+                )
             return None
         return presences

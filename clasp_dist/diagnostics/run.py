@@ -1,4 +1,5 @@
 """Diagnose one checkpoint on one evaluation split, in this process; write its figures and plots."""
+
 from __future__ import annotations
 
 import itertools
@@ -38,14 +39,22 @@ class _TimelineData:
     class_names: list[str]
 
 
-def diagnose_checkpoint(checkpoint: str, data_root: Optional[str] = None, split: str = "validation",
-                        max_videos: int = 200, out_dir: Optional[str] = None, plot: int = 0,
-                        overrides: Iterable[str] = (), progress: bool = True) -> Diagnostics:
+def diagnose_checkpoint(
+    checkpoint: str,
+    data_root: Optional[str] = None,
+    split: str = "validation",
+    max_videos: int = 200,
+    out_dir: Optional[str] = None,
+    plot: int = 0,
+    overrides: Iterable[str] = (),
+    progress: bool = True,
+) -> Diagnostics:
     """Run a checkpoint over the first `max_videos` videos of an evaluation split (in this process) and
     measure its modules; with `out_dir`: diagnostics.json, alpha_by_category.png and `plot` timelines."""
     if split == "train":
-        raise ValueError("diagnostics read ground-truth segments, which the train split never gives: "
-                         "use validation or test")
+        raise ValueError(
+            "diagnostics read ground-truth segments, which the train split never gives: use validation or test"
+        )
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     root = ensure_dataset(cfg.data, cfg.storage, root=data_root)
     manifest = read_manifest(root, cfg.storage)
@@ -91,21 +100,39 @@ def _timeline_data(out, i: int, n: int, video_id: str, times: np.ndarray, truth:
     return _TimelineData(video_id, times, truth, signals, alpha, anchors, list(classes))
 
 
-def write_diagnostics(out_dir: Path, result: Diagnostics, collector: DiagnosticsCollector,
-                      timelines: list[_TimelineData], checkpoint: str, split: str) -> None:
+def write_diagnostics(
+    out_dir: Path,
+    result: Diagnostics,
+    collector: DiagnosticsCollector,
+    timelines: list[_TimelineData],
+    checkpoint: str,
+    split: str,
+) -> None:
     from ..viz import confined_path, plot_category_histograms, plot_signal_timeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "diagnostics.json").write_text(json.dumps(
-        {"checkpoint": str(checkpoint), "split": split, **result.to_json()}, indent=1))
+    (out_dir / "diagnostics.json").write_text(
+        json.dumps({"checkpoint": str(checkpoint), "split": split, **result.to_json()}, indent=1)
+    )
     if collector.has_agreement:
-        plot_category_histograms(out_dir / "alpha_by_category.png",
-                                 {cat: collector.pool.get(f"alpha/{cat}") for cat in CATEGORIES},
-                                 xlabel="anchor score alpha_t = s_t e_t", title=f"MEAE anchor score by step category ({split})")
+        plot_category_histograms(
+            out_dir / "alpha_by_category.png",
+            {cat: collector.pool.get(f"alpha/{cat}") for cat in CATEGORIES},
+            xlabel="anchor score alpha_t = s_t e_t",
+            title=f"MEAE anchor score by step category ({split})",
+        )
     for t in timelines:
-        plot_signal_timeline(confined_path(out_dir / "timelines", t.video_id, ".png"), t.video_id, t.times,
-                             events=t.truth.event_by_class, distractors=t.truth.distractor_by_class,
-                             signals=t.signals, alpha=t.alpha, anchors=t.anchors, class_names=t.class_names)
+        plot_signal_timeline(
+            confined_path(out_dir / "timelines", t.video_id, ".png"),
+            t.video_id,
+            t.times,
+            events=t.truth.event_by_class,
+            distractors=t.truth.distractor_by_class,
+            signals=t.signals,
+            alpha=t.alpha,
+            anchors=t.anchors,
+            class_names=t.class_names,
+        )
 
 
 def format_figures(result: Diagnostics) -> str:

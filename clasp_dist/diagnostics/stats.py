@@ -1,4 +1,5 @@
 """Ranking statistics of the diagnostics: ROC-AUC, non-interpolated AP, class-mean AP."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Step categories of one video: event, distractor (one-stream presence, not an event), background."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ class VideoTruth:
     event: np.ndarray  # [T] bool, any ground-truth segment
     event_by_class: dict[int, np.ndarray]  # class -> [T] bool
     distractor: Optional[np.ndarray] = None  # [T] bool, one-stream presence and not an event
-    distractor_by_class: dict[int, np.ndarray] = field(default_factory=dict)  # class -> [T] bool, not that class's event
+    distractor_by_class: dict[int, np.ndarray] = field(
+        default_factory=dict
+    )  # class -> [T] bool, not that class's event
     segment_steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (class, [T] bool) per segment
 
 
@@ -49,6 +52,8 @@ def video_truth(centres: np.ndarray, segments: Iterable, presences: Optional[lis
             steps = covered(centres, span[0], span[1])
             distractor |= steps
             own = by_class.get(p.cls, np.zeros(T, dtype=bool))
-            truth.distractor_by_class[p.cls] = truth.distractor_by_class.get(p.cls, np.zeros(T, dtype=bool)) | (steps & ~own)
+            truth.distractor_by_class[p.cls] = truth.distractor_by_class.get(p.cls, np.zeros(T, dtype=bool)) | (
+                steps & ~own
+            )
         truth.distractor = distractor & ~event
     return truth

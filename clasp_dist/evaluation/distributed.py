@@ -5,6 +5,7 @@ with ``data.bad_sample_policy=skip`` the skipped bad samples are counted, bounde
 decoded to segments on the actors, and scored on the driver with the ActivityNet-exact metric.
 `predict_local` runs the very same predictor in this process, for checks and small jobs.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,16 +90,19 @@ class VideoPredictor:
         for i in skipped:
             for key, value in _skipped_row(str(rows["video_id"][i]), errors[i], self.with_signals).items():
                 columns.setdefault(key, []).append(value)
-        return {key: np.array(values, dtype=np.float64 if key in FLOAT_COLUMNS else object)
-                for key, values in columns.items()}
+        return {
+            key: np.array(values, dtype=np.float64 if key in FLOAT_COLUMNS else object)
+            for key, values in columns.items()
+        }
 
     def _predict(self, batch) -> dict[str, list]:
         batch = batch.to(self.device)
         bf16 = self.cfg.deepspeed.bf16 and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.model(batch.visual, batch.audio, batch.mask, None)
-        records = decode_outputs(out, batch.mask, batch.video_id, batch.step_s, batch.offset_s, batch.duration,
-                                 self.cfg.decode)
+        records = decode_outputs(
+            out, batch.mask, batch.video_id, batch.step_s, batch.offset_s, batch.duration, self.cfg.decode
+        )
         per_video: dict[str, list[dict]] = {vid: [] for vid in batch.video_id}
         for rec in records:
             per_video[rec["video_id"]].append({k: rec[k] for k in ("label", "t_start", "t_end", "score")})
@@ -108,7 +112,8 @@ class VideoPredictor:
             "step_s": batch.step_s.cpu().tolist(),
             "offset_s": batch.offset_s.cpu().tolist(),
             "predictions": [json.dumps(per_video[v]) for v in batch.video_id],
-            "segments": [json.dumps(s) for s in batch.segments] if batch.segments is not None
+            "segments": [json.dumps(s) for s in batch.segments]
+            if batch.segments is not None
             else ["null"] * len(batch),
             "error": [""] * len(batch),
         }
@@ -121,8 +126,15 @@ FLOAT_COLUMNS = ("duration", "step_s", "offset_s")
 
 
 def _skipped_row(video_id: str, error: str, with_signals: bool) -> dict:
-    row = {"video_id": video_id, "duration": float("nan"), "step_s": 0.0, "offset_s": 0.0, "predictions": "[]",
-           "segments": "null", "error": error}
+    row = {
+        "video_id": video_id,
+        "duration": float("nan"),
+        "step_s": 0.0,
+        "offset_s": 0.0,
+        "predictions": "[]",
+        "segments": "null",
+        "error": error,
+    }
     return {**row, "signals": "null"} if with_signals else row
 
 
@@ -131,8 +143,9 @@ def _signals_json(out, mask: torch.Tensor) -> list[str]:
     for i in range(mask.shape[0]):
         n = int(mask[i].sum())
         agreement = out.agreement[i, :n].float().cpu().tolist() if out.agreement is not None else None
-        anchors = (torch.nonzero(out.anchor_mask[i, :n]).flatten().cpu().tolist()
-                   if out.anchor_mask is not None else None)
+        anchors = (
+            torch.nonzero(out.anchor_mask[i, :n]).flatten().cpu().tolist() if out.anchor_mask is not None else None
+        )
         rows.append(json.dumps({"agreement": agreement, "anchors": anchors}))
     return rows
 
@@ -140,11 +153,16 @@ def _signals_json(out, mask: torch.Tensor) -> list[str]:
 def _to_video(row: dict) -> VideoPrediction:
     signals = (json.loads(row["signals"]) if row.get("signals") else None) or {}
     segments = row.get("segments")
-    return VideoPrediction(video_id=str(row["video_id"]), duration=float(row["duration"]),
-                           predictions=json.loads(row["predictions"]),
-                           segments=json.loads(segments) if isinstance(segments, str) else None,
-                           agreement=signals.get("agreement"), anchors=signals.get("anchors"),
-                           step_s=float(row["step_s"]), offset_s=float(row["offset_s"]))
+    return VideoPrediction(
+        video_id=str(row["video_id"]),
+        duration=float(row["duration"]),
+        predictions=json.loads(row["predictions"]),
+        segments=json.loads(segments) if isinstance(segments, str) else None,
+        agreement=signals.get("agreement"),
+        anchors=signals.get("anchors"),
+        step_s=float(row["step_s"]),
+        offset_s=float(row["offset_s"]),
+    )
 
 
 def model_spec(cfg: Config, info: DatasetInfo) -> dict:
@@ -155,8 +173,15 @@ def expected_videos(root: str, split: str, cfg: Config) -> int:
     return read_manifest(root, cfg.storage).splits[split].videos
 
 
-def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
-                  with_signals: bool = False, include_segments: bool | None = None) -> SplitPredictions:
+def predict_split(
+    weights: dict,
+    cfg: Config,
+    info: DatasetInfo,
+    root: str,
+    split: str,
+    with_signals: bool = False,
+    include_segments: bool | None = None,
+) -> SplitPredictions:
     """Distributed inference over one split: every video exactly once (ground truth rides along for
     evaluation splits unless `include_segments=False`)."""
     import ray
@@ -166,20 +191,34 @@ def predict_split(weights: dict, cfg: Config, info: DatasetInfo, root: str, spli
     use_gpu = cfg.eval.actor_num_gpus > 0
     predicted = ds.map_batches(
         VideoPredictor,
-        fn_constructor_kwargs={"spec": model_spec(cfg, info), "weights": ray.put(weights),
-                               "device": "cuda" if use_gpu else "cpu", "with_signals": with_signals,
-                               "threads": max(1, int(cfg.eval.actor_num_cpus))},
-        batch_size=cfg.eval.batch_size, batch_format="numpy",
+        fn_constructor_kwargs={
+            "spec": model_spec(cfg, info),
+            "weights": ray.put(weights),
+            "device": "cuda" if use_gpu else "cpu",
+            "with_signals": with_signals,
+            "threads": max(1, int(cfg.eval.actor_num_cpus)),
+        },
+        batch_size=cfg.eval.batch_size,
+        batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.eval.num_actors),
-        num_cpus=cfg.eval.actor_num_cpus, num_gpus=cfg.eval.actor_num_gpus or None)
+        num_cpus=cfg.eval.actor_num_cpus,
+        num_gpus=cfg.eval.actor_num_gpus or None,
+    )
     rows = list(predicted.iter_rows())
     videos = [_to_video(row) for row in rows if not row["error"]]
     skipped = _check_exactly_once(videos, [str(row["error"]) for row in rows if row["error"]], root, split, cfg)
     return SplitPredictions(split, sorted(videos, key=lambda v: v.video_id), skipped)
 
 
-def predict_local(weights: dict, cfg: Config, info: DatasetInfo, root: str, split: str,
-                  with_signals: bool = False, device: str = "cpu") -> SplitPredictions:
+def predict_local(
+    weights: dict,
+    cfg: Config,
+    info: DatasetInfo,
+    root: str,
+    split: str,
+    with_signals: bool = False,
+    device: str = "cpu",
+) -> SplitPredictions:
     """The same predictor in this process (no Ray) on `device`, over the split in manifest order."""
     predictor = VideoPredictor(model_spec(cfg, info), weights, device=device, with_signals=with_signals)
     videos: list[VideoPrediction] = []
@@ -214,8 +253,9 @@ def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _check_exactly_once(videos: list[VideoPrediction], skip_messages: list[str], root: str, split: str,
-                        cfg: Config) -> int:
+def _check_exactly_once(
+    videos: list[VideoPrediction], skip_messages: list[str], root: str, split: str, cfg: Config
+) -> int:
     """Every video of the split exactly once (``data.source.check_all_seen``). Under
     ``bad_sample_policy=skip`` the videos not predicted are the skipped ones: counted, bounded by
     ``data.max_skipped_fraction`` and reported, as on the training path. Returns the skipped count."""
@@ -232,8 +272,7 @@ def _check_exactly_once(videos: list[VideoPrediction], skip_messages: list[str],
 
 def ground_truth_of(predictions: SplitPredictions, info: DatasetInfo):
     """Ground truth from the shards' meta.json segments that travelled with the predictions."""
-    metas = [{"video_id": v.video_id, "duration": v.duration, "segments": v.segments or []}
-             for v in predictions.videos]
+    metas = [{"video_id": v.video_id, "duration": v.duration, "segments": v.segments or []} for v in predictions.videos]
     return ground_truth_from_metas(metas, info.classes)
 
 
@@ -258,11 +297,19 @@ def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
 
 
-def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_dir: str | None = None,
-                        plot: int = 0, tiou_thresholds=None, overrides: Iterable[str] = ()):
+def evaluate_checkpoint(
+    checkpoint: str,
+    data_root: str | None,
+    split: str,
+    out_dir: str | None = None,
+    plot: int = 0,
+    tiou_thresholds=None,
+    overrides: Iterable[str] = (),
+):
     """CLI path: checkpoint/export dir -> DetectionResult; with `out_dir`: predictions JSON, metrics
     JSON and (`plot` > 0) timeline PNGs for the first `plot` videos."""
     from ..viz import confined_path  # matplotlib
+
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     root = ensure_dataset(cfg.data, cfg.storage, root=data_root)  # the checkpoint's data keys find its dataset
     predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
@@ -270,16 +317,21 @@ def evaluate_checkpoint(checkpoint: str, data_root: str | None, split: str, out_
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_predictions(confined_path(out, f"predictions_{split}", ".json"), predictions.records(), info.classes,
-                          videos=[v.video_id for v in predictions.videos])
+        write_predictions(
+            confined_path(out, f"predictions_{split}", ".json"),
+            predictions.records(),
+            info.classes,
+            videos=[v.video_id for v in predictions.videos],
+        )
         write_metrics_json(confined_path(out, f"metrics_{split}", ".json"), result)
         if plot:
             plot_timelines(predictions, info, out / "timelines", plot)
     return result
 
 
-def predict_checkpoint(checkpoint: str, data_root: str, split: str, out_path: str,
-                       overrides: Iterable[str] = ()) -> tuple[int, int]:
+def predict_checkpoint(
+    checkpoint: str, data_root: str, split: str, out_path: str, overrides: Iterable[str] = ()
+) -> tuple[int, int]:
     """Predictions only (no ground truth needed): write the ActivityNet results JSON; (videos, segments)."""
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
     predictions = predict_split(model.state_dict(), cfg, info, data_root, split, include_segments=False)
@@ -297,8 +349,17 @@ def plot_timelines(predictions: SplitPredictions, info: DatasetInfo, out_dir: Pa
     for video in predictions.videos[:count]:
         path = confined_path(out_dir, video.video_id, ".png")
         segments = [(p["t_start"], p["t_end"], p["label"], p["score"]) for p in video.predictions]
-        plot_timeline(path, video.video_id, video.duration, video.segments or [], segments, info.classes,
-                      agreement=video.agreement, anchors=video.anchors, step_s=video.step_s,
-                      offset_s=video.offset_s)
+        plot_timeline(
+            path,
+            video.video_id,
+            video.duration,
+            video.segments or [],
+            segments,
+            info.classes,
+            agreement=video.agreement,
+            anchors=video.anchors,
+            step_s=video.step_s,
+            offset_s=video.offset_s,
+        )
         paths.append(path)
     return paths

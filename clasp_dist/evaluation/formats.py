@@ -24,6 +24,7 @@ Predictions
 
 No Ray, no pandas. Sources are local paths, s3:// or gs:// URLs, or already-parsed dicts.
 """
+
 from __future__ import annotations
 
 import collections
@@ -93,6 +94,7 @@ def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> No
 # Ground truth
 # ---------------------------------------------------------------------------------------------
 
+
 def class_names_from_annotations(document: Mapping[str, Any]) -> tuple[str, ...]:
     """Class list of an annotation file (``data.annotations.class_table``): by label_id when every
     annotation has one (gaps allowed), else sorted names."""
@@ -100,8 +102,12 @@ def class_names_from_annotations(document: Mapping[str, Any]) -> tuple[str, ...]
         return annotations.class_table(annotations.database_of(document, "annotation JSON"), "annotation JSON").names
 
 
-def load_ground_truth(source: Source, split: str, class_names: Optional[Sequence[str]] = None,
-                      duplicate_tol: float = DUPLICATE_TOLERANCE_S) -> Segments:
+def load_ground_truth(
+    source: Source,
+    split: str,
+    class_names: Optional[Sequence[str]] = None,
+    duplicate_tol: float = DUPLICATE_TOLERANCE_S,
+) -> Segments:
     """Ground truth of one split of an ActivityNet/UnAV annotation JSON (read by ``data.annotations``).
 
     ``Segments.videos`` holds every video of the split (also those without annotations);
@@ -118,16 +124,24 @@ def load_ground_truth(source: Source, split: str, class_names: Optional[Sequence
         ann = annotations.parse_annotations(document, where, (wanted,), table, duplicate_tol)
         videos = ann.splits[wanted]
         if not videos:
-            subsets = sorted({str(v.get("subset", "")).lower() for v in annotations.database_of(document, where).values()})
+            subsets = sorted(
+                {str(v.get("subset", "")).lower() for v in annotations.database_of(document, where).values()}
+            )
             raise EvaluationInputError(f"no video of split '{split}' in the annotation JSON (subsets: {subsets})")
         rows = [(v.video_id, s, e, c) for v in videos for s, e, c in v.segments]
-        info = dict(duplicates_dropped=ann.duplicates_dropped, split=wanted, label_ids=ann.class_ids,
-                    durations={v.video_id: v.duration for v in videos}, activitynet_subsets=ann.activitynet_subsets)
+        info = dict(
+            duplicates_dropped=ann.duplicates_dropped,
+            split=wanted,
+            label_ids=ann.class_ids,
+            durations={v.video_id: v.duration for v in videos},
+            activitynet_subsets=ann.activitynet_subsets,
+        )
         return _segments_from_rows(rows, ann.classes, [v.video_id for v in videos], info)
 
 
-def ground_truth_from_metas(metas: Iterable[Mapping[str, Any]], class_names: Sequence[str],
-                            duplicate_tol: float = DUPLICATE_TOLERANCE_S) -> Segments:
+def ground_truth_from_metas(
+    metas: Iterable[Mapping[str, Any]], class_names: Sequence[str], duplicate_tol: float = DUPLICATE_TOLERANCE_S
+) -> Segments:
     """Ground truth from shard ``meta.json`` dicts (evaluation splits carry ``segments``)."""
     videos, durations, rows, dropped = [], {}, [], 0
     num_classes = len(class_names)
@@ -140,7 +154,9 @@ def ground_truth_from_metas(metas: Iterable[Mapping[str, Any]], class_names: Seq
         segs = []
         for k, seg in enumerate(meta["segments"]):
             if len(seg) != 3 or not 0 <= int(seg[2]) < num_classes:
-                raise EvaluationInputError(f"video '{vid}' segment {k}: expected [s, e, class_id < {num_classes}], got {seg}")
+                raise EvaluationInputError(
+                    f"video '{vid}' segment {k}: expected [s, e, class_id < {num_classes}], got {seg}"
+                )
             segs.append((float(seg[0]), float(seg[1]), int(seg[2])))
         kept, n_dup = drop_duplicate_segments(segs, duplicate_tol)
         dropped += n_dup
@@ -153,11 +169,19 @@ def ground_truth_from_metas(metas: Iterable[Mapping[str, Any]], class_names: Seq
     return _segments_from_rows(rows, tuple(class_names), videos, info)
 
 
-def _segments_from_rows(rows: list[tuple[str, float, float, int]], names: tuple[str, ...], videos: list[str],
-                        info: dict[str, Any]) -> Segments:
-    return Segments.from_arrays([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                                np.array([r[3] for r in rows], dtype=np.int64), None, class_names=names,
-                                videos=videos, info=info)
+def _segments_from_rows(
+    rows: list[tuple[str, float, float, int]], names: tuple[str, ...], videos: list[str], info: dict[str, Any]
+) -> Segments:
+    return Segments.from_arrays(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        np.array([r[3] for r in rows], dtype=np.int64),
+        None,
+        class_names=names,
+        videos=videos,
+        info=info,
+    )
 
 
 def protocol_thresholds(ground_truth: Segments) -> tuple[float, ...]:
@@ -173,8 +197,8 @@ def protocol_thresholds(ground_truth: Segments) -> tuple[float, ...]:
 # Predictions
 # ---------------------------------------------------------------------------------------------
 
-def load_predictions(source: Source, class_names: Sequence[str], label_ids: Optional[Sequence[int]] = None
-                     ) -> Segments:
+
+def load_predictions(source: Source, class_names: Sequence[str], label_ids: Optional[Sequence[int]] = None) -> Segments:
     """Predictions from an ActivityNet results JSON; labels are names or the file's integer ids.
 
     ``label_ids[k]`` is the id of ``class_names[k]`` (default 0..C-1; pass the ground truth's
@@ -188,8 +212,9 @@ def load_predictions(source: Source, class_names: Sequence[str], label_ids: Opti
         return _load_predictions(read_json(source), tuple(class_names), ids)
 
 
-def _load_predictions(document: Mapping[str, Any], class_names: tuple[str, ...], label_ids: tuple[int, ...]
-                      ) -> Segments:
+def _load_predictions(
+    document: Mapping[str, Any], class_names: tuple[str, ...], label_ids: tuple[int, ...]
+) -> Segments:
     results = document.get("results")
     if not isinstance(results, Mapping):
         raise EvaluationInputError("results JSON has no 'results' object")
@@ -210,10 +235,21 @@ def _load_predictions(document: Mapping[str, Any], class_names: tuple[str, ...],
             ends.append(e)
             scores.append(score)
             labels.append(label)
-    info = dict(version=document.get("version"), unknown_labels=sum(unknown.values()),
-                unknown_label_examples=[name for name, _ in unknown.most_common(5)])
-    return Segments.from_arrays(vids, starts, ends, np.array(labels, dtype=np.int64), scores,
-                                class_names=class_names, videos=[str(v) for v in results], info=info)
+    info = dict(
+        version=document.get("version"),
+        unknown_labels=sum(unknown.values()),
+        unknown_label_examples=[name for name, _ in unknown.most_common(5)],
+    )
+    return Segments.from_arrays(
+        vids,
+        starts,
+        ends,
+        np.array(labels, dtype=np.int64),
+        scores,
+        class_names=class_names,
+        videos=[str(v) for v in results],
+        info=info,
+    )
 
 
 def _prediction_numbers(vid: str, k: int, entry: Any) -> tuple[float, float, float]:
@@ -232,21 +268,27 @@ def _prediction_numbers(vid: str, k: int, entry: Any) -> tuple[float, float, flo
     return s, e, score
 
 
-def _prediction_label(vid: str, k: int, entry: Mapping[str, Any], by_name: Mapping[str, int],
-                      by_id: Mapping[int, int]) -> Union[int, str]:
+def _prediction_label(
+    vid: str, k: int, entry: Mapping[str, Any], by_name: Mapping[str, int], by_id: Mapping[int, int]
+) -> Union[int, str]:
     """Class position of the entry's label, or a printable name of a label that is not a class."""
     label = entry["label"] if "label" in entry else entry.get("label_id")
     if isinstance(label, str):
         return by_name.get(label, label)
     is_number = isinstance(label, (int, float, np.integer, np.floating)) and not isinstance(label, bool)
     if not is_number or not np.isfinite(label) or label != int(label) or label < 0:
-        raise EvaluationInputError(f"results['{vid}'][{k}]: label {label!r} is neither a class name nor a "
-                                   "non-negative integer id")
+        raise EvaluationInputError(
+            f"results['{vid}'][{k}]: label {label!r} is neither a class name nor a non-negative integer id"
+        )
     return by_id.get(int(label), f"id {int(label)}")
 
 
-def results_json(predictions: Union[Segments, Iterable[Mapping[str, Any]]], class_names: Sequence[str],
-                 videos: Optional[Iterable[str]] = None, version: str = RESULTS_VERSION) -> dict[str, Any]:
+def results_json(
+    predictions: Union[Segments, Iterable[Mapping[str, Any]]],
+    class_names: Sequence[str],
+    videos: Optional[Iterable[str]] = None,
+    version: str = RESULTS_VERSION,
+) -> dict[str, Any]:
     """ActivityNet results document from Segments or records ``dict(video_id, label: int, t_start,
     t_end, score)``. ``videos`` adds empty entries for videos without predictions."""
     if not isinstance(predictions, Segments):
@@ -255,17 +297,23 @@ def results_json(predictions: Union[Segments, Iterable[Mapping[str, Any]]], clas
     results: dict[str, list] = {str(v): [] for v in (videos or ())}
     for v in predictions.videos:
         results.setdefault(v, [])
-    for v, c, s, e, p in zip(predictions.video_index, predictions.label, predictions.t_start, predictions.t_end,
-                             predictions.score):
+    for v, c, s, e, p in zip(
+        predictions.video_index, predictions.label, predictions.t_start, predictions.t_end, predictions.score
+    ):
         if not 0 <= c < len(names):
             raise EvaluationInputError(f"video '{predictions.videos[v]}': label {int(c)} outside 0..{len(names) - 1}")
         results[predictions.videos[v]].append(
-            {"segment": [float(s), float(e)], "label": names[c], "label_id": int(c), "score": float(p)})
+            {"segment": [float(s), float(e)], "label": names[c], "label_id": int(c), "score": float(p)}
+        )
     return {"version": version, "results": results, "external_data": {"used": False, "details": ""}}
 
 
-def write_predictions(path: Union[str, os.PathLike], predictions: Union[Segments, Iterable[Mapping[str, Any]]],
-                      class_names: Sequence[str], videos: Optional[Iterable[str]] = None,
-                      version: str = RESULTS_VERSION) -> None:
+def write_predictions(
+    path: Union[str, os.PathLike],
+    predictions: Union[Segments, Iterable[Mapping[str, Any]]],
+    class_names: Sequence[str],
+    videos: Optional[Iterable[str]] = None,
+    version: str = RESULTS_VERSION,
+) -> None:
     """Write an ActivityNet results JSON (see results_json)."""
     write_json(path, results_json(predictions, class_names, videos, version))

@@ -48,6 +48,7 @@ Everything is vectorised: the tIoU of every prediction with every ground-truth s
 (video, class) pair in one flat array, the greedy matching advanced one rank at a time for all pairs
 and all thresholds at once, AP per class from cumulative sums. No Ray, no pandas.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,8 +71,13 @@ MAX_PREDICTIONS_PER_VIDEO = 100
 TOP_KX = (1, 5)
 """Recall@kx values reported."""
 
-WARNING_KEYS = ("unknown_video", "unknown_labels", "class_without_gt", "predictions_over_cap",
-                "videos_without_predictions")
+WARNING_KEYS = (
+    "unknown_video",
+    "unknown_labels",
+    "class_without_gt",
+    "predictions_over_cap",
+    "videos_without_predictions",
+)
 """Counted warnings in DetectionResult.warnings (number of predictions; videos for the last).
 ``unknown_labels`` (labels outside the class list, dropped by the reader) is part of
 ``class_without_gt``."""
@@ -84,6 +90,7 @@ class EvaluationInputError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Containers
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Segments:
@@ -116,8 +123,9 @@ class Segments:
         _check_finite_and_ordered(self)
         if n and self.label.min() < 0:
             i = int(np.argmin(self.label))
-            raise EvaluationInputError(f"segment {i} of video '{self.video_of(i)}': label {int(self.label[i])} is "
-                                       "not a class id (negative)")
+            raise EvaluationInputError(
+                f"segment {i} of video '{self.video_of(i)}': label {int(self.label[i])} is not a class id (negative)"
+            )
 
     def __len__(self) -> int:
         return len(self.video_index)
@@ -132,9 +140,17 @@ class Segments:
         return [self.videos[i] for i in self.video_index]
 
     @classmethod
-    def from_arrays(cls, video_ids: Sequence[str], t_start, t_end, label, score=None,
-                    class_names: Optional[Sequence[str]] = None, videos: Optional[Iterable[str]] = None,
-                    info: Optional[Mapping[str, Any]] = None) -> "Segments":
+    def from_arrays(
+        cls,
+        video_ids: Sequence[str],
+        t_start,
+        t_end,
+        label,
+        score=None,
+        class_names: Optional[Sequence[str]] = None,
+        videos: Optional[Iterable[str]] = None,
+        info: Optional[Mapping[str, Any]] = None,
+    ) -> "Segments":
         """Build from per-segment columns; ``videos`` (the universe) defaults to the ids that occur."""
         universe = list(dict.fromkeys(videos)) if videos is not None else []
         position = {v: i for i, v in enumerate(universe)}
@@ -147,14 +163,24 @@ class Segments:
         index = np.fromiter((position[v] for v in video_ids), dtype=np.int64, count=len(video_ids))  # [N]
         n = len(index)
         score_arr = np.ones(n) if score is None else _float_column(score, "score", n)
-        return cls(videos=tuple(universe), video_index=index,
-                   t_start=_float_column(t_start, "t_start", n), t_end=_float_column(t_end, "t_end", n),
-                   label=_int_column(label, n), score=score_arr,
-                   class_names=tuple(class_names) if class_names is not None else None, info=dict(info or {}))
+        return cls(
+            videos=tuple(universe),
+            video_index=index,
+            t_start=_float_column(t_start, "t_start", n),
+            t_end=_float_column(t_end, "t_end", n),
+            label=_int_column(label, n),
+            score=score_arr,
+            class_names=tuple(class_names) if class_names is not None else None,
+            info=dict(info or {}),
+        )
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], class_names: Optional[Sequence[str]] = None,
-                     videos: Optional[Iterable[str]] = None) -> "Segments":
+    def from_records(
+        cls,
+        records: Iterable[Mapping[str, Any]],
+        class_names: Optional[Sequence[str]] = None,
+        videos: Optional[Iterable[str]] = None,
+    ) -> "Segments":
         """Build from dicts ``video_id, label (int), t_start, t_end[, score]`` (the decoder's output)."""
         records = list(records)
         for i, r in enumerate(records):
@@ -166,19 +192,32 @@ class Segments:
             i = next(i for i, r in enumerate(records) if "score" not in r)
             raise EvaluationInputError(f"record {i} (video '{records[i]['video_id']}') lacks 'score'")
         return cls.from_arrays(
-            [str(r["video_id"]) for r in records], [r["t_start"] for r in records], [r["t_end"] for r in records],
-            [r["label"] for r in records], [r["score"] for r in records] if has_score else None,
-            class_names=class_names, videos=videos)
+            [str(r["video_id"]) for r in records],
+            [r["t_start"] for r in records],
+            [r["t_end"] for r in records],
+            [r["label"] for r in records],
+            [r["score"] for r in records] if has_score else None,
+            class_names=class_names,
+            videos=videos,
+        )
 
     def to_records(self) -> list[dict]:
         """Inverse of from_records (videos without segments are not represented)."""
-        return [dict(video_id=self.videos[v], label=int(c), t_start=float(s), t_end=float(e), score=float(p))
-                for v, c, s, e, p in zip(self.video_index, self.label, self.t_start, self.t_end, self.score)]
+        return [
+            dict(video_id=self.videos[v], label=int(c), t_start=float(s), t_end=float(e), score=float(p))
+            for v, c, s, e, p in zip(self.video_index, self.label, self.t_start, self.t_end, self.score)
+        ]
 
     def select(self, mask: np.ndarray) -> "Segments":
         """Segments where mask [N] is True, same video universe and classes."""
-        return dataclasses.replace(self, video_index=self.video_index[mask], t_start=self.t_start[mask],
-                                   t_end=self.t_end[mask], label=self.label[mask], score=self.score[mask])
+        return dataclasses.replace(
+            self,
+            video_index=self.video_index[mask],
+            t_start=self.t_start[mask],
+            t_end=self.t_end[mask],
+            label=self.label[mask],
+            score=self.score[mask],
+        )
 
     def restrict_to_videos(self, video_ids: Iterable[str]) -> "Segments":
         """Only the given videos (all of which must be in the universe), in the given order."""
@@ -186,7 +225,9 @@ class Segments:
         position = {v: i for i, v in enumerate(self.videos)}
         missing = [v for v in wanted if v not in position]
         if missing:
-            raise EvaluationInputError(f"{len(missing)} requested video(s) are not in the ground truth, e.g. {missing[:3]}")
+            raise EvaluationInputError(
+                f"{len(missing)} requested video(s) are not in the ground truth, e.g. {missing[:3]}"
+            )
         old_to_new = np.full(len(self.videos), -1, dtype=np.int64)  # [V_old]
         old_to_new[[position[v] for v in wanted]] = np.arange(len(wanted))
         new_index = old_to_new[self.video_index]  # [N]
@@ -208,10 +249,14 @@ def _float_column(values, name: str, n: int) -> np.ndarray:
 def _int_column(values, n: int) -> np.ndarray:
     arr = np.asarray(values).reshape(-1)  # [N]
     if n and not np.issubdtype(arr.dtype, np.integer):
-        bad = [i for i, v in enumerate(arr.tolist()) if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool))]
+        bad = [
+            i for i, v in enumerate(arr.tolist()) if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+        ]
         if bad:
-            raise EvaluationInputError(f"label of segment {bad[0]} is {arr[bad[0]]!r}, not an integer class id "
-                                       "(class names are converted by clasp_dist.evaluation.formats)")
+            raise EvaluationInputError(
+                f"label of segment {bad[0]} is {arr[bad[0]]!r}, not an integer class id "
+                "(class names are converted by clasp_dist.evaluation.formats)"
+            )
     return arr.astype(np.int64) if n else np.zeros(0, dtype=np.int64)
 
 
@@ -222,13 +267,17 @@ def _check_finite_and_ordered(seg: Segments) -> None:
         bad = np.flatnonzero(~np.isfinite(col))
         if len(bad):
             i = int(bad[0])
-            raise EvaluationInputError(f"segment {i} of video '{seg.video_of(i)}': {name} is {col[i]} "
-                                       f"({len(bad)} non-finite {name} value(s) in total)")
+            raise EvaluationInputError(
+                f"segment {i} of video '{seg.video_of(i)}': {name} is {col[i]} "
+                f"({len(bad)} non-finite {name} value(s) in total)"
+            )
     bad = np.flatnonzero(seg.t_end < seg.t_start)
     if len(bad):
         i = int(bad[0])
-        raise EvaluationInputError(f"segment {i} of video '{seg.video_of(i)}': t_end {seg.t_end[i]} < t_start "
-                                   f"{seg.t_start[i]} ({len(bad)} such segment(s))")
+        raise EvaluationInputError(
+            f"segment {i} of video '{seg.video_of(i)}': t_end {seg.t_end[i]} < t_start "
+            f"{seg.t_start[i]} ({len(bad)} such segment(s))"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -265,6 +314,7 @@ class DetectionResult:
 # Thresholds
 # ---------------------------------------------------------------------------------------------
 
+
 def parse_tiou_thresholds(text: str) -> tuple[float, ...]:
     """``"START:STOP:STEP"`` (STOP inclusive, via np.linspace like the official scripts, so
     ``0.5:0.95:0.05`` gives 10 values) or a comma list ``"0.3,0.5,0.7"``."""
@@ -284,8 +334,10 @@ def parse_tiou_thresholds(text: str) -> tuple[float, ...]:
         else:
             values = tuple(float(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise EvaluationInputError(f"cannot parse tIoU thresholds '{text}': use START:STOP:STEP (e.g. 0.1:0.9:0.1) "
-                                   "or a comma list (e.g. 0.3,0.5,0.7)") from None
+        raise EvaluationInputError(
+            f"cannot parse tIoU thresholds '{text}': use START:STOP:STEP (e.g. 0.1:0.9:0.1) "
+            "or a comma list (e.g. 0.3,0.5,0.7)"
+        ) from None
     return validate_thresholds(values)
 
 
@@ -305,6 +357,7 @@ def format_threshold(t: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # tIoU and interpolated AP
 # ---------------------------------------------------------------------------------------------
+
 
 def segment_tiou(pred_start, pred_end, gt_start, gt_end) -> np.ndarray:
     """Temporal IoU, broadcasting; the same floating-point operations as the official segment_iou.
@@ -340,6 +393,7 @@ def interpolated_average_precision(precision: np.ndarray, recall: np.ndarray) ->
 # The evaluation
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class _Aligned:
     """Predictions after the policies, as arrays indexed into the ground truth's videos."""
@@ -351,13 +405,17 @@ class _Aligned:
     score: np.ndarray  # [P]
 
 
-def evaluate_detection(ground_truth: Segments, predictions: Segments,
-                       tiou_thresholds: Iterable[float] = UNAV100_TIOU,
-                       video_ids: Optional[Iterable[str]] = None, *,
-                       top_kx: Sequence[int] = TOP_KX,
-                       max_per_video: Optional[int] = None,
-                       ignore_unknown_videos: bool = False,
-                       tie_break: TieBreak = "stable") -> DetectionResult:
+def evaluate_detection(
+    ground_truth: Segments,
+    predictions: Segments,
+    tiou_thresholds: Iterable[float] = UNAV100_TIOU,
+    video_ids: Optional[Iterable[str]] = None,
+    *,
+    top_kx: Sequence[int] = TOP_KX,
+    max_per_video: Optional[int] = None,
+    ignore_unknown_videos: bool = False,
+    tie_break: TieBreak = "stable",
+) -> DetectionResult:
     """Segment mAP (ActivityNet semantics) and Recall@kx of ``predictions`` against ``ground_truth``.
 
     ``video_ids`` restricts the evaluation to these ground-truth videos (default: all videos of the
@@ -379,8 +437,9 @@ def evaluate_detection(ground_truth: Segments, predictions: Segments,
         raise EvaluationInputError("the ground truth has no segment in the evaluated videos: nothing to score")
 
     warnings = dict.fromkeys(WARNING_KEYS, 0)
-    preds, num_videos = _align_predictions(ground_truth, predictions, num_gt, max_per_video, ignore_unknown_videos,
-                                           warnings)
+    preds, num_videos = _align_predictions(
+        ground_truth, predictions, num_gt, max_per_video, ignore_unknown_videos, warnings
+    )
     gt = _sorted_ground_truth(ground_truth, num_videos)
     order = _rank_predictions_per_class(preds, num_classes, tie_break)  # [P]
     preds = _Aligned(*(getattr(preds, f.name)[order] for f in dataclasses.fields(_Aligned)))
@@ -398,10 +457,19 @@ def evaluate_detection(ground_truth: Segments, predictions: Segments,
 
     mean_ap = ap[:, has_gt].mean(axis=1)  # [T]
     return DetectionResult(
-        tiou_thresholds=thresholds, mAP=mean_ap, average=float(mean_ap.mean()), ap=ap,
-        recall={k: r[:, has_gt].mean(axis=1) for k, r in class_recall.items()}, class_recall=class_recall,
-        class_names=class_names, num_gt=num_gt, num_videos=len(ground_truth.videos),
-        num_predictions=len(preds.vid), warnings=warnings, ignored_unknown_videos=ignore_unknown_videos)
+        tiou_thresholds=thresholds,
+        mAP=mean_ap,
+        average=float(mean_ap.mean()),
+        ap=ap,
+        recall={k: r[:, has_gt].mean(axis=1) for k, r in class_recall.items()},
+        class_recall=class_recall,
+        class_names=class_names,
+        num_gt=num_gt,
+        num_videos=len(ground_truth.videos),
+        num_predictions=len(preds.vid),
+        warnings=warnings,
+        ignored_unknown_videos=ignore_unknown_videos,
+    )
 
 
 def _shared_class_names(ground_truth: Segments, predictions: Segments) -> tuple[str, ...]:
@@ -410,16 +478,25 @@ def _shared_class_names(ground_truth: Segments, predictions: Segments) -> tuple[
     if predictions.class_names is not None and tuple(predictions.class_names) != tuple(ground_truth.class_names):
         raise EvaluationInputError(
             f"predictions and ground truth use different class lists ({len(predictions.class_names)} vs "
-            f"{len(ground_truth.class_names)} classes, or a different order)")
+            f"{len(ground_truth.class_names)} classes, or a different order)"
+        )
     if len(ground_truth) and ground_truth.label.max() >= len(ground_truth.class_names):
         i = int(np.argmax(ground_truth.label))
-        raise EvaluationInputError(f"ground-truth segment {i} of video '{ground_truth.video_of(i)}': label "
-                                   f"{int(ground_truth.label[i])} is not a class id (0..{len(ground_truth.class_names) - 1})")
+        raise EvaluationInputError(
+            f"ground-truth segment {i} of video '{ground_truth.video_of(i)}': label "
+            f"{int(ground_truth.label[i])} is not a class id (0..{len(ground_truth.class_names) - 1})"
+        )
     return tuple(ground_truth.class_names)
 
 
-def _align_predictions(gt: Segments, preds: Segments, num_gt: np.ndarray, max_per_video: Optional[int],
-                       ignore_unknown_videos: bool, warnings: dict[str, int]) -> tuple[_Aligned, int]:
+def _align_predictions(
+    gt: Segments,
+    preds: Segments,
+    num_gt: np.ndarray,
+    max_per_video: Optional[int],
+    ignore_unknown_videos: bool,
+    warnings: dict[str, int],
+) -> tuple[_Aligned, int]:
     """Map prediction videos onto ground-truth video indices; a video unknown to the ground truth gets
     an index of its own after them (no ground truth there: its predictions are false positives), or
     is dropped with ``ignore_unknown_videos``. Then: more than max_per_video on a video -> keep the
@@ -452,8 +529,13 @@ def _align_predictions(gt: Segments, preds: Segments, num_gt: np.ndarray, max_pe
     no_gt_class = keep & ~label_has_gt  # [P]
     warnings["class_without_gt"] = int(no_gt_class.sum()) + warnings["unknown_labels"]
     keep &= ~no_gt_class
-    return _Aligned(vid=vid[keep], label=preds.label[keep], t_start=preds.t_start[keep],
-                    t_end=preds.t_end[keep], score=preds.score[keep]), num_videos
+    return _Aligned(
+        vid=vid[keep],
+        label=preds.label[keep],
+        t_start=preds.t_start[keep],
+        t_end=preds.t_end[keep],
+        score=preds.score[keep],
+    ), num_videos
 
 
 def _sorted_ground_truth(gt: Segments, num_videos: int) -> dict[str, Any]:
@@ -477,8 +559,14 @@ def _rank_predictions_per_class(preds: _Aligned, num_classes: int, tie_break: Ti
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _pair_with_ground_truth(preds: _Aligned, gt: dict[str, Any], num_videos: int, tie_break: TieBreak,
-                            input_position: np.ndarray, min_threshold: float) -> dict[str, Any]:
+def _pair_with_ground_truth(
+    preds: _Aligned,
+    gt: dict[str, Any],
+    num_videos: int,
+    tie_break: TieBreak,
+    input_position: np.ndarray,
+    min_threshold: float,
+) -> dict[str, Any]:
     """For each prediction whose (video, class) pair has ground truth: its tIoU with those segments
     (flat: one entry per prediction x segment of its pair), its rank among the pair's predictions,
     and the segments the greedy step may visit, in visiting order, as a padded [M, W] table that keeps
@@ -499,19 +587,33 @@ def _pair_with_ground_truth(preds: _Aligned, gt: dict[str, Any], num_videos: int
     row_offset = np.cumsum(count) - count  # [M] first flat entry of each row
     flat_row = np.repeat(np.arange(len(rows)), count)  # [F]
     flat_gt = first[flat_row] + (np.arange(len(flat_row)) - row_offset[flat_row])  # [F] into sorted ground truth
-    flat_tiou = segment_tiou(preds.t_start[rows][flat_row], preds.t_end[rows][flat_row],
-                             gt["t_start"][flat_gt], gt["t_end"][flat_gt])  # [F]
+    flat_tiou = segment_tiou(
+        preds.t_start[rows][flat_row], preds.t_end[rows][flat_row], gt["t_start"][flat_gt], gt["t_end"][flat_gt]
+    )  # [F]
     visit = _visiting_order(flat_tiou, flat_row, count, row_offset, tie_break)  # [F] permutation
-    tiou_visit, gt_visit = _reachable_table(flat_tiou[visit], flat_gt[visit], flat_row, row_offset, len(rows),
-                                            min_threshold)
-    recall_rank = rank if tie_break == "stable" else _official_recall_rank(
-        preds.score[rows], input_position[rows], pair_start)
-    return dict(rows=rows, rank=rank, recall_rank=recall_rank, count=count, flat_row=flat_row, flat_gt=flat_gt,
-                flat_tiou=flat_tiou, tiou_visit=tiou_visit, gt_visit=gt_visit, num_predictions=len(key))
+    tiou_visit, gt_visit = _reachable_table(
+        flat_tiou[visit], flat_gt[visit], flat_row, row_offset, len(rows), min_threshold
+    )
+    recall_rank = (
+        rank if tie_break == "stable" else _official_recall_rank(preds.score[rows], input_position[rows], pair_start)
+    )
+    return dict(
+        rows=rows,
+        rank=rank,
+        recall_rank=recall_rank,
+        count=count,
+        flat_row=flat_row,
+        flat_gt=flat_gt,
+        flat_tiou=flat_tiou,
+        tiou_visit=tiou_visit,
+        gt_visit=gt_visit,
+        num_predictions=len(key),
+    )
 
 
-def _visiting_order(flat_tiou: np.ndarray, flat_row: np.ndarray, count: np.ndarray, row_offset: np.ndarray,
-                    tie_break: TieBreak) -> np.ndarray:
+def _visiting_order(
+    flat_tiou: np.ndarray, flat_row: np.ndarray, count: np.ndarray, row_offset: np.ndarray, tie_break: TieBreak
+) -> np.ndarray:
     """Permutation [F] that sorts each row's entries by descending tIoU (rows stay in place).
 
     stable: equal tIoU keeps the earlier segment first; official: np.argsort(tiou)[::-1] per row.
@@ -529,8 +631,14 @@ def _visiting_order(flat_tiou: np.ndarray, flat_row: np.ndarray, count: np.ndarr
     return visit
 
 
-def _reachable_table(tiou_sorted: np.ndarray, gt_sorted: np.ndarray, flat_row: np.ndarray, row_offset: np.ndarray,
-                     num_rows: int, min_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _reachable_table(
+    tiou_sorted: np.ndarray,
+    gt_sorted: np.ndarray,
+    flat_row: np.ndarray,
+    row_offset: np.ndarray,
+    num_rows: int,
+    min_threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """[M, W] tIoU (-inf padding) and ground-truth index of the segments each row can reach at the
     lowest threshold, in visiting order; W = the largest such count (0 when nothing can match)."""
     reachable = tiou_sorted >= min_threshold  # [F] a prefix of each row (rows are sorted descending)
@@ -572,15 +680,21 @@ def _greedy_match(pairs: dict[str, Any], num_gt_total: int, thresholds: np.ndarr
     return tp
 
 
-def _match_rank_by_rank(rank: np.ndarray, tiou_visit: np.ndarray, gt_visit: np.ndarray, num_gt: int,
-                        thresholds: np.ndarray, tp_rows: np.ndarray) -> None:
+def _match_rank_by_rank(
+    rank: np.ndarray,
+    tiou_visit: np.ndarray,
+    gt_visit: np.ndarray,
+    num_gt: int,
+    thresholds: np.ndarray,
+    tp_rows: np.ndarray,
+) -> None:
     """Fill tp_rows [M, T] in place; locked [G, T] marks matched ground truth per threshold."""
     locked = np.zeros((num_gt, len(thresholds)), dtype=bool)  # [G, T]
     by_rank = np.argsort(rank, kind="stable")  # [M]
     bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))  # [R+1]
     thr = thresholds[None, None, :]  # [1, 1, T]
     for r in range(len(bounds) - 1):
-        sel = by_rank[bounds[r]:bounds[r + 1]]  # [n] one prediction per pair
+        sel = by_rank[bounds[r] : bounds[r + 1]]  # [n] one prediction per pair
         gts = gt_visit[sel]  # [n, W]
         free = (tiou_visit[sel][:, :, None] >= thr) & ~locked[gts]  # [n, W, T]
         hit = free.any(axis=1)  # [n, T]
@@ -612,8 +726,9 @@ def _average_precision_per_class(label: np.ndarray, tp: np.ndarray, num_gt: np.n
     return ap
 
 
-def _topkx_recall_per_class(pairs: dict[str, Any], gt: dict[str, Any], num_gt: np.ndarray,
-                            thresholds: np.ndarray, k: int) -> np.ndarray:
+def _topkx_recall_per_class(
+    pairs: dict[str, Any], gt: dict[str, Any], num_gt: np.ndarray, thresholds: np.ndarray, k: int
+) -> np.ndarray:
     """Recall@kx [T, C]: recalled ground truth / npos, NaN for classes without ground truth."""
     best = np.full(gt["count"], -np.inf)  # [G] best tIoU among its pair's top k*n predictions
     in_top = pairs["recall_rank"] < k * pairs["count"]  # [M]
@@ -631,8 +746,11 @@ def _topkx_recall_per_class(pairs: dict[str, Any], gt: dict[str, Any], num_gt: n
 def _log_warnings(warnings: dict[str, int], max_per_video: Optional[int], ignore_unknown_videos: bool) -> None:
     text = {
         "unknown_video": "prediction(s) on videos that are not in the evaluated ground truth were "
-                         + ("ignored (--ignore-unknown-videos)" if ignore_unknown_videos
-                            else "scored as false positives (official semantics)"),
+        + (
+            "ignored (--ignore-unknown-videos)"
+            if ignore_unknown_videos
+            else "scored as false positives (official semantics)"
+        ),
         "unknown_labels": "prediction(s) have a label outside the ground truth's class list",
         "class_without_gt": "prediction(s) of labels without ground truth in the evaluated videos were ignored",
         "predictions_over_cap": f"prediction(s) beyond the top {max_per_video} of a video (by score) were dropped",

@@ -10,6 +10,7 @@ layer-normalised without affine parameters, so the cosine is their correlation o
 dims (in [-1, 1]). Comparing a raw stream feature with the fused anchor feature (another space)
 gave cosines near 0 for every pair, and the floor kept a random subset.
 """
+
 from __future__ import annotations
 
 import torch

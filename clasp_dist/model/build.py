@@ -1,4 +1,5 @@
 """The one way to build CLASP for a run: its config's ``model`` section and its dataset's dims and classes."""
+
 from __future__ import annotations
 
 from .clasp import CLASP

@@ -4,6 +4,7 @@ Every module is switched by ModelConfig: the base model (use_meae=False, use_atp
 only the encoder and the base classifier; MEAE/CSAI have no parameters; anchor fusion, ATP and the
 refined heads exist only when use_atp is on.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -28,14 +29,14 @@ class CLASP(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         d = cfg.d_model
-        self.encoder = AVEncoder(visual_dim, audio_dim, d, cfg.n_heads, cfg.n_self_layers, cfg.ffn_mult,
-                                 cfg.dropout, cfg.max_len)
+        self.encoder = AVEncoder(
+            visual_dim, audio_dim, d, cfg.n_heads, cfg.n_self_layers, cfg.ffn_mult, cfg.dropout, cfg.max_len
+        )
         self.base = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
         self.use_csai = cfg.use_meae and (cfg.csai_global or cfg.csai_local)
         if cfg.use_atp:
             self.fusion = AnchorFusion(d, cfg.anchor_fusion)
-            self.atp = AnchorPropagation(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.propagation,
-                                         cfg.prop_threshold)
+            self.atp = AnchorPropagation(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.propagation, cfg.prop_threshold)
             self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
 
     @property
@@ -60,12 +61,21 @@ class CLASP(nn.Module):
         if not cfg.use_meae:
             return out
         K = class_set(labels, video_a, video_v, cfg.inference_class_threshold)  # [B, C]
-        out.agreement, out.anchor_score = mutual_event_agreement(cas_a, cas_v, mask, K, cfg.discrepancy,
-                                                                 cfg.anchor_score)  # [B, T] x2
+        out.agreement, out.anchor_score = mutual_event_agreement(
+            cas_a, cas_v, mask, K, cfg.discrepancy, cfg.anchor_score
+        )  # [B, T] x2
         if not self.use_csai:
             return out
-        anchors = select_anchors(out.anchor_score, mask, cfg.csai_global, cfg.global_ratio, cfg.csai_local,
-                                 cfg.window, cfg.local_tau, cfg.local_tau_mode)  # [B, T] bool
+        anchors = select_anchors(
+            out.anchor_score,
+            mask,
+            cfg.csai_global,
+            cfg.global_ratio,
+            cfg.csai_local,
+            cfg.window,
+            cfg.local_tau,
+            cfg.local_tau_mode,
+        )  # [B, T] bool
         out.anchor_mask = anchors
         if not cfg.use_atp:
             return out

@@ -5,12 +5,12 @@ the valid steps (k = max(1, T_valid // r) per video, vectorised by sorting with 
 a per-video rank mask) or attentive pooling (a per-class softmax over valid steps, from the head's
 hidden features).
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .encoder import ConvLNReLU, masked_fill_steps

@@ -9,6 +9,7 @@ early in training and ``agreement`` about 0.99, so an absolute tau of 0.1 gave o
 anchors and the other one in every window. Anchors are the union; a video with none gets its best
 valid step. Padded steps are never anchors. No gradient flows through the selection.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,8 +58,16 @@ def local_anchors(alpha: Tensor, mask: Tensor, window: int, tau: float, tau_mode
 
 
 @torch.no_grad()
-def select_anchors(alpha: Tensor, mask: Tensor, use_global: bool, global_ratio: int,
-                   use_local: bool, window: int, tau: float, tau_mode: str = "relative") -> Tensor:
+def select_anchors(
+    alpha: Tensor,
+    mask: Tensor,
+    use_global: bool,
+    global_ratio: int,
+    use_local: bool,
+    window: int,
+    tau: float,
+    tau_mode: str = "relative",
+) -> Tensor:
     """Union of the enabled mechanisms, at least one valid anchor per video: [B, T] bool."""
     anchors = torch.zeros_like(mask)
     if use_global:

@@ -6,6 +6,7 @@ whose query comes from the other modality and whose keys, values and residual co
 stream. Padded steps are zeroed after every layer and masked out of every attention, so a video's
 valid-step outputs do not depend on how far it was padded.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,9 @@ class MultiHeadAttention(nn.Module):
             m = attn_mask[:, None, None, :]  # [B, 1, 1, Tk]
         else:
             m = attn_mask[:, None, :, :]  # [B, 1, Tq, Tk]
-        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=m,
-                                             dropout_p=self.dropout if self.training else 0.0)  # [B, h, Tq, dh]
+        out = F.scaled_dot_product_attention(
+            qh, kh, vh, attn_mask=m, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, Tq, dh]
         return self.out_proj(out.transpose(1, 2).reshape(B, Tq, d))  # [B, Tq, d]
 
 
@@ -127,8 +129,14 @@ class AttentionBlock(nn.Module):
         self.ffn = FeedForward(d, ffn_mult, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, query: Optional[Tensor] = None,
-                kv: Optional[Tensor] = None, attn_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        query: Optional[Tensor] = None,
+        kv: Optional[Tensor] = None,
+        attn_mask: Optional[Tensor] = None,
+    ) -> Tensor:
         """x [B, T, d] residual stream; query [B, T, d] (default x); kv [B, Tk, d] (default x)."""
         q = self.norm_q(x if query is None else query)  # [B, T, d]
         if kv is None:
@@ -157,8 +165,17 @@ class ModalityEmbedding(nn.Module):
 class AVEncoder(nn.Module):
     """Audio and visual streams -> contextualised [B, T, d] each (SPEC 4.1)."""
 
-    def __init__(self, visual_dim: int, audio_dim: int, d: int, n_heads: int, n_self_layers: int,
-                 ffn_mult: int, dropout: float, max_len: int):
+    def __init__(
+        self,
+        visual_dim: int,
+        audio_dim: int,
+        d: int,
+        n_heads: int,
+        n_self_layers: int,
+        ffn_mult: int,
+        dropout: float,
+        max_len: int,
+    ):
         super().__init__()
         self.max_len = max_len
         self.embed_v = ModalityEmbedding(visual_dim, d)

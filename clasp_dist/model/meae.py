@@ -8,6 +8,7 @@ classes), the discrepancy D_t between audio and visual predictions:
 agreement s_t = 1 - D_t; confidence e_t = max_{c in K} sqrt(P_a P_v); anchor score alpha_t = s_t e_t
 (or s_t alone). Padded steps get agreement 0 and anchor score 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,14 @@ def _background_softmax(logits: Tensor, K: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def mutual_event_agreement(cas_a: Tensor, cas_v: Tensor, mask: Tensor, K: Tensor,
-                           discrepancy: str = "l1", anchor_score: str = "agreement_confidence"
-                           ) -> tuple[Tensor, Tensor]:
+def mutual_event_agreement(
+    cas_a: Tensor,
+    cas_v: Tensor,
+    mask: Tensor,
+    K: Tensor,
+    discrepancy: str = "l1",
+    anchor_score: str = "agreement_confidence",
+) -> tuple[Tensor, Tensor]:
     """cas_a, cas_v [B, T, C] logits, mask [B, T] bool, K [B, C] bool -> (agreement, alpha) [B, T] float32."""
     sa = cas_a.detach().float()  # [B, T, C]
     sv = cas_v.detach().float()  # [B, T, C]

@@ -1,4 +1,5 @@
 """ModelOutput: the tensors one CLASP forward pass returns (no losses, no decoding)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -40,12 +41,20 @@ class ModelOutput:
         return self.cas_a, self.cas_v, self.video_a, self.video_v
 
     def to(self, device) -> "ModelOutput":
-        return ModelOutput(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
-                              for f in fields(self)})
+        return ModelOutput(
+            **{
+                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                for f in fields(self)
+            }
+        )
 
     def detach(self) -> "ModelOutput":
-        return ModelOutput(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())
-                              for f in fields(self)})
+        return ModelOutput(
+            **{
+                f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())
+                for f in fields(self)
+            }
+        )
 
 
 def as_bool_mask(mask: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 (requirements/checkov.txt: its pins conflict with the stack's boto3). The first run on a machine installs it
 into .venv/checkov-<hash> (about a minute); later runs reuse it. cluster/check.py keeps the rules only this
 project knows."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,16 +26,35 @@ def checkov() -> str:
     if not exe.exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "-r", str(REQ)],
-                       check=True, timeout=780)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "-r", str(REQ)],
+            check=True,
+            timeout=780,
+        )
     return str(exe)
 
 
 def _run(checkov: str, directory: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    return subprocess.run([checkov, "-d", str(directory), "--framework", "kubernetes", "dockerfile", "--compact",
-                           "--quiet", "--skip-download", "-o", "cli"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [
+            checkov,
+            "-d",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--compact",
+            "--quiet",
+            "--skip-download",
+            "-o",
+            "cli",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_checkov_passes_the_cluster_files(checkov):
@@ -47,7 +67,8 @@ def test_checkov_fails_broken_copies(checkov, tmp_path):
     docker = (ROOT / "cluster" / "Dockerfile").read_text().replace("USER 1000\n", "")
     (tmp_path / "Dockerfile").write_text(docker)
     (tmp_path / "pod.yaml").write_text(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: x\n")  # the default namespace
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: x\n"
+    )  # the default namespace
     proc = _run(checkov, tmp_path)
     assert proc.returncode == 1
     assert "CKV_DOCKER_3" in proc.stdout and "CKV_K8S_21" in proc.stdout

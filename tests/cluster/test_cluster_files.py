@@ -5,6 +5,7 @@ package, and the security policy of cluster/check.py. The second half generates 
 broken variants and asserts that every checker flags them ("test the test").
 The multi-node one-machine simulation test lives with the training tests.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,6 +64,7 @@ def _has(findings: list[str], *needles: str) -> bool:
 
 # ============================================================================ the real files
 
+
 def test_expected_files_exist():
     for rel in AUTOSCALER_FILES + KUBERAY_FILES + ["Dockerfile", "check.py"]:
         assert (CLUSTER / rel).is_file(), rel
@@ -86,17 +88,23 @@ def test_every_yaml_in_cluster_is_classified():
         docs = check.load_yaml_docs(p.read_text())
         assert docs, p
         kinds[p.relative_to(CLUSTER).as_posix()] = (
-            "autoscaler" if any(check.is_autoscaler_config(d) for d in docs)
-            else "kuberay" if any(check.is_kuberay(d) for d in docs) else "other")
+            "autoscaler"
+            if any(check.is_autoscaler_config(d) for d in docs)
+            else "kuberay"
+            if any(check.is_kuberay(d) for d in docs)
+            else "other"
+        )
     for rel in AUTOSCALER_FILES:
         assert kinds[rel] == "autoscaler"
     for rel in KUBERAY_FILES:
         assert kinds[rel] == "kuberay"
 
 
-@pytest.mark.parametrize("path", [p for p in YAML_FILES
-                                  if any(map(check.is_autoscaler_config, check.load_yaml_docs(p.read_text())))],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [p for p in YAML_FILES if any(map(check.is_autoscaler_config, check.load_yaml_docs(p.read_text())))],
+    ids=lambda p: p.name,
+)
 def test_autoscaler_config_validates_against_ray_schema(path):
     config = yaml.safe_load(path.read_text())
     jsonschema.validate(config, check.ray_schema())
@@ -176,8 +184,9 @@ def test_cli_help_prints_help_not_a_file_finding(capsys):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(CLUSTER / "check.py"), "--help"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(CLUSTER / "check.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: cluster/check.py") and "--template" in proc.stdout
     assert "finding" not in proc.stdout.splitlines()[-1]
@@ -188,8 +197,9 @@ def test_cli_refuses_placeholders_before_deploying(capsys):
     assert check.main(["--no-repo-scan", str(CLUSTER / "kuberay" / "rayjob.yaml")]) == 1
     out = capsys.readouterr().out
     assert "registry.example.com" in out and "REPLACE_ME" in out and "placeholder" in out
-    assert check.placeholder_lines("image: registry.example.com/clasp/x:1\n# registry.example.com in a comment\n") \
-        == ["line 1: placeholder to fill in: image: registry.example.com/clasp/x:1"]
+    assert check.placeholder_lines("image: registry.example.com/clasp/x:1\n# registry.example.com in a comment\n") == [
+        "line 1: placeholder to fill in: image: registry.example.com/clasp/x:1"
+    ]
     assert check.placeholder_lines("image: 123456789012.dkr.ecr.us-west-2.amazonaws.com/clasp/x:1\n") == []
 
 
@@ -286,6 +296,7 @@ def test_gpu_requirements_match_the_cpu_pins_except_torch():
 
 # ============================================================================ test the test
 
+
 @pytest.fixture
 def aws():
     return _doc("aws.yaml")
@@ -321,20 +332,25 @@ def test_unknown_key_fails_schema_validation(aws):
 def test_security_group_opening_a_ray_port_to_the_world_is_flagged(aws, port):
     for cidr_key, ranges_key, cidr in (("CidrIp", "IpRanges", WORLD4), ("CidrIpv6", "Ipv6Ranges", WORLD6)):
         bad = copy.deepcopy(aws)
-        bad["provider"]["security_group"] = {"GroupName": "x", "IpPermissions": [
-            {"FromPort": port, "ToPort": port, "IpProtocol": "tcp", ranges_key: [{cidr_key: cidr}]}]}
+        bad["provider"]["security_group"] = {
+            "GroupName": "x",
+            "IpPermissions": [{"FromPort": port, "ToPort": port, "IpProtocol": "tcp", ranges_key: [{cidr_key: cidr}]}],
+        }
         assert check.schema_errors(bad) == []  # schema-valid, so only the policy catches it
         findings = check.autoscaler_findings(bad)
         assert _has(findings, "ray port", str(port)), findings
         assert _has(check.check_text("aws.yaml", yaml.safe_dump(bad)), str(port))
 
 
-@pytest.mark.parametrize("rule", [
-    {"FromPort": 0, "ToPort": 65535, "IpProtocol": "tcp"},
-    {"FromPort": 8000, "ToPort": 9000, "IpProtocol": "tcp"},
-    {"FromPort": -1, "ToPort": -1, "IpProtocol": "-1"},
-    {"IpProtocol": "-1"},
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"FromPort": 0, "ToPort": 65535, "IpProtocol": "tcp"},
+        {"FromPort": 8000, "ToPort": 9000, "IpProtocol": "tcp"},
+        {"FromPort": -1, "ToPort": -1, "IpProtocol": "-1"},
+        {"IpProtocol": "-1"},
+    ],
+)
 def test_port_ranges_covering_ray_ports_are_flagged(aws, rule):
     bad = copy.deepcopy(aws)
     bad["provider"]["security_group"] = {"IpPermissions": [dict(rule, IpRanges=[{"CidrIp": WORLD4}])]}
@@ -343,26 +359,37 @@ def test_port_ranges_covering_ray_ports_are_flagged(aws, rule):
 
 def test_narrow_rules_are_not_flagged(aws):
     ok = copy.deepcopy(aws)
-    ok["provider"]["security_group"] = {"IpPermissions": [
-        {"FromPort": 22, "ToPort": 22, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "203.0.113.7/32"}]},
-        {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/16"}]},
-        {"FromPort": 443, "ToPort": 443, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": WORLD4}]},
-    ]}
+    ok["provider"]["security_group"] = {
+        "IpPermissions": [
+            {"FromPort": 22, "ToPort": 22, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "203.0.113.7/32"}]},
+            {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/16"}]},
+            {"FromPort": 443, "ToPort": 443, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": WORLD4}]},
+        ]
+    }
     assert check.structured_port_findings(ok) == []
 
 
-@pytest.mark.parametrize("line,flagged", [
-    (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 8265 --cidr {WORLD4}", True),
-    (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 6000-7000 --cidr {WORLD4}", True),
-    (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol all --cidr {WORLD4}", True),
-    (f"aws ec2 authorize-security-group-ingress --group-id sg-1 \\\n  --protocol tcp --port 10001 \\\n  --cidr {WORLD4}", True),
-    (f"gcloud compute firewall-rules create x --allow tcp:8265 --source-ranges {WORLD4}", True),
-    (f"gcloud compute firewall-rules create x --allow tcp:1-65535 --source-ranges {WORLD6}", True),
-    (f"gcloud compute firewall-rules create x --allow tcp --source-ranges {WORLD4}", True),
-    (f"echo open everything to {WORLD4}", True),  # ports unknown: conservatively flagged
-    (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 22 --cidr {WORLD4}", False),
-    ("gcloud compute firewall-rules create x --allow tcp:8265 --source-ranges 203.0.113.7/32", False),
-])
+@pytest.mark.parametrize(
+    "line,flagged",
+    [
+        (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 8265 --cidr {WORLD4}", True),
+        (
+            f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 6000-7000 --cidr {WORLD4}",
+            True,
+        ),
+        (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol all --cidr {WORLD4}", True),
+        (
+            f"aws ec2 authorize-security-group-ingress --group-id sg-1 \\\n  --protocol tcp --port 10001 \\\n  --cidr {WORLD4}",
+            True,
+        ),
+        (f"gcloud compute firewall-rules create x --allow tcp:8265 --source-ranges {WORLD4}", True),
+        (f"gcloud compute firewall-rules create x --allow tcp:1-65535 --source-ranges {WORLD6}", True),
+        (f"gcloud compute firewall-rules create x --allow tcp --source-ranges {WORLD4}", True),
+        (f"echo open everything to {WORLD4}", True),  # ports unknown: conservatively flagged
+        (f"aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol tcp --port 22 --cidr {WORLD4}", False),
+        ("gcloud compute firewall-rules create x --allow tcp:8265 --source-ranges 203.0.113.7/32", False),
+    ],
+)
 def test_shell_rules_opening_ray_ports_are_flagged(line, flagged):
     findings = check.check_text("net.sh", "#!/usr/bin/env bash\n" + line + "\n")
     assert bool(findings) is flagged, findings
@@ -375,12 +402,15 @@ def test_gcp_firewall_shaped_rule_is_flagged(gcp):
     assert _has(check.structured_port_findings({"rules": [rule]}), "6379")
 
 
-@pytest.mark.parametrize("image", [
-    "registry.example.com/clasp/clasp-dist:" + FLOATING,
-    "registry.example.com/clasp/clasp-dist",
-    "rayproject/ray:nightly-py311-gpu".replace("nightly-py311-gpu", "nightly"),
-    "localhost:5000/clasp-dist",
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "registry.example.com/clasp/clasp-dist:" + FLOATING,
+        "registry.example.com/clasp/clasp-dist",
+        "rayproject/ray:nightly-py311-gpu".replace("nightly-py311-gpu", "nightly"),
+        "localhost:5000/clasp-dist",
+    ],
+)
 def test_floating_or_untagged_images_are_flagged(aws, image):
     assert check.image_problem(image)
     bad = copy.deepcopy(aws)
@@ -395,21 +425,27 @@ def test_floating_or_untagged_images_are_flagged(aws, image):
 
 
 def test_pinned_images_pass():
-    for ref in ("rayproject/ray:2.60.0-py311-cu128", "localhost:5000/clasp-dist:0.1.0",
-                "rayproject/ray@sha256:" + "a" * 64):
+    for ref in (
+        "rayproject/ray:2.60.0-py311-cu128",
+        "localhost:5000/clasp-dist:0.1.0",
+        "rayproject/ray@sha256:" + "a" * 64,
+    ):
         assert check.image_problem(ref) is None
     assert check.dockerfile_findings("FROM rayproject/ray:2.60.0-py311-cu128 AS base\nFROM base\n") == []
 
 
-@pytest.mark.parametrize("secret", [
-    f"AWS_ACCESS_KEY_ID={FAKE_KEY_ID}",
-    f"{SECRET_NAME} = abc",
-    SECRET_NAME.upper() + "=abc",
-    "-----BEGIN " + "RSA PRIVATE KEY-----",
-    "-----BEGIN " + "OPENSSH PRIVATE KEY-----",
-    '{"type": "service_account", "private' + '_key": "x"}',
-    "RAY_AUTH_TOKEN=" + "f" * 32,
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        f"AWS_ACCESS_KEY_ID={FAKE_KEY_ID}",
+        f"{SECRET_NAME} = abc",
+        SECRET_NAME.upper() + "=abc",
+        "-----BEGIN " + "RSA PRIVATE KEY-----",
+        "-----BEGIN " + "OPENSSH PRIVATE KEY-----",
+        '{"type": "service_account", "private' + '_key": "x"}',
+        "RAY_AUTH_TOKEN=" + "f" * 32,
+    ],
+)
 @pytest.mark.parametrize("rel", ["aws.yaml", "kuberay/rayjob.yaml", "Dockerfile", "aws_network.sh"])
 def test_credentials_are_flagged_in_any_file(rel, secret):
     assert check.check_text(rel, _text(rel)) == []
@@ -448,13 +484,16 @@ def test_switching_token_auth_off_is_flagged(aws):
     assert _has(check.manifest_policy_findings(doc), "token authentication")
     env = _kuberay("kuberay/rayjob.yaml")
     env["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"] = [
-        {"name": "RAY_AUTH_MODE", "value": "disabled"}, {"name": "RAY_AUTH_TOKEN", "value": "t" * 16}]
+        {"name": "RAY_AUTH_MODE", "value": "disabled"},
+        {"name": "RAY_AUTH_TOKEN", "value": "t" * 16},
+    ]
     findings = check.kuberay_findings(env)
     assert _has(findings, "RAY_AUTH_MODE must be token") and _has(findings, "literal")
 
 
-@pytest.mark.parametrize("key", ["setup_commands", "head_setup_commands", "worker_setup_commands",
-                                 "initialization_commands"])
+@pytest.mark.parametrize(
+    "key", ["setup_commands", "head_setup_commands", "worker_setup_commands", "initialization_commands"]
+)
 def test_pip_install_in_setup_commands_is_flagged(aws, key):
     for cmd in ("pip install torch", "python -m pip install -U ray", "conda install -y x", "uv pip install x"):
         bad = copy.deepcopy(aws)
@@ -485,26 +524,38 @@ def test_network_guards_are_enforced(aws, gcp):
 
 
 def test_uncommented_key_is_flagged():
-    text = _text("aws.yaml").replace("# Workers idle this long are terminated (GPU nodes are expensive; "
-                                     "the head stays up).\n", "")
+    text = _text("aws.yaml").replace(
+        "# Workers idle this long are terminated (GPU nodes are expensive; the head stays up).\n", ""
+    )
     assert _has(check.check_text("aws.yaml", text), "idle_timeout_minutes", "no comment")
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda s: s["headGroupSpec"].update(serviceType="LoadBalancer"), "ClusterIP"),
-    (lambda s: s["headGroupSpec"].update(serviceType="NodePort"), "ClusterIP"),
-    (lambda s: s["headGroupSpec"]["rayStartParams"].update({"num-cpus": "4"}), "num-cpus"),
-    (lambda s: s.update(enableInTreeAutoscaling=False), "enableInTreeAutoscaling"),
-    (lambda s: s.pop("headGroupSpec"), "headGroupSpec"),
-    (lambda s: s.update(workerGroupSpecs=[]), "workerGroupSpecs"),
-    (lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]["limits"]
-     .pop("nvidia.com/gpu"), "nvidia.com/gpu"),
-    (lambda s: s["workerGroupSpecs"][0]["template"]["spec"].update(volumes=[]), "/dev/shm"),
-    (lambda s: s["headGroupSpec"]["template"]["spec"]["volumes"][0]["emptyDir"].pop("medium"), "/dev/shm"),
-    (lambda s: s["workerGroupSpecs"][0]["template"]["spec"].pop("serviceAccountName"), "serviceAccountName"),
-    (lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0].update(
-        command=["bash", "-c", "pip install x && ray start"]), "installs packages"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda s: s["headGroupSpec"].update(serviceType="LoadBalancer"), "ClusterIP"),
+        (lambda s: s["headGroupSpec"].update(serviceType="NodePort"), "ClusterIP"),
+        (lambda s: s["headGroupSpec"]["rayStartParams"].update({"num-cpus": "4"}), "num-cpus"),
+        (lambda s: s.update(enableInTreeAutoscaling=False), "enableInTreeAutoscaling"),
+        (lambda s: s.pop("headGroupSpec"), "headGroupSpec"),
+        (lambda s: s.update(workerGroupSpecs=[]), "workerGroupSpecs"),
+        (
+            lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]["limits"].pop(
+                "nvidia.com/gpu"
+            ),
+            "nvidia.com/gpu",
+        ),
+        (lambda s: s["workerGroupSpecs"][0]["template"]["spec"].update(volumes=[]), "/dev/shm"),
+        (lambda s: s["headGroupSpec"]["template"]["spec"]["volumes"][0]["emptyDir"].pop("medium"), "/dev/shm"),
+        (lambda s: s["workerGroupSpecs"][0]["template"]["spec"].pop("serviceAccountName"), "serviceAccountName"),
+        (
+            lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0].update(
+                command=["bash", "-c", "pip install x && ray start"]
+            ),
+            "installs packages",
+        ),
+    ],
+)
 @pytest.mark.parametrize("rel", KUBERAY_FILES)
 def test_broken_kuberay_manifests_are_flagged(rel, mutate, needle):
     doc = _kuberay(rel)
@@ -525,8 +576,12 @@ def test_broken_rayjob_and_exposing_manifests_are_flagged():
     job = _kuberay("kuberay/rayjob.yaml")
     job["apiVersion"] = "ray.io/v1alpha1"
     assert _has(check.kuberay_findings(job), "apiVersion")
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "d"},
-           "spec": {"type": "LoadBalancer", "ports": [{"port": 8265}]}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "d"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 8265}]},
+    }
     assert _has(check.check_text("svc.yaml", yaml.safe_dump(svc)), "LoadBalancer")
     ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "d"}}
     assert _has(check.check_text("ing.yaml", yaml.safe_dump(ingress)), "Ingress")
@@ -537,7 +592,8 @@ def test_broken_rayjob_and_exposing_manifests_are_flagged():
 def test_new_files_in_cluster_are_scanned_too(tmp_path):
     (tmp_path / "extra").mkdir()
     (tmp_path / "extra" / "open.sh").write_text(
-        f"gcloud compute firewall-rules create x --allow tcp:10001 --source-ranges {WORLD4}\n")
+        f"gcloud compute firewall-rules create x --allow tcp:10001 --source-ranges {WORLD4}\n"
+    )
     (tmp_path / "Dockerfile.cpu").write_text("FROM python\n")
     found = {p.name: check.check_file(p) for p in check.cluster_files(tmp_path)}
     assert found["open.sh"] and found["Dockerfile.cpu"]
@@ -545,10 +601,15 @@ def test_new_files_in_cluster_are_scanned_too(tmp_path):
 
 # ============================================================================ issue 14: first contact, least privilege
 
+
 def _gpu8(config: dict) -> str:
-    return next(k for k, v in config["available_node_types"].items()
-                if check._GPUS_PER_TYPE.search(str(v["node_config"].get("InstanceType") or
-                                                   v["node_config"].get("machineType") or "")))
+    return next(
+        k
+        for k, v in config["available_node_types"].items()
+        if check._GPUS_PER_TYPE.search(
+            str(v["node_config"].get("InstanceType") or v["node_config"].get("machineType") or "")
+        )
+    )
 
 
 @pytest.mark.parametrize("rel", AUTOSCALER_FILES)
@@ -563,26 +624,42 @@ def test_autoscaler_first_contact_rules_each_break_on_purpose(rel):
         return check.autoscaler_findings(config)
 
     assert _has(findings(lambda c: c.update(initialization_commands=[])), "registry login")
-    assert _has(findings(lambda c: c["available_node_types"][head]["node_config"].pop(
-        "IamInstanceProfile" if c["provider"]["type"] == "aws" else "serviceAccounts")), "dedicated identity")
+    assert _has(
+        findings(
+            lambda c: c["available_node_types"][head]["node_config"].pop(
+                "IamInstanceProfile" if c["provider"]["type"] == "aws" else "serviceAccounts"
+            )
+        ),
+        "dedicated identity",
+    )
 
     def share(c):
         key = "IamInstanceProfile" if c["provider"]["type"] == "aws" else "serviceAccounts"
-        worker = next(k for k in c["available_node_types"] if k != head and key in
-                      c["available_node_types"][k]["node_config"])
-        c["available_node_types"][worker]["node_config"][key] = \
-            copy.deepcopy(c["available_node_types"][head]["node_config"][key])
+        worker = next(
+            k for k in c["available_node_types"] if k != head and key in c["available_node_types"][k]["node_config"]
+        )
+        c["available_node_types"][worker]["node_config"][key] = copy.deepcopy(
+            c["available_node_types"][head]["node_config"][key]
+        )
+
     assert _has(findings(share), "head's identity")
     assert _has(findings(lambda c: c["available_node_types"][_gpu8(c)].update(max_workers=2)), "NCCL")
     if base["provider"]["type"] == "aws":
-        assert _has(findings(lambda c: c["docker"]["run_options"].remove("--env AWS_DEFAULT_REGION=us-west-2")),
-                    "AWS_DEFAULT_REGION")
+        assert _has(
+            findings(lambda c: c["docker"]["run_options"].remove("--env AWS_DEFAULT_REGION=us-west-2")),
+            "AWS_DEFAULT_REGION",
+        )
     else:
+
         def legacy(c):
-            sched = next(v["node_config"]["scheduling"] for v in c["available_node_types"].values()
-                         if v["node_config"].get("scheduling", {}).get("provisioningModel") == "SPOT")
+            sched = next(
+                v["node_config"]["scheduling"]
+                for v in c["available_node_types"].values()
+                if v["node_config"].get("scheduling", {}).get("provisioningModel") == "SPOT"
+            )
             sched.pop("provisioningModel")
             sched["preemptible"] = True
+
         assert _has(findings(legacy), "provisioningModel")
 
 
@@ -605,23 +682,47 @@ def test_kuberay_hardening_rules_each_break_on_purpose(rel):
     def worker_pod(spec):
         return spec["workerGroupSpecs"][0]["template"]["spec"]
 
-    assert _has(findings(lambda s: worker_pod(s).update(serviceAccountName=head_pod(s)["serviceAccountName"])),
-                "autoscaler Role")
-    assert _has(findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].update(
-        allowPrivilegeEscalation=True)), "allowPrivilegeEscalation")
-    assert _has(findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].pop("capabilities")),
-                "drop must contain ALL")
-    assert _has(findings(lambda s: (head_pod(s)["securityContext"].pop("runAsNonRoot"),
-                                    head_pod(s)["containers"][0]["securityContext"].pop("runAsNonRoot"))),
-                "runAsNonRoot")
-    assert _has(findings(lambda s: (worker_pod(s)["securityContext"].pop("seccompProfile"),
-                                    worker_pod(s)["containers"][0]["securityContext"].pop("seccompProfile"))),
-                "seccompProfile")
+    assert _has(
+        findings(lambda s: worker_pod(s).update(serviceAccountName=head_pod(s)["serviceAccountName"])),
+        "autoscaler Role",
+    )
+    assert _has(
+        findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True)),
+        "allowPrivilegeEscalation",
+    )
+    assert _has(
+        findings(lambda s: worker_pod(s)["containers"][0]["securityContext"].pop("capabilities")),
+        "drop must contain ALL",
+    )
+    assert _has(
+        findings(
+            lambda s: (
+                head_pod(s)["securityContext"].pop("runAsNonRoot"),
+                head_pod(s)["containers"][0]["securityContext"].pop("runAsNonRoot"),
+            )
+        ),
+        "runAsNonRoot",
+    )
+    assert _has(
+        findings(
+            lambda s: (
+                worker_pod(s)["securityContext"].pop("seccompProfile"),
+                worker_pod(s)["containers"][0]["securityContext"].pop("seccompProfile"),
+            )
+        ),
+        "seccompProfile",
+    )
     assert _has(findings(lambda s: worker_pod(s).pop("nodeSelector")), "GPU-model nodeSelector")
     assert _has(findings(lambda s: worker_pod(s)["containers"][0].pop("env")), "AWS_DEFAULT_REGION")
     assert _has(findings(lambda s: head_pod(s).pop("affinity")), "off GPU nodes")
-    assert _has(findings(lambda s: head_pod(s).update(
-        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])), "GPU taint")
+    assert _has(
+        findings(
+            lambda s: head_pod(s).update(
+                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            )
+        ),
+        "GPU taint",
+    )
     if base["kind"] == "RayJob":
         doc = copy.deepcopy(base)
         doc["spec"]["ttlSecondsAfterFinished"] = 3600
@@ -672,8 +773,9 @@ def test_hadolint_passes_the_dockerfile_and_fails_a_broken_one(tmp_path):
     import subprocess
 
     hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
-    ok = subprocess.run([hadolint, "--no-color", str(CLUSTER / "Dockerfile")], capture_output=True, text=True,
-                        timeout=60)
+    ok = subprocess.run(
+        [hadolint, "--no-color", str(CLUSTER / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM rayproject/ray\nRUN cd /tmp && apt-get install curl\n")
@@ -682,6 +784,7 @@ def test_hadolint_passes_the_dockerfile_and_fails_a_broken_one(tmp_path):
 
 
 # ============================================================================ KubeRay CRD fields
+
 
 @pytest.mark.parametrize("rel", KUBERAY_FILES)
 def test_kuberay_manifests_pass_the_crd_field_schema(rel):
@@ -704,7 +807,15 @@ def test_crd_field_check_breaks_on_purpose(rel):
     assert _has(findings(lambda d, s: s["workerGroupSpecs"][0].update(maxReplica=3)), "maxReplica", "unexpected")
     assert _has(findings(lambda d, s: s["authOptions"].update(mode="tokens")), "authOptions.mode")
     assert _has(findings(lambda d, s: s.update(enableInTreeAutoscaling="yes")), "enableInTreeAutoscaling")
-    assert _has(findings(lambda d, s: s["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"]
-                         .update(runAsNonroot=True)), "PodTemplate", "runAsNonroot")
-    assert _has(findings(lambda d, s: s["workerGroupSpecs"][0]["template"]["spec"].update(nodeselector={})),
-                "nodeselector")
+    assert _has(
+        findings(
+            lambda d, s: s["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"].update(
+                runAsNonroot=True
+            )
+        ),
+        "PodTemplate",
+        "runAsNonroot",
+    )
+    assert _has(
+        findings(lambda d, s: s["workerGroupSpecs"][0]["template"]["spec"].update(nodeselector={})), "nodeselector"
+    )

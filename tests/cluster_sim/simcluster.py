@@ -26,6 +26,7 @@ fake nodes inherit it), free ports, token auth off (a throw-away local cluster).
 processes that name that temp dir. Storage is the loopback S3 server only; nothing is put on a path that nodes
 share on purpose (they do share this machine's disk, which is why the tests read every result from S3).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,12 @@ def simulated_node_types(aws: dict) -> dict:
         if real.get("GPU"):
             resources[GPU_STAND_IN] = real["GPU"]
             resources[f"accelerator_type:{ACCELERATORS[spec['node_config']['InstanceType']]}"] = 1
-        types[name] = {"resources": resources, "node_config": {}, "min_workers": spec.get("min_workers", 0),
-                       "max_workers": spec["max_workers"]}
+        types[name] = {
+            "resources": resources,
+            "node_config": {},
+            "min_workers": spec.get("min_workers", 0),
+            "max_workers": spec["max_workers"],
+        }
     return types
 
 
@@ -74,15 +79,34 @@ def simulated_config(idle_timeout_minutes: float, gcs_address: str, aws_yaml: Pa
     head = aws["available_node_types"][aws["head_node_type"]]
     types = simulated_node_types(aws)
     types["ray.head.default"] = {"resources": dict(head["resources"]), "node_config": {}, "max_workers": 0}
-    return {"cluster_name": "clasp-sim", "max_workers": aws["max_workers"], "upscaling_speed": aws["upscaling_speed"],
-            "idle_timeout_minutes": idle_timeout_minutes,
-            "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                         "disable_launch_config_check": True, "gcs_address": gcs_address},
-            "available_node_types": types, "head_node_type": "ray.head.default", "auth": {}, "docker": {},
-            "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
-            "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
-            "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
-            "rsync_exclude": [], "rsync_filter": []}
+    return {
+        "cluster_name": "clasp-sim",
+        "max_workers": aws["max_workers"],
+        "upscaling_speed": aws["upscaling_speed"],
+        "idle_timeout_minutes": idle_timeout_minutes,
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": gcs_address,
+        },
+        "available_node_types": types,
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "docker": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
 
 
 class SimCluster:
@@ -113,15 +137,39 @@ class SimCluster:
         config = simulated_config(self.idle_timeout_minutes, self.gcs_address)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         # worker groups wait for nodes to be launched: allow minutes, as on a real cluster (not the tests' 60 s)
-        self.env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_AUTH_MODE="disabled",
-                        RAY_USAGE_STATS_ENABLED="0", RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="300")
-        cmd = [self.ray_bin(), "start", "--head", "--block", f"--temp-dir={self.temp_dir}", "--num-cpus=0",
-               f"--port={self.port}", f"--autoscaling-config={self.config_path}", "--node-ip-address=127.0.0.1",
-               "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash_port}",
-               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-               "--object-store-memory=100000000", "--disable-usage-stats"]
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.workdir, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.env.update(
+            RAY_FAKE_CLUSTER="1",
+            AUTOSCALER_UPDATE_INTERVAL_S="1",
+            RAY_AUTH_MODE="disabled",
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="300",
+        )
+        cmd = [
+            self.ray_bin(),
+            "start",
+            "--head",
+            "--block",
+            f"--temp-dir={self.temp_dir}",
+            "--num-cpus=0",
+            f"--port={self.port}",
+            f"--autoscaling-config={self.config_path}",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dash_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -142,17 +190,41 @@ class SimCluster:
 
     def submit(self, args: list[str], timeout: float = 420, wait: bool = True):
         """`ray job submit --working-dir . -- python <args>`; returns the CompletedProcess (or the Popen)."""
-        cmd = [self.ray_bin(), "job", "submit", "--address", self.dashboard, "--working-dir", ".",
-               "--runtime-env-json", EXCLUDES, "--", "python", *args]
+        cmd = [
+            self.ray_bin(),
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            EXCLUDES,
+            "--",
+            "python",
+            *args,
+        ]
         if not wait:
-            return subprocess.Popen(cmd, env=self.client_env(), cwd=REPO, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            return subprocess.Popen(
+                cmd,
+                env=self.client_env(),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         return subprocess.run(cmd, env=self.client_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
     def nodes(self) -> list[dict]:
         """Every node the GCS knows (alive and dead): node_id, state, resources_total, is_head_node, labels."""
-        done = subprocess.run([self.ray_bin(), "list", "nodes", "--address", self.dashboard, "--format", "json",
-                               "--limit", "1000"], env=self.client_env(), capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [self.ray_bin(), "list", "nodes", "--address", self.dashboard, "--format", "json", "--limit", "1000"],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"ray list nodes: {done.stderr[-2000:]}")
         return json.loads(done.stdout)

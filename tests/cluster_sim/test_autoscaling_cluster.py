@@ -11,6 +11,7 @@ autoscaler and up to four raylets on this machine and take 8 minutes or more on 
 suite's 20-minute budget; `./dev test` deselects them unless `--simcluster` is given, and still runs the fast part
 (the node types read from `cluster/aws.yaml` here, and `test_capacity.py`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,9 +31,19 @@ from .simcluster import GPU_STAND_IN, REPO, SimCluster, simulated_node_types
 pytestmark = pytest.mark.slow
 
 AWS_WORKER_TYPES = {"gpu_a10g_spot", "gpu_a100x8"}
-TRAIN = ["jobs/train.py", "config=tiny", "train.epochs=2", "train.eval_every=2", "train.num_workers=2",
-         "train.progress_bar=off", f"train.worker_resources={{{GPU_STAND_IN}: 1}}", "optim.lr=2e-3",
-         "optim.warmup_epochs=0.5", "decode.class_threshold=0.01", "decode.loc_thresholds=[0.01,0.02,0.05,0.1]"]
+TRAIN = [
+    "jobs/train.py",
+    "config=tiny",
+    "train.epochs=2",
+    "train.eval_every=2",
+    "train.num_workers=2",
+    "train.progress_bar=off",
+    f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
+    "optim.lr=2e-3",
+    "optim.warmup_epochs=0.5",
+    "decode.class_threshold=0.01",
+    "decode.loc_thresholds=[0.01,0.02,0.05,0.1]",
+]
 """The training job: `train.worker_resources={fake_gpu: 1}` is the stand-in for `train.use_gpu=true`; two tiny
 epochs, validated after the last; low decoding thresholds so that two tiny epochs give a non-zero mAP."""
 BASELINE: dict = {}
@@ -88,8 +99,9 @@ def test_node_types_come_from_the_aws_yaml():
 def test_the_embedded_dataset_in_a_local_cache_stops_the_job_at_once(sim):
     cluster, _, _ = sim
     started = time.time()
-    done = cluster.submit(["jobs/train.py", "config=tiny", "train.epochs=1", "run.storage_path=s3://clasp-sim/x"],
-                          timeout=180)
+    done = cluster.submit(
+        ["jobs/train.py", "config=tiny", "train.epochs=1", "run.storage_path=s3://clasp-sim/x"], timeout=180
+    )
     assert done.returncode != 0, logs(done)
     assert "data.cache_dir=s3://" in done.stdout and "cannot read" in done.stdout, logs(done)
     assert time.time() - started < 90
@@ -100,8 +112,9 @@ def test_the_embedded_dataset_in_a_local_cache_stops_the_job_at_once(sim):
 def test_training_job_scales_out_and_leaves_everything_in_object_storage(sim):
     cluster, bucket, fs = sim
     started = time.time()
-    done = cluster.submit([*TRAIN, f"data.cache_dir={bucket}/cache", f"run.storage_path={bucket}/runs",
-                           "run.name=scaled"], timeout=480)
+    done = cluster.submit(
+        [*TRAIN, f"data.cache_dir={bucket}/cache", f"run.storage_path={bucket}/runs", "run.name=scaled"], timeout=480
+    )
     wall = time.time() - started
     assert done.returncode == 0 and "succeeded" in done.stdout, logs(done)
     assert "test average mAP" in done.stdout, logs(done)
@@ -118,8 +131,11 @@ def test_training_job_scales_out_and_leaves_everything_in_object_storage(sim):
 
     names = {p.rsplit("/", 1)[-1] for p in fs.ls(run)}
     local = sorted(str(p) for p in Path(cluster.temp_dir).glob("**/runs/scaled/*"))  # the head's run dir
-    assert {"config.yaml", "metrics.json", "metrics.jsonl", "tensorboard", "export", "test"} <= names, \
-        (sorted(names), local, logs(done))
+    assert {"config.yaml", "metrics.json", "metrics.jsonl", "tensorboard", "export", "test"} <= names, (
+        sorted(names),
+        local,
+        logs(done),
+    )
     assert any(n.startswith("checkpoint_") for n in names), names
     assert fs.exists(f"{run}/export/weights.pt") and fs.ls(f"{run}/tensorboard")
     assert [json.loads(line)["epoch"] for line in fs.cat(f"{run}/metrics.jsonl").decode().splitlines()] == [0, 1]
@@ -140,9 +156,18 @@ def test_spot_preemption_replaces_the_node_and_the_run_finishes_with_the_same_ma
     baseline = BASELINE.get("test_average")
     assert baseline is not None, "run the whole module: this test compares with the scale-out test's run"
     run = f"{bucket}/runs/preempted"
-    job = cluster.submit([*TRAIN, f"data.cache_dir={bucket}/cache", f"run.storage_path={bucket}/runs",
-                          "run.name=preempted", "train.max_failures=3"], wait=False)
+    job = cluster.submit(
+        [
+            *TRAIN,
+            f"data.cache_dir={bucket}/cache",
+            f"run.storage_path={bucket}/runs",
+            "run.name=preempted",
+            "train.max_failures=3",
+        ],
+        wait=False,
+    )
     try:
+
         def registered():
             try:
                 state = json.loads(fs.cat(f"{run}/checkpoint_manager_snapshot.json"))
@@ -179,21 +204,39 @@ def test_tune_sweep_runs_trials_side_by_side_and_resumes_from_s3_after_the_drive
     concurrency the cluster's node types allow is checked in tests/cluster_sim/test_capacity.py)."""
     cluster, bucket, fs = sim
     sweep = f"{bucket}/sweeps/ablation"
-    args = ["jobs/tune.py", "--sweep", "ablation", "--arms", "base,full", "--seeds", "2", "--dir", sweep,
-            "--max-concurrent", "2", "config=tiny", "train.epochs=1",
-            f"train.worker_resources={{{GPU_STAND_IN}: 1}}", f"data.cache_dir={bucket}/cache",
-            f"run.storage_path={bucket}/runs"]
+    args = [
+        "jobs/tune.py",
+        "--sweep",
+        "ablation",
+        "--arms",
+        "base,full",
+        "--seeds",
+        "2",
+        "--dir",
+        sweep,
+        "--max-concurrent",
+        "2",
+        "config=tiny",
+        "train.epochs=1",
+        f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
+        f"data.cache_dir={bucket}/cache",
+        f"run.storage_path={bucket}/runs",
+    ]
     job = cluster.submit(args, wait=False)
     output = ""
     try:
+
         def finished_trials():
             try:
                 states = sorted(fs.glob(f"{sweep}/tune/experiment_state-*.json"))
                 data = json.loads(fs.cat(states[-1])) if states else {}
             except (FileNotFoundError, ValueError):
                 return None
-            done = [json.loads(t)["trial_id"] for t, _ in data.get("trial_data", [])
-                    if json.loads(t)["status"] == "TERMINATED"]
+            done = [
+                json.loads(t)["trial_id"]
+                for t, _ in data.get("trial_data", [])
+                if json.loads(t)["status"] == "TERMINATED"
+            ]
             return done or None
 
         finished = wait_until(finished_trials, 600, "a finished trial in the sweep's S3 state")

@@ -1,4 +1,5 @@
 """Cluster facts without a cluster: what cluster/*.yaml can grow to, and the generated dataset in object storage."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,11 @@ def test_the_aws_yaml_can_grow_to_its_node_types_times_max_workers():
 def test_gcp_yaml_and_a_bad_file(tmp_path):
     gcp = read_cluster_yaml(REPO / "cluster" / "gcp.yaml")
     grown = yaml_max_resources(gcp)
-    assert grown["GPU"] == sum(t["max_workers"] * t["resources"].get("GPU", 0)
-                               for t in gcp["available_node_types"].values() if "max_workers" in t)
+    assert grown["GPU"] == sum(
+        t["max_workers"] * t["resources"].get("GPU", 0)
+        for t in gcp["available_node_types"].values()
+        if "max_workers" in t
+    )
     (tmp_path / "x.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="not a Ray cluster launcher YAML"):
         read_cluster_yaml(tmp_path / "x.yaml")

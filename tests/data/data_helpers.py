@@ -1,4 +1,5 @@
 """Helpers for the data tests: hand-made shards (good or deliberately broken) with a valid manifest."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,16 +17,25 @@ from clasp_dist.data.format import FORMAT, VERSION, npy_bytes
 DV, DA, C = 8, 4, 5
 
 
-def good_members(vid: str, steps: int = 6, labels=(1,), segments=((0.5, 1.5, 1),), dv: int = DV, da: int = DA,
-                 seed: int = 0) -> dict[str, bytes]:
+def good_members(
+    vid: str, steps: int = 6, labels=(1,), segments=((0.5, 1.5, 1),), dv: int = DV, da: int = DA, seed: int = 0
+) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
-    meta = {"video_id": vid, "duration": steps * 0.32, "fps": 25.0, "feat_stride": 8, "window": 24,
-            "labels": list(labels)}
+    meta = {
+        "video_id": vid,
+        "duration": steps * 0.32,
+        "fps": 25.0,
+        "feat_stride": 8,
+        "window": 24,
+        "labels": list(labels),
+    }
     if segments is not None:
         meta["segments"] = [list(s) for s in segments]
-    return {"visual.npy": npy_bytes(rng.standard_normal((steps, dv)).astype(np.float16)),
-            "audio.npy": npy_bytes(rng.standard_normal((steps, da)).astype(np.float16)),
-            "meta.json": json.dumps(meta).encode()}
+    return {
+        "visual.npy": npy_bytes(rng.standard_normal((steps, dv)).astype(np.float16)),
+        "audio.npy": npy_bytes(rng.standard_normal((steps, da)).astype(np.float16)),
+        "meta.json": json.dumps(meta).encode(),
+    }
 
 
 def tar_bytes(samples: Sequence[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -39,8 +49,16 @@ def tar_bytes(samples: Sequence[tuple[str, dict[str, bytes]]]) -> bytes:
     return buf.getvalue()
 
 
-def write_dataset_from_tars(root: Path, split_tars: dict[str, list[tuple[bytes, int]]], *, dv: int = DV, da: int = DA,
-                            num_classes: int = C, version: int = VERSION, sha_override: Optional[str] = None) -> Path:
+def write_dataset_from_tars(
+    root: Path,
+    split_tars: dict[str, list[tuple[bytes, int]]],
+    *,
+    dv: int = DV,
+    da: int = DA,
+    num_classes: int = C,
+    version: int = VERSION,
+    sha_override: Optional[str] = None,
+) -> Path:
     """Write given tar bytes as shards of each split plus a manifest with their true sha256."""
     root.mkdir(parents=True, exist_ok=True)
     splits = {}
@@ -51,14 +69,23 @@ def write_dataset_from_tars(root: Path, split_tars: dict[str, list[tuple[bytes, 
             (root / name).write_bytes(data)
             shards.append({"path": name, "videos": videos, "sha256": sha_override or hashlib.sha256(data).hexdigest()})
         splits[split] = {"videos": sum(s["videos"] for s in shards), "shards": shards}
-    manifest = {"format": FORMAT, "version": version, "dataset": "handmade", "classes": [f"c{i}" for i in range(num_classes)],
-                "visual_dim": dv, "audio_dim": da, "grid": I3D_GRID.to_dict(), "splits": splits}
+    manifest = {
+        "format": FORMAT,
+        "version": version,
+        "dataset": "handmade",
+        "classes": [f"c{i}" for i in range(num_classes)],
+        "visual_dim": dv,
+        "audio_dim": da,
+        "grid": I3D_GRID.to_dict(),
+        "splits": splits,
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
-def one_sample_dataset(root: Path, members: dict[str, bytes], vid: str = "vid0", split: str = "validation",
-                       with_good_neighbours: int = 0) -> Path:
+def one_sample_dataset(
+    root: Path, members: dict[str, bytes], vid: str = "vid0", split: str = "validation", with_good_neighbours: int = 0
+) -> Path:
     """A dataset whose split holds ``with_good_neighbours`` good videos then the given one."""
     samples = [(f"good{i}", good_members(f"good{i}", seed=i)) for i in range(with_good_neighbours)]
     samples.append((vid, members))

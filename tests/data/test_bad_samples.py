@@ -2,6 +2,7 @@
 
 Each asserts that the error names the shard, the sample and the field, or that the skip is counted.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,19 +40,42 @@ def _npy_raw(array) -> bytes:
 
 
 CASES = {
-    "truncated_npy": (dict(**{"visual.npy": npy_bytes(np.zeros((6, DV), np.float16))[:-20]}), "visual.npy", "unreadable"),
+    "truncated_npy": (
+        dict(**{"visual.npy": npy_bytes(np.zeros((6, DV), np.float16))[:-20]}),
+        "visual.npy",
+        "unreadable",
+    ),
     "object_npy": (dict(**{"audio.npy": _npy_raw(np.array([{"x": 1}], dtype=object))}), "audio.npy", "unreadable"),
     "pickled_member": (dict(**{"extra.pkl": pickle.dumps({"evil": 1})}), "extra.pkl", "unexpected member"),
     "torch_member": (dict(**{"weights.pt": b"\x80\x02}q\x00."}), "weights.pt", "unexpected member"),
     "nan": (dict(**{"visual.npy": npy_bytes(np.full((6, DV), np.nan, np.float16))}), "visual.npy", "NaN/Inf"),
     "inf": (dict(**{"audio.npy": npy_bytes(np.full((6, DA), np.inf, np.float16))}), "audio.npy", "NaN/Inf"),
-    "wrong_dims": (dict(**{"visual.npy": npy_bytes(np.zeros((6, DV + 1), np.float16))}), "visual.npy", "does not match"),
-    "length_mismatch": (dict(**{"audio.npy": npy_bytes(np.zeros((4, DA), np.float16))}), "audio.npy", "differ by 2 > tolerance 1"),
-    "label_out_of_range": (dict(**{"meta.json": json.dumps({**json.loads(good_members("bad")["meta.json"]), "labels": [9]}).encode()}),
-                           "meta.json:labels", "out of range"),
-    "segment_class_out_of_range": (dict(**{"meta.json": json.dumps({**json.loads(good_members("bad")["meta.json"]),
-                                                                     "segments": [[0.1, 0.5, 7]]}).encode()}),
-                                   "meta.json:segments", "out of range"),
+    "wrong_dims": (
+        dict(**{"visual.npy": npy_bytes(np.zeros((6, DV + 1), np.float16))}),
+        "visual.npy",
+        "does not match",
+    ),
+    "length_mismatch": (
+        dict(**{"audio.npy": npy_bytes(np.zeros((4, DA), np.float16))}),
+        "audio.npy",
+        "differ by 2 > tolerance 1",
+    ),
+    "label_out_of_range": (
+        dict(**{"meta.json": json.dumps({**json.loads(good_members("bad")["meta.json"]), "labels": [9]}).encode()}),
+        "meta.json:labels",
+        "out of range",
+    ),
+    "segment_class_out_of_range": (
+        dict(
+            **{
+                "meta.json": json.dumps(
+                    {**json.loads(good_members("bad")["meta.json"]), "segments": [[0.1, 0.5, 7]]}
+                ).encode()
+            }
+        ),
+        "meta.json:segments",
+        "out of range",
+    ),
     "missing_member": (dict(**{"audio.npy": None}), "audio.npy", "member missing"),
     "bad_json": (dict(**{"meta.json": b"{not json"}), "meta.json", "not valid JSON"),
     "integer_features": (dict(**{"visual.npy": npy_bytes(np.zeros((6, DV), np.int32))}), "visual.npy", "not floating"),
@@ -67,7 +91,9 @@ def test_bad_sample_error_names_shard_sample_field(tmp_path, case):
     err = info.value
     assert (err.video_id, err.field) == ("bad", field)
     assert err.shard.endswith("validation-000000.tar")
-    assert "validation-000000.tar" in str(err) and "'bad'" in str(err) and repr(field) in str(err) and reason in str(err)
+    assert (
+        "validation-000000.tar" in str(err) and "'bad'" in str(err) and repr(field) in str(err) and reason in str(err)
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -1,4 +1,5 @@
 """Converters on small fixtures laid out exactly as the official releases (SPEC 2.1)."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,36 @@ from clasp_dist.data.convert import convert_features
 from clasp_dist.data.grid import Grid
 from clasp_dist.data.source import iter_local_samples
 
-UNAV = {"database": {
-    "vidTrain1": {"subset": "train", "duration": 3.2, "annotations": [{"segment": [0.5, 2.0], "label": "dog barking", "label_id": 1}]},
-    "vidTrain2": {"subset": "train", "duration": 3.0, "annotations": [{"segment": [0.1, 1.0], "label": "man speaking", "label_id": 0},
-                                                                      {"segment": [1.0, 2.5], "label": "dog barking", "label_id": 1}]},
-    "vidVal": {"subset": "validation", "duration": 3.5, "annotations": [{"segment": [0.2, 3.0], "label": "man speaking", "label_id": 0}]},
-    "vidTest": {"subset": "test", "duration": 2.9, "annotations": [{"segment": [1.0, 2.0], "label": "dog barking", "label_id": 1},
-                                                                   {"segment": [1.0, 2.0], "label": "dog barking", "label_id": 1}]}}}
+UNAV = {
+    "database": {
+        "vidTrain1": {
+            "subset": "train",
+            "duration": 3.2,
+            "annotations": [{"segment": [0.5, 2.0], "label": "dog barking", "label_id": 1}],
+        },
+        "vidTrain2": {
+            "subset": "train",
+            "duration": 3.0,
+            "annotations": [
+                {"segment": [0.1, 1.0], "label": "man speaking", "label_id": 0},
+                {"segment": [1.0, 2.5], "label": "dog barking", "label_id": 1},
+            ],
+        },
+        "vidVal": {
+            "subset": "validation",
+            "duration": 3.5,
+            "annotations": [{"segment": [0.2, 3.0], "label": "man speaking", "label_id": 0}],
+        },
+        "vidTest": {
+            "subset": "test",
+            "duration": 2.9,
+            "annotations": [
+                {"segment": [1.0, 2.0], "label": "dog barking", "label_id": 1},
+                {"segment": [1.0, 2.0], "label": "dog barking", "label_id": 1},
+            ],
+        },
+    }
+}
 
 
 def _npy(path, steps, dim, seed):
@@ -42,8 +66,9 @@ def unav_json(tmp_path):
 
 def test_unav100_i3d(tmp_path, unav_json):
     feats = _i3d_release(tmp_path / "features", audio_steps={"vidVal": 8})  # one step short: truncated, counted
-    manifest = convert_features(unav_json, str(feats), str(tmp_path / "out"), "i3d", dataset="unav100-i3d",
-                                shard_size=1, progress=False)
+    manifest = convert_features(
+        unav_json, str(feats), str(tmp_path / "out"), "i3d", dataset="unav100-i3d", shard_size=1, progress=False
+    )
     assert (manifest.visual_dim, manifest.audio_dim, manifest.classes) == (2048, 128, ["man speaking", "dog barking"])
     assert manifest.grid == Grid(25.0, 8, 24)
     assert {k: v.videos for k, v in manifest.splits.items()} == {"train": 2, "validation": 1, "test": 1}
@@ -79,8 +104,9 @@ def test_unav100_missing_features(tmp_path, unav_json):
     (feats / "vidTest_vggish.npy").unlink()
     with pytest.raises(DataError, match=r"1 annotated videos.*vidTest"):
         convert_features(unav_json, str(feats), str(tmp_path / "out"), "i3d", dataset="u", progress=False)
-    manifest = convert_features(unav_json, str(feats), str(tmp_path / "out"), "i3d", dataset="u", progress=False,
-                                allow_missing=True)
+    manifest = convert_features(
+        unav_json, str(feats), str(tmp_path / "out"), "i3d", dataset="u", progress=False, allow_missing=True
+    )
     assert manifest.splits["test"].videos == 0 and manifest.extra["source"]["missing_videos"] == 1
 
 
@@ -90,18 +116,26 @@ def test_unav100_onepeace(tmp_path, unav_json):
     for i, vid in enumerate(UNAV["database"]):
         _npy(feats / f"{vid}_one_peace_video_finetune.npy", 12, 1536, i)
         _npy(feats / f"{vid}_one_peace_audio.npy", 12, 1536, i + 50)
-    manifest = convert_features(unav_json, str(feats), str(tmp_path / "out"), "onepeace", dataset="unav100-onepeace",
-                                progress=False)
+    manifest = convert_features(
+        unav_json, str(feats), str(tmp_path / "out"), "onepeace", dataset="unav100-onepeace", progress=False
+    )
     assert (manifest.visual_dim, manifest.audio_dim, manifest.grid.step_s) == (1536, 1536, 0.25)
     assert [r["visual"].shape for r in iter_local_samples(str(tmp_path / "out"), "train")] == [(12, 1536)] * 2
 
 
 def test_anet13(tmp_path):
-    db = {"version": "VERSION 1.3", "database": {
-        "aaa": {"subset": "training", "duration": 5.0, "annotations": [{"segment": [1.0, 3.0], "label": "Zumba"}]},
-        "bbb": {"subset": "validation", "duration": 6.0, "annotations": [{"segment": [0.5, 2.0], "label": "Archery"},
-                                                                         {"segment": [2.5, 4.0], "label": "Zumba"}]},
-        "ccc": {"subset": "testing", "duration": 4.0, "annotations": []}}}
+    db = {
+        "version": "VERSION 1.3",
+        "database": {
+            "aaa": {"subset": "training", "duration": 5.0, "annotations": [{"segment": [1.0, 3.0], "label": "Zumba"}]},
+            "bbb": {
+                "subset": "validation",
+                "duration": 6.0,
+                "annotations": [{"segment": [0.5, 2.0], "label": "Archery"}, {"segment": [2.5, 4.0], "label": "Zumba"}],
+            },
+            "ccc": {"subset": "testing", "duration": 4.0, "annotations": []},
+        },
+    }
     ann = tmp_path / "anet.json"
     ann.write_text(json.dumps(db))
     feats = tmp_path / "feats"
@@ -111,8 +145,9 @@ def test_anet13(tmp_path):
         _npy(feats / f"{prefix}{vid}_visual.npy", 7, 12, i)
         _npy(feats / f"{prefix}{vid}_audio.npy", 7, 5, i)
     grid = Grid(fps=15.0, feat_stride=16, window=16)
-    manifest = convert_features(str(ann), str(feats), str(tmp_path / "out"), "anet", dataset="anet13", grid=grid,
-                                progress=False)
+    manifest = convert_features(
+        str(ann), str(feats), str(tmp_path / "out"), "anet", dataset="anet13", grid=grid, progress=False
+    )
     assert manifest.classes == ["Archery", "Zumba"] and (manifest.visual_dim, manifest.audio_dim) == (12, 5)
     assert {k: v.videos for k, v in manifest.splits.items()} == {"train": 1, "validation": 1, "test": 1}
     (val,) = iter_local_samples(str(tmp_path / "out"), "validation", include_segments=True)

@@ -1,4 +1,5 @@
 """jobs/prepare_data.py and jobs/inspect_data.py, run in-process through their main()."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,25 @@ def _job(name):
 
 def test_prepare_then_inspect(tmp_path, capsys):
     root = str(tmp_path / "ds")
-    assert _job("prepare_data")(["synth", "--out", root, "--profile", "tiny", "--limit-per-split", "3",
-                                 "--workers", "1", "--quiet", "--distractor-rate", "0.5"]) == 0
+    assert (
+        _job("prepare_data")(
+            [
+                "synth",
+                "--out",
+                root,
+                "--profile",
+                "tiny",
+                "--limit-per-split",
+                "3",
+                "--workers",
+                "1",
+                "--quiet",
+                "--distractor-rate",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert manifest["synth"]["profile"]["distractor_rate"] == 0.5
     assert _job("inspect_data")([root]) == 0
@@ -45,6 +63,18 @@ def test_prepare_rejects_bad_features_dir(tmp_path, capsys):
     event = {"segment": [0.5, 1.5], "label": "dog", "label_id": 0}  # a class list exists; the features do not
     ann.write_text(json.dumps({"database": {"v1": {"subset": "train", "duration": 3.0, "annotations": [event]}}}))
     (tmp_path / "f").mkdir()
-    rc = _job("prepare_data")(["unav100", "--annotations", str(ann), "--features", str(tmp_path / "f"),
-                               "--feature-set", "i3d", "--out", str(tmp_path / "o"), "--quiet"])
+    rc = _job("prepare_data")(
+        [
+            "unav100",
+            "--annotations",
+            str(ann),
+            "--features",
+            str(tmp_path / "f"),
+            "--feature-set",
+            "i3d",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "'v1'" in capsys.readouterr().err

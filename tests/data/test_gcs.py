@@ -2,6 +2,7 @@
 byte-identical round trips through gcsfs and pyarrow's GcsFileSystem, `prepare_data.py --out gs://...`,
 Application Default Credentials served by a local OAuth token endpoint, and clear, fast errors for an
 unreachable endpoint and refused credentials."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,9 @@ def _sha(data: bytes) -> str:
 def test_round_trip_is_byte_identical_through_gcsfs_and_arrow(gcs_bucket, gcs_server, tmp_path):
     cfg = _emulator(gcs_server)
     local = generate_dataset(str(tmp_path / "tiny"), "tiny", seed=0, limit_per_split=6, workers=1, progress=False)
-    remote = generate_dataset(f"{gcs_bucket}/some/prefix", "tiny", seed=0, limit_per_split=6, workers=1,
-                              progress=False, storage_cfg=cfg)
+    remote = generate_dataset(
+        f"{gcs_bucket}/some/prefix", "tiny", seed=0, limit_per_split=6, workers=1, progress=False, storage_cfg=cfg
+    )
     manifest = read_manifest(remote, cfg)
     assert manifest.splits == read_manifest(local).splits  # same shards, same sha256
     fs, base = get_fs(remote, cfg)
@@ -53,8 +55,26 @@ def test_prepare_data_writes_to_gs(gcs_bucket, gcs_server):
     from test_data_jobs import _job
 
     root = f"{gcs_bucket}/cli"
-    assert _job("prepare_data")(["synth", "--out", root, "--profile", "tiny", "--limit-per-split", "2", "--workers", "1",
-                         "--quiet", "--gcs-endpoint-url", gcs_server, "--anon"]) == 0
+    assert (
+        _job("prepare_data")(
+            [
+                "synth",
+                "--out",
+                root,
+                "--profile",
+                "tiny",
+                "--limit-per-split",
+                "2",
+                "--workers",
+                "1",
+                "--quiet",
+                "--gcs-endpoint-url",
+                gcs_server,
+                "--anon",
+            ]
+        )
+        == 0
+    )
     assert read_manifest(root, _emulator(gcs_server)).splits["test"].videos == 2
 
 
@@ -64,8 +84,14 @@ def test_unreachable_endpoint_fails_fast_with_clear_error():
     with pytest.raises(StorageError, match=rf"unreachable.*'gs://bucket/ds'.*{endpoint}"):
         read_manifest("gs://bucket/ds", _emulator(endpoint, retries=2))
     with pytest.raises(StorageError, match="unreachable"):
-        generate_dataset("gs://bucket/ds", "tiny", limit_per_split=1, workers=1, progress=False,
-                         storage_cfg=_emulator(endpoint, retries=1))
+        generate_dataset(
+            "gs://bucket/ds",
+            "tiny",
+            limit_per_split=1,
+            workers=1,
+            progress=False,
+            storage_cfg=_emulator(endpoint, retries=1),
+        )
     assert time.perf_counter() - start < 15
     start = time.perf_counter()
     with pytest.raises(StorageError, match="unreachable"):  # the pyarrow path (Ray Data, Train checkpoints)
@@ -109,12 +135,23 @@ def _service_account_file(tmp_path, token_uri: str) -> str:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     path = tmp_path / "sa.json"
-    path.write_text(json.dumps({"type": "service_account", "project_id": "test", "private_key_id": "k1",
-                                "private_key": pem, "client_email": "clasp-test@test.iam.gserviceaccount.com",
-                                "client_id": "1", "token_uri": token_uri}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "test",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "clasp-test@test.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
     return str(path)
 
 
@@ -129,16 +166,19 @@ def test_application_default_credentials_write_and_read(gcs_bucket, gcs_server, 
         assert handle.read() == b"\x00\x01payload"
 
 
-def test_predictions_json_round_trip_with_the_environment_only(gcs_bucket, gcs_server, token_endpoint, tmp_path,
-                                                               monkeypatch):
+def test_predictions_json_round_trip_with_the_environment_only(
+    gcs_bucket, gcs_server, token_endpoint, tmp_path, monkeypatch
+):
     """Paths without a config (predictions, annotations, metrics) use STORAGE_EMULATOR_HOST and ADC."""
     from clasp_dist.data.annotations import read_document
     from clasp_dist.evaluation.formats import write_json
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.split("://", 1)[1])
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", _service_account_file(tmp_path, f"{token_endpoint}/grant"))
-    document = {"version": "VERSION 1.3", "results": {"v1": [{"label": "dog", "score": 0.1 + 0.2,
-                                                               "segment": [1.0, 2.5]}]}}
+    document = {
+        "version": "VERSION 1.3",
+        "results": {"v1": [{"label": "dog", "score": 0.1 + 0.2, "segment": [1.0, 2.5]}]},
+    }
     write_json(f"{gcs_bucket}/eval/predictions_test.json", document)
     parsed, name = read_document(f"{gcs_bucket}/eval/predictions_test.json")
     assert parsed == document and name == f"{gcs_bucket}/eval/predictions_test.json"
@@ -178,8 +218,9 @@ def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoi
         load_for_evaluation(f"{gcs_bucket}/runs/x/no-such-export", [])
 
 
-def test_refused_credentials_fail_fast_and_are_not_printed(gcs_bucket, gcs_server, token_endpoint, tmp_path,
-                                                          monkeypatch):
+def test_refused_credentials_fail_fast_and_are_not_printed(
+    gcs_bucket, gcs_server, token_endpoint, tmp_path, monkeypatch
+):
     sa = _service_account_file(tmp_path, f"{token_endpoint}/refuse")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", sa)
     cfg = StorageConfig(gcs_endpoint_url=gcs_server, retries=2)
@@ -194,8 +235,17 @@ def test_refused_credentials_fail_fast_and_are_not_printed(gcs_bucket, gcs_serve
 def test_refused_user_credentials_on_the_arrow_path(gcs_bucket, gcs_server, token_endpoint, tmp_path, monkeypatch):
     """pyarrow's GcsFileSystem (Ray Data, Train checkpoints) asks the token endpoint of an authorized-user file."""
     user = tmp_path / "user.json"
-    user.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s" * 12,
-                                "refresh_token": "r" * 12, "token_uri": f"{token_endpoint}/refuse"}))
+    user.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "c",
+                "client_secret": "s" * 12,
+                "refresh_token": "r" * 12,
+                "token_uri": f"{token_endpoint}/refuse",
+            }
+        )
+    )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(user))
     cfg = StorageConfig(gcs_endpoint_url=gcs_server, retries=2)
     start = time.perf_counter()
@@ -215,11 +265,22 @@ def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_
 
     storage = [f"storage.gcs_endpoint_url={gcs_server}", "storage.anon=true"]
     cfg_storage = _emulator(gcs_server)
-    data = generate_dataset(f"{gcs_bucket}/tiny", "tiny", seed=0, limit_per_split=8, workers=1, progress=False,
-                            storage_cfg=cfg_storage)
-    cfg = load_config(["config=tiny", "train.epochs=1", "train.eval_every=1", "train.progress_bar=off",
-                       f"data.root={data}", f"run.output_dir={tmp_path}", f"run.storage_path={gcs_bucket}/runs",
-                       "run.name=on-gcs", *storage])
+    data = generate_dataset(
+        f"{gcs_bucket}/tiny", "tiny", seed=0, limit_per_split=8, workers=1, progress=False, storage_cfg=cfg_storage
+    )
+    cfg = load_config(
+        [
+            "config=tiny",
+            "train.epochs=1",
+            "train.eval_every=1",
+            "train.progress_bar=off",
+            f"data.root={data}",
+            f"run.output_dir={tmp_path}",
+            f"run.storage_path={gcs_bucket}/runs",
+            "run.name=on-gcs",
+            *storage,
+        ]
+    )
     summary = run_training(cfg)
     fs, base = get_fs(f"{gcs_bucket}/runs/on-gcs", cfg_storage)
     names = [p.rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]

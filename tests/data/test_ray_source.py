@@ -1,4 +1,5 @@
 """Ray Data streaming of shards (local and S3) through PaddingCollate; evaluation reads; bad samples in Ray."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ def test_stream_local_through_padding_collate(ray_session, tiny_root):
 
 def test_stream_s3_through_padding_collate(ray_session, s3_bucket, tiny_root):
     root = generate_dataset(f"{s3_bucket}/tiny", "tiny", seed=0, workers=1, progress=False)
-    assert [s.sha256 for s in read_manifest(root).splits["train"].shards] == \
-        [s.sha256 for s in read_manifest(tiny_root).splits["train"].shards]
+    assert [s.sha256 for s in read_manifest(root).splits["train"].shards] == [
+        s.sha256 for s in read_manifest(tiny_root).splits["train"].shards
+    ]
     ds = read_split(root, "train")
     _check_against_local(tiny_root, iter_train_batches(ds, batch_size=5, num_classes=100))
 
@@ -92,10 +94,16 @@ def test_bad_sample_error_in_ray_names_shard_sample_field(ray_session, tmp_path)
 def test_bad_sample_skipped_in_ray_is_counted(ray_session, tmp_path):
     cfg = DataConfig(bad_sample_policy="skip", max_skipped_fraction=0.3)
     root = _bad_root(tmp_path)
-    ds, expected = read_split(root, "validation", cfg, include_segments=True), read_manifest(root).split("validation").videos
+    ds, expected = (
+        read_split(root, "validation", cfg, include_segments=True),
+        read_manifest(root).split("validation").videos,
+    )
     stats = SkipStats(split="validation")
-    ids = [v for b in iter_train_batches(ds, 2, 5, stats=stats, max_skipped_fraction=cfg.max_skipped_fraction)
-           for v in b.video_id]
+    ids = [
+        v
+        for b in iter_train_batches(ds, 2, 5, stats=stats, max_skipped_fraction=cfg.max_skipped_fraction)
+        for v in b.video_id
+    ]
     assert sorted(ids) == ["good0", "good1", "good2"] and (stats.seen, stats.skipped) == (4, 1)
     check_all_seen(ids, expected, stats.skipped)
     assert "'bad'" in stats.messages[0] and "'visual.npy'" in stats.messages[0]

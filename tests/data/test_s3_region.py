@@ -1,5 +1,6 @@
 """S3 bucket regions: a bucket created outside us-east-1 on the loopback S3 server is read and written in
 its own region (pyarrow does not follow a bucket elsewhere by itself); storage.region or AWS_REGION pin it."""
+
 from __future__ import annotations
 
 import boto3

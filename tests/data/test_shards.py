@@ -1,4 +1,5 @@
 """Shard writer, manifest and readers without Ray: round trips (local, S3), ids, manifest errors, crash safety."""
+
 from __future__ import annotations
 
 import io
@@ -25,9 +26,16 @@ def _samples(n: int, seed: int = 0) -> list[VideoSample]:
     out = []
     for i in range(n):
         steps = int(rng.integers(3, 12))
-        out.append(VideoSample(f"vid{i:03d}", rng.standard_normal((steps, 6)).astype(np.float16),
-                               rng.standard_normal((steps, 3)).astype(np.float16), duration=steps * 0.32,
-                               labels=[int(i % 4), 0], segments=[(0.1, 0.9, int(i % 4)), (0.2, 0.5, 0)]))
+        out.append(
+            VideoSample(
+                f"vid{i:03d}",
+                rng.standard_normal((steps, 6)).astype(np.float16),
+                rng.standard_normal((steps, 3)).astype(np.float16),
+                duration=steps * 0.32,
+                labels=[int(i % 4), 0],
+                segments=[(0.1, 0.9, int(i % 4)), (0.2, 0.5, 0)],
+            )
+        )
     return out
 
 
@@ -36,9 +44,20 @@ def _identity(sample):
 
 
 def _write(root: str, samples, storage_cfg=None, shard_size=3, workers=1):
-    return write_dataset(root, dataset="t", classes=CLASSES, visual_dim=6, audio_dim=3, grid=I3D_GRID,
-                         split_items={"train": samples[:5], "validation": samples[5:]}, make_sample=_identity,
-                         shard_size=shard_size, workers=workers, storage_cfg=storage_cfg, progress=False)
+    return write_dataset(
+        root,
+        dataset="t",
+        classes=CLASSES,
+        visual_dim=6,
+        audio_dim=3,
+        grid=I3D_GRID,
+        split_items={"train": samples[:5], "validation": samples[5:]},
+        make_sample=_identity,
+        shard_size=shard_size,
+        workers=workers,
+        storage_cfg=storage_cfg,
+        progress=False,
+    )
 
 
 def _check_round_trip(root: str, samples, storage_cfg=None):
@@ -133,9 +152,18 @@ def test_killed_writer_leaves_no_manifest_and_no_partial_shard(tmp_path):
     root = tmp_path / "ds"
     _write(str(root), _samples(8))  # a previous good dataset: its manifest must go first
     with pytest.raises(_Boom):
-        write_dataset(str(root), dataset="t", classes=CLASSES, visual_dim=6, audio_dim=3, grid=I3D_GRID,
-                      split_items={"train": _samples(8)}, make_sample=_explode_on_fifth, shard_size=3,
-                      progress=False)
+        write_dataset(
+            str(root),
+            dataset="t",
+            classes=CLASSES,
+            visual_dim=6,
+            audio_dim=3,
+            grid=I3D_GRID,
+            split_items={"train": _samples(8)},
+            make_sample=_explode_on_fifth,
+            shard_size=3,
+            progress=False,
+        )
     assert not (root / "manifest.json").exists()
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporaries left behind
     with tarfile.open(root / "train-000001.tar") as tar:  # shard 1 (vid003..) is the old, complete one
@@ -145,9 +173,18 @@ def test_killed_writer_leaves_no_manifest_and_no_partial_shard(tmp_path):
 def test_killed_writer_on_s3_leaves_nothing(s3_bucket):
     root = f"{s3_bucket}/ds"
     with pytest.raises(_Boom):
-        write_dataset(root, dataset="t", classes=CLASSES, visual_dim=6, audio_dim=3, grid=I3D_GRID,
-                      split_items={"train": _samples(8)}, make_sample=_explode_on_fifth, shard_size=3,
-                      progress=False)
+        write_dataset(
+            root,
+            dataset="t",
+            classes=CLASSES,
+            visual_dim=6,
+            audio_dim=3,
+            grid=I3D_GRID,
+            split_items={"train": _samples(8)},
+            make_sample=_explode_on_fifth,
+            shard_size=3,
+            progress=False,
+        )
     from clasp_dist.data.filesystem import get_fs
 
     fs, base = get_fs(root)

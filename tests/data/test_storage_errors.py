@@ -1,4 +1,5 @@
 """S3 failures are clear and fast: an unreachable endpoint and refused credentials, against real servers."""
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,14 @@ def test_unreachable_endpoint_fails_fast_with_clear_error(s3_server):
 def test_unreachable_endpoint_on_write(s3_server):
     endpoint = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StorageError, match="unreachable"):
-        generate_dataset("s3://bucket/ds", "tiny", limit_per_split=1, workers=1, progress=False,
-                         storage_cfg=StorageConfig(endpoint_url=endpoint, retries=1))
+        generate_dataset(
+            "s3://bucket/ds",
+            "tiny",
+            limit_per_split=1,
+            workers=1,
+            progress=False,
+            storage_cfg=StorageConfig(endpoint_url=endpoint, retries=1),
+        )
 
 
 def test_wrong_credentials_fail_fast_and_are_not_printed(strict_s3, monkeypatch):

@@ -1,4 +1,5 @@
 """The semi-synthetic generator: determinism, fidelity to the annotations, distractors, difficulty."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,11 @@ def read_bytes(root, name):
 def test_profiles():
     assert (PROFILES["tiny"].visual_dim, PROFILES["tiny"].audio_dim, PROFILES["tiny"].grid.step_s) == (32, 16, 0.32)
     assert (PROFILES["i3d"].visual_dim, PROFILES["i3d"].audio_dim, PROFILES["i3d"].grid.offset_s) == (2048, 128, 0.48)
-    assert (PROFILES["onepeace"].visual_dim, PROFILES["onepeace"].grid.step_s, PROFILES["onepeace"].grid.offset_s) == (1536, 0.25, 0.5)
+    assert (PROFILES["onepeace"].visual_dim, PROFILES["onepeace"].grid.step_s, PROFILES["onepeace"].grid.offset_s) == (
+        1536,
+        0.25,
+        0.5,
+    )
     assert PROFILES["small"].limit_per_split == {"train": 600, "validation": 200, "test": 200}
     assert PROFILES["i3d"].limit_per_split == {}
 
@@ -63,13 +68,25 @@ def test_exactly_the_annotated_events(tiny_root):
 
 
 def test_duplicate_annotations_dropped(tmp_path):
-    db = {"database": {
-        "vidA": {"subset": "validation", "duration": 12.0, "annotations": [
-            {"segment": [1.0, 4.0], "label": "x", "label_id": 0},
-            {"segment": [1.0004, 3.9996], "label": "x", "label_id": 0},  # duplicate within 1e-3 s
-            {"segment": [1.0, 4.0], "label": "y", "label_id": 1},  # same span, other class: kept
-            {"segment": [1.01, 4.0], "label": "x", "label_id": 0}]},  # 10 ms apart: kept
-        "vidB": {"subset": "train", "duration": 20.0, "annotations": [{"segment": [2.0, 5.0], "label": "y", "label_id": 1}]}}}
+    db = {
+        "database": {
+            "vidA": {
+                "subset": "validation",
+                "duration": 12.0,
+                "annotations": [
+                    {"segment": [1.0, 4.0], "label": "x", "label_id": 0},
+                    {"segment": [1.0004, 3.9996], "label": "x", "label_id": 0},  # duplicate within 1e-3 s
+                    {"segment": [1.0, 4.0], "label": "y", "label_id": 1},  # same span, other class: kept
+                    {"segment": [1.01, 4.0], "label": "x", "label_id": 0},
+                ],
+            },  # 10 ms apart: kept
+            "vidB": {
+                "subset": "train",
+                "duration": 20.0,
+                "annotations": [{"segment": [2.0, 5.0], "label": "y", "label_id": 1}],
+            },
+        }
+    }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(db))
     ann = load_annotations(path)
@@ -106,7 +123,9 @@ def test_distractors_are_modality_only_and_never_labels():
                 continue
             on, off = (visual, audio) if p.visual else (audio, visual)
             protos = (bank.visual, bank.audio) if p.visual else (bank.audio, bank.visual)
-            pairs.append((_projection(on[inside], protos[0][p.cls]).mean(), _projection(off[inside], protos[1][p.cls]).mean()))
+            pairs.append(
+                (_projection(on[inside], protos[0][p.cls]).mean(), _projection(off[inside], protos[1][p.cls]).mean())
+            )
     on, off = np.array(pairs).T
     assert kinds == {"offscreen_sound", "silent_object", "absent_class"} and len(pairs) >= 20
     assert on.min() > 4 * clean.noise_std  # present in its stream, well above the noise
@@ -168,8 +187,11 @@ def test_ensure_dataset_generates_once_then_reuses(tmp_path):
     assert ensure_dataset(cfg, workers=1, progress=False) == root
     assert (tmp_path / root.split("/")[-1] / "manifest.json").stat().st_mtime_ns == stamp
     assert read_manifest(root).splits["validation"].videos == 4
-    other = ensure_dataset(DataConfig(synth_profile="tiny", synth_limit_per_split=4, synth_seed=3, cache_dir=str(tmp_path)),
-                           workers=1, progress=False)
+    other = ensure_dataset(
+        DataConfig(synth_profile="tiny", synth_limit_per_split=4, synth_seed=3, cache_dir=str(tmp_path)),
+        workers=1,
+        progress=False,
+    )
     assert other != root
     assert ensure_dataset(DataConfig(root=root)) == root  # data.root, as it is
     assert ensure_dataset(cfg, root="s3://b/x") == "s3://b/x"  # an explicit root (evaluate --data) wins
@@ -182,8 +204,9 @@ def test_concurrent_first_calls_generate_the_cached_dataset_once(tmp_path, caplo
 
     cfg = DataConfig(synth_profile="tiny", synth_limit_per_split=2, cache_dir=str(tmp_path / "cache"))
     roots: list[str] = []
-    callers = [threading.Thread(target=lambda: roots.append(ensure_dataset(cfg, workers=1, progress=False)))
-               for _ in range(2)]
+    callers = [
+        threading.Thread(target=lambda: roots.append(ensure_dataset(cfg, workers=1, progress=False))) for _ in range(2)
+    ]
     with caplog.at_level("INFO", logger="clasp_dist.data.roots"):
         for caller in callers:
             caller.start()
@@ -210,8 +233,11 @@ def _small_fingerprint() -> dict[str, str]:
             visual, audio, presences = synthesize_video(video, p, bank, seed=0)
             h_vid.update(visual.astype(np.float16).tobytes() + audio.astype(np.float16).tobytes())
             h_vid.update(repr([(q.cls, q.visual, q.audio, q.kind) for q in presences]).encode())
-    return {"params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
-            "bank": h_bank.hexdigest(), "videos": h_vid.hexdigest()}
+    return {
+        "params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
+        "bank": h_bank.hexdigest(),
+        "videos": h_vid.hexdigest(),
+    }
 
 
 def test_small_profile_is_pinned():
@@ -219,4 +245,5 @@ def test_small_profile_is_pinned():
     assert _small_fingerprint() == {
         "params": "35522fa05a9bc39ebb02cb559f08a38cf4e5316479f01e9c19506f9171cd57c8",
         "bank": "af0c942247d0899201b5a77af9952cf111f355b9a8e518441c300a8e2579b078",
-        "videos": "9961a9d909f42046e4007d0a504ff85f1d063b9fdd247af02d8ac5ad4d504940"}
+        "videos": "9961a9d909f42046e4007d0a504ff85f1d063b9fdd247af02d8ac5ad4d504940",
+    }

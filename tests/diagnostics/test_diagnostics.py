@@ -1,5 +1,6 @@
 """Model diagnostics (clasp_dist.diagnostics package): ranking statistics, step categories, the regenerated
 distractor record, and the whole tool on a generated dataset with real (untrained) exports."""
+
 from __future__ import annotations
 
 import itertools
@@ -60,9 +61,11 @@ def test_video_truth_categories():
     from clasp_dist.data.synthetic import Presence
 
     times = 0.5 + np.arange(20)  # centres 0.5 .. 19.5 s
-    presences = [Presence(3, (2.0, 5.0, 1.0), (2.1, 5.2, 1.0), "event"),
-                 Presence(3, None, (9.0, 12.0, 1.7), "offscreen_sound"),
-                 Presence(7, (4.0, 6.0, 1.7), None, "absent_class")]  # overlaps the event: event wins
+    presences = [
+        Presence(3, (2.0, 5.0, 1.0), (2.1, 5.2, 1.0), "event"),
+        Presence(3, None, (9.0, 12.0, 1.7), "offscreen_sound"),
+        Presence(7, (4.0, 6.0, 1.7), None, "absent_class"),
+    ]  # overlaps the event: event wins
     truth = video_truth(times, [(2.0, 5.0, 3), (15.2, 15.3, 1)], presences)
     assert np.flatnonzero(truth.event).tolist() == [2, 3, 4, 15]  # the 0.1 s segment still covers its nearest step
     assert np.flatnonzero(truth.distractor).tolist() == [5, 9, 10, 11]
@@ -90,9 +93,15 @@ def test_collector_wiring_with_perfect_outputs():
     logits = torch.full((1, T, C), -6.0)
     logits[0, event, 1] = 6.0
     alpha = event.float()[None]  # [1, T]
-    out = ModelOutput(cas_a=logits, cas_v=logits, video_a=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]),
-                      video_v=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]), agreement=alpha.clone(), anchor_score=alpha,
-                      anchor_mask=event[None].clone())
+    out = ModelOutput(
+        cas_a=logits,
+        cas_v=logits,
+        video_a=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]),
+        video_v=torch.tensor([[-6.0, 6.0, -6.0, -6.0]]),
+        agreement=alpha.clone(),
+        anchor_score=alpha,
+        anchor_mask=event[None].clone(),
+    )
     f = figures_of(out, truth)
     assert f["base.step_ap"] == 1.0 and f["base.event_vs_distractor_auc"] == 1.0
     assert f["meae.alpha_auc_event_vs_distractor"] == 1.0 and f["meae.alpha_auc_event_vs_background"] == 1.0
@@ -151,12 +160,19 @@ def export_for(root: str, directory, *overrides: str):
 
 def test_diagnose_checkpoint_full_and_base(tiny_root, tmp_path):
     full = export_for(tiny_root, tmp_path / "full")
-    result = diagnose_checkpoint(str(full), split="test", max_videos=10, out_dir=str(tmp_path / "out"), plot=2,
-                                 progress=False)
+    result = diagnose_checkpoint(
+        str(full), split="test", max_videos=10, out_dir=str(tmp_path / "out"), plot=2, progress=False
+    )
     assert result.videos == 10 and result.videos_with_distractors == 10
     f = result.figures
-    for key in ("base.step_ap", "final.step_ap", "meae.alpha_auc_event_vs_distractor", "csai.anchor_precision",
-                "csai.segments_anchored", "final.video_map"):
+    for key in (
+        "base.step_ap",
+        "final.step_ap",
+        "meae.alpha_auc_event_vs_distractor",
+        "csai.anchor_precision",
+        "csai.segments_anchored",
+        "final.video_map",
+    ):
         assert 0.0 <= f[key] <= 1.0, key
     written = json.loads((tmp_path / "out" / "diagnostics.json").read_text())
     assert written["split"] == "test" and written["videos"] == 10
@@ -173,13 +189,15 @@ def test_diagnose_refuses_the_train_split(tiny_root, tmp_path):
         diagnose_checkpoint(str(export_for(tiny_root, tmp_path / "m")), split="train")
 
 
-
-
 def test_cli_names_a_missing_checkpoint(tmp_path):
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, str(repo / "jobs" / "diagnose.py"), "--checkpoint", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(repo / "jobs" / "diagnose.py"), "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "nope/model.json: missing" in proc.stderr

@@ -1,4 +1,5 @@
 """Builders shared by the evaluation tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,14 +11,26 @@ NAMES = tuple(f"class{i}" for i in range(4))
 
 def gt_segments(rows, videos=None, names=NAMES) -> Segments:
     """rows: (video, label, start, end)."""
-    return Segments.from_arrays([r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                                np.array([r[1] for r in rows], dtype=np.int64), class_names=names, videos=videos)
+    return Segments.from_arrays(
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        np.array([r[1] for r in rows], dtype=np.int64),
+        class_names=names,
+        videos=videos,
+    )
 
 
 def pred_segments(rows, videos=None) -> Segments:
     """rows: (video, label, start, end, score)."""
-    return Segments.from_arrays([r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                                np.array([r[1] for r in rows], dtype=np.int64), [r[4] for r in rows], videos=videos)
+    return Segments.from_arrays(
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        np.array([r[1] for r in rows], dtype=np.int64),
+        [r[4] for r in rows],
+        videos=videos,
+    )
 
 
 def random_case(seed: int, num_videos: int = 6, num_classes: int = 4, on_grid: bool = True):

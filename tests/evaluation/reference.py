@@ -24,6 +24,7 @@ input order for equal scores and the earlier segment for equal tIoU. The officia
 used as is, so two zero-length segments give NaN, which the official loop treats as a match; the
 random cases here never produce a zero-length ground-truth segment.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -134,8 +135,17 @@ def class_topkx_recall(cgt, cpred, thresholds, top_k, tie_break):
     return {k: [h / len(cgt) for h in hits[k]] for k in top_k}
 
 
-def evaluate(gt, preds, thresholds, *, top_kx=(1, 5), tie_break="stable", cap=None, ignore_unknown_videos=False,
-             split_videos=None):
+def evaluate(
+    gt,
+    preds,
+    thresholds,
+    *,
+    top_kx=(1, 5),
+    tie_break="stable",
+    cap=None,
+    ignore_unknown_videos=False,
+    split_videos=None,
+):
     """gt: [(video, label_id, s, e)] (duplicates already removed); preds: [(video, label_id, s, e, score)].
 
     ``split_videos``: the split's videos (default: those with ground truth); predictions elsewhere are

@@ -1,4 +1,5 @@
 """jobs/evaluate.py end to end (subprocess), its checkpoint-mode wiring, and the report module."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import clasp_dist.evaluation as evaluation_pkg
 from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, write_predictions
@@ -26,22 +26,32 @@ def make_files(tmp_path: Path, seed: int = 3, subsets=("train", "validation", "t
     """A small annotation JSON (test split = random_case videos) and a results JSON."""
     videos, gt, preds = random_case(seed, num_videos=12)
     names = [f"class {i}" for i in range(4)]
-    database = {"tr": {"subset": subsets[0], "duration": 30.0,
-                       "annotations": [{"segment": [0, 5], "label": names[i], "label_id": i} for i in range(4)]}}
+    database = {
+        "tr": {
+            "subset": subsets[0],
+            "duration": 30.0,
+            "annotations": [{"segment": [0, 5], "label": names[i], "label_id": i} for i in range(4)],
+        }
+    }
     for v in videos:
-        database[v] = {"subset": subsets[2], "duration": 30.0, "annotations": [
-            {"segment": [s, e], "label": names[c], "label_id": c} for (vid, c, s, e) in gt if vid == v]}
+        database[v] = {
+            "subset": subsets[2],
+            "duration": 30.0,
+            "annotations": [{"segment": [s, e], "label": names[c], "label_id": c} for (vid, c, s, e) in gt if vid == v],
+        }
     gt_path = tmp_path / "gt.json"
     gt_path.write_text(json.dumps({"version": "t", "database": database}))
     pred_path = tmp_path / "pred.json"
-    write_predictions(pred_path, [dict(video_id=v, label=c, t_start=s, t_end=e, score=p) for v, c, s, e, p in preds],
-                      names)
+    write_predictions(
+        pred_path, [dict(video_id=v, label=c, t_start=s, t_end=e, score=p) for v, c, s, e, p in preds], names
+    )
     return gt_path, pred_path
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 def test_cli_end_to_end_matches_metric(tmp_path):
@@ -111,11 +121,35 @@ def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     fake.evaluate_checkpoint = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "clasp_dist.evaluation.distributed", fake)
     monkeypatch.setattr(evaluation_pkg, "distributed", fake, raising=False)
-    rc = load_script().main(["--checkpoint", "ck", "--data", "root", "--split", "validation", "--out", "o",
-                             "--plot", "3", "--tiou", "0.5:0.95:0.05", "eval.num_actors=2"])
+    rc = load_script().main(
+        [
+            "--checkpoint",
+            "ck",
+            "--data",
+            "root",
+            "--split",
+            "validation",
+            "--out",
+            "o",
+            "--plot",
+            "3",
+            "--tiou",
+            "0.5:0.95:0.05",
+            "eval.num_actors=2",
+        ]
+    )
     assert rc == 0
-    assert calls == [dict(checkpoint="ck", data_root="root", split="validation", out_dir="o", plot=3,
-                          tiou_thresholds=ANET_TIOU, overrides=["eval.num_actors=2"])]
+    assert calls == [
+        dict(
+            checkpoint="ck",
+            data_root="root",
+            split="validation",
+            out_dir="o",
+            plot=3,
+            tiou_thresholds=ANET_TIOU,
+            overrides=["eval.num_actors=2"],
+        )
+    ]
 
 
 def test_report_table_and_json(tmp_path):

@@ -1,4 +1,5 @@
 """Annotation JSON, shard meta and results JSON readers/writers; the real UnAV-100 file."""
+
 from __future__ import annotations
 
 import json
@@ -8,27 +9,51 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clasp_dist.evaluation.formats import (class_names_from_annotations, drop_duplicate_segments, ground_truth_from_metas,
-                                           load_ground_truth, load_predictions, normalise_split, protocol_thresholds,
-                                           results_json, write_predictions)
+from clasp_dist.evaluation.formats import (
+    class_names_from_annotations,
+    drop_duplicate_segments,
+    ground_truth_from_metas,
+    load_ground_truth,
+    load_predictions,
+    normalise_split,
+    protocol_thresholds,
+    results_json,
+    write_predictions,
+)
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments, evaluate_detection
 from clasp_dist.evaluation.report import metrics_dict
 
 # The real UnAV-100 annotation file ships inside the package (MIT); UNAV100_ANNOTATIONS may point elsewhere.
-REAL_ANNOTATIONS = Path(os.environ.get("UNAV100_ANNOTATIONS", Path(__file__).resolve().parents[2] / "clasp_dist/resources/unav100_annotations.json"))
+REAL_ANNOTATIONS = Path(
+    os.environ.get(
+        "UNAV100_ANNOTATIONS", Path(__file__).resolve().parents[2] / "clasp_dist/resources/unav100_annotations.json"
+    )
+)
 
 
 def annotation_doc(subset_names=("train", "validation", "test"), with_ids=True):
     def ann(s, e, name, i):
         return {"segment": [s, e], "label": name, **({"label_id": i} if with_ids else {})}
+
     train, val, test = subset_names
-    return {"version": "x", "database": {
-        "t1": {"subset": train, "duration": 30.0, "annotations": [ann(1, 5, "dog", 1)]},
-        "v1": {"subset": val, "duration": 20.0, "annotations": [ann(2, 4, "cat", 0), ann(2.0005, 4.0009, "cat", 0),
-                                                                 ann(2, 4, "dog", 1), ann(2.5, 4, "cat", 0)]},
-        "v2": {"subset": val, "duration": 10.0, "annotations": []},
-        "x1": {"subset": test, "duration": 12.0, "annotations": [ann(0, 12, "bird", 2)]},
-    }}
+    return {
+        "version": "x",
+        "database": {
+            "t1": {"subset": train, "duration": 30.0, "annotations": [ann(1, 5, "dog", 1)]},
+            "v1": {
+                "subset": val,
+                "duration": 20.0,
+                "annotations": [
+                    ann(2, 4, "cat", 0),
+                    ann(2.0005, 4.0009, "cat", 0),
+                    ann(2, 4, "dog", 1),
+                    ann(2.5, 4, "cat", 0),
+                ],
+            },
+            "v2": {"subset": val, "duration": 10.0, "annotations": []},
+            "x1": {"subset": test, "duration": 12.0, "annotations": [ann(0, 12, "bird", 2)]},
+        },
+    }
 
 
 def test_split_names_map_both_spellings():
@@ -64,13 +89,29 @@ def test_inconsistent_label_ids_are_an_error():
 
 
 def test_label_ids_with_gaps_map_through_the_files_own_pairs():
-    doc = {"database": {"a": {"subset": "test", "duration": 9, "annotations": [
-        {"segment": [0, 1], "label": "cat", "label_id": 4}, {"segment": [2, 3], "label": "dog", "label_id": 10}]}}}
+    doc = {
+        "database": {
+            "a": {
+                "subset": "test",
+                "duration": 9,
+                "annotations": [
+                    {"segment": [0, 1], "label": "cat", "label_id": 4},
+                    {"segment": [2, 3], "label": "dog", "label_id": 10},
+                ],
+            }
+        }
+    }
     gt = load_ground_truth(doc, "test")
     assert gt.class_names == ("cat", "dog") and gt.info["label_ids"] == (4, 10)
-    preds = load_predictions({"results": {"a": [{"segment": [2, 3], "label": 10, "score": 0.9},
-                                                {"segment": [0, 1], "label": 1, "score": 0.8}]}},
-                             gt.class_names, gt.info["label_ids"])
+    preds = load_predictions(
+        {
+            "results": {
+                "a": [{"segment": [2, 3], "label": 10, "score": 0.9}, {"segment": [0, 1], "label": 1, "score": 0.8}]
+            }
+        },
+        gt.class_names,
+        gt.info["label_ids"],
+    )
     assert preds.label.tolist() == [1] and preds.info["unknown_labels"] == 1  # id 1 is no class of this file
     res = evaluate_detection(gt, preds, (0.5,))
     assert res.ap[0].tolist() == [0.0, 1.0] and res.warnings["class_without_gt"] == 1
@@ -78,8 +119,10 @@ def test_label_ids_with_gaps_map_through_the_files_own_pairs():
 
 def test_missing_split_is_an_error():
     with pytest.raises(EvaluationInputError, match="no video of split 'train'"):
-        load_ground_truth({"database": {"a": {"subset": "test", "annotations": [
-            {"segment": [0, 1], "label": "x", "label_id": 0}]}}}, "train")
+        load_ground_truth(
+            {"database": {"a": {"subset": "test", "annotations": [{"segment": [0, 1], "label": "x", "label_id": 0}]}}},
+            "train",
+        )
 
 
 def test_drop_duplicates_tolerance():
@@ -88,8 +131,10 @@ def test_drop_duplicates_tolerance():
 
 
 def test_ground_truth_from_shard_metas():
-    metas = [{"video_id": "a", "duration": 10.0, "labels": [0], "segments": [[1, 2, 0], [1, 2, 0], [3, 4, 1]]},
-             {"video_id": "b", "duration": 5.0, "labels": [], "segments": []}]
+    metas = [
+        {"video_id": "a", "duration": 10.0, "labels": [0], "segments": [[1, 2, 0], [1, 2, 0], [3, 4, 1]]},
+        {"video_id": "b", "duration": 5.0, "labels": [], "segments": []},
+    ]
     gt = ground_truth_from_metas(metas, ["x", "y"])
     assert gt.videos == ("a", "b") and len(gt) == 2 and gt.info["duplicates_dropped"] == 1
     with pytest.raises(EvaluationInputError, match="video 'c': meta.json has no 'segments'"):
@@ -100,9 +145,11 @@ def test_ground_truth_from_shard_metas():
 
 def test_results_round_trip(tmp_path):
     names = ("cat", "dog", "bird")
-    records = [dict(video_id="v1", label=1, t_start=0.1 + 0.2, t_end=3.0000000000000004, score=0.123456789012345),
-               dict(video_id="v1", label=0, t_start=2.0, t_end=4.0, score=0.5),
-               dict(video_id="v2", label=2, t_start=0.0, t_end=1.0, score=1e-9)]
+    records = [
+        dict(video_id="v1", label=1, t_start=0.1 + 0.2, t_end=3.0000000000000004, score=0.123456789012345),
+        dict(video_id="v1", label=0, t_start=2.0, t_end=4.0, score=0.5),
+        dict(video_id="v2", label=2, t_start=0.0, t_end=1.0, score=1e-9),
+    ]
     path = tmp_path / "sub" / "pred.json"
     write_predictions(path, records, names, videos=["v1", "v2", "v3"])
     doc = json.loads(path.read_text())
@@ -117,12 +164,21 @@ def test_results_round_trip(tmp_path):
 
 def test_prediction_labels_by_name_or_id_and_errors():
     names = ("cat", "dog")
-    doc = {"results": {"a": [{"segment": [0, 1], "label": 1, "score": 0.5},
-                             {"segment": [0, 1], "label": "cat", "score": 0.4}]}}
+    doc = {
+        "results": {
+            "a": [{"segment": [0, 1], "label": 1, "score": 0.5}, {"segment": [0, 1], "label": "cat", "score": 0.4}]
+        }
+    }
     assert load_predictions(doc, names).label.tolist() == [1, 0]
-    other = {"results": {"a": [{"segment": [0, 1], "label": "cow", "score": 0.5},
-                               {"segment": [0, 1], "label": 7, "score": 0.5},
-                               {"segment": [0, 1], "label": 2.0, "score": 0.5}]}}
+    other = {
+        "results": {
+            "a": [
+                {"segment": [0, 1], "label": "cow", "score": 0.5},
+                {"segment": [0, 1], "label": 7, "score": 0.5},
+                {"segment": [0, 1], "label": 2.0, "score": 0.5},
+            ]
+        }
+    }
     kept = load_predictions(other, names)  # labels that are not classes: ignored and counted (SPEC 3)
     assert len(kept) == 0 and kept.info["unknown_labels"] == 3 and kept.info["unknown_label_examples"][0] == "cow"
     bad = {"results": {"a": [{"segment": [0, 1], "label": -2, "score": 0.5}]}}
@@ -141,6 +197,7 @@ def test_prediction_labels_by_name_or_id_and_errors():
 
 # ------------------------------------------------------------------ the real UnAV-100 annotations
 
+
 @pytest.fixture(scope="module")
 def real_test_split():
     return load_ground_truth(REAL_ANNOTATIONS, "test")
@@ -151,8 +208,10 @@ def test_real_annotations_shape(real_test_split):
     assert len(gt.class_names) == 100 and len(gt.videos) == 2167
     assert protocol_thresholds(gt) == UNAV100_TIOU
     assert len(gt) + gt.info["duplicates_dropped"] == sum(
-        len(v["annotations"]) for v in json.loads(REAL_ANNOTATIONS.read_text())["database"].values()
-        if v["subset"] == "test")
+        len(v["annotations"])
+        for v in json.loads(REAL_ANNOTATIONS.read_text())["database"].values()
+        if v["subset"] == "test"
+    )
 
 
 def test_real_annotations_perfect_predictions_score_one(real_test_split):
@@ -170,8 +229,9 @@ def test_real_annotations_shift_drops_map_at_the_expected_threshold(real_test_sp
     gt = real_test_split
     length = gt.t_end - gt.t_start
     f = 0.35 / 1.65
-    shifted = Segments.from_arrays(gt.video_ids, gt.t_start + f * length, gt.t_end + f * length, gt.label,
-                                   np.linspace(1.0, 0.5, len(gt)))
+    shifted = Segments.from_arrays(
+        gt.video_ids, gt.t_start + f * length, gt.t_end + f * length, gt.label, np.linspace(1.0, 0.5, len(gt))
+    )
     res = evaluate_detection(gt, shifted, UNAV100_TIOU)
     m = metrics_dict(res)
     assert all(m[t] > 0.97 for t in ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6"))

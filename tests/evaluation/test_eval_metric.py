@@ -1,4 +1,5 @@
 """The metric against hand-computed cases and against the brute-force reference."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from clasp_dist.evaluation.metric import (ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments, evaluate_detection,
-                                          format_threshold, parse_tiou_thresholds, segment_tiou)
+from clasp_dist.evaluation.metric import (
+    ANET_TIOU,
+    UNAV100_TIOU,
+    EvaluationInputError,
+    Segments,
+    evaluate_detection,
+    format_threshold,
+    parse_tiou_thresholds,
+    segment_tiou,
+)
 
 from . import reference
 from .helpers import NAMES, gt_segments, pred_segments, random_case
@@ -18,6 +27,7 @@ def evaluate(gt_rows, pred_rows, thresholds=(0.5,), videos=None, **kw):
 
 
 # ------------------------------------------------------------------ hand-computed cases
+
 
 def test_precision_recall_curve_interpolated():
     gt = [("a", 0, 0, 10), ("a", 0, 20, 30)]
@@ -130,15 +140,18 @@ def test_issue_12_worked_case_official_number():
     precision 0, 1/2, recall 0, 1/2: 0.5 * 0.5), car AP 0.5 (FP on b first, then TP), mAP 0.375."""
     names = ("dog", "car")
     gt = gt_segments([("a", 0, 0, 10), ("a", 1, 20, 30), ("b", 0, 5, 15)], names=names)
-    preds = pred_segments([("b", 1, 20, 30, 0.99), ("zzz", 0, 0, 10, 0.98), ("a", 0, 0, 10, 0.90),
-                           ("a", 1, 20, 30, 0.50)])
+    preds = pred_segments(
+        [("b", 1, 20, 30, 0.99), ("zzz", 0, 0, 10, 0.98), ("a", 0, 0, 10, 0.90), ("a", 1, 20, 30, 0.50)]
+    )
     res = evaluate_detection(gt, preds, UNAV100_TIOU)
     np.testing.assert_allclose(res.ap, [[0.25, 0.5]] * 9, atol=1e-12)
     np.testing.assert_allclose(res.mAP, [0.375] * 9, atol=1e-12)
     assert res.warnings["unknown_video"] == 1
-    ref = reference.evaluate([("a", 0, 0, 10), ("a", 1, 20, 30), ("b", 0, 5, 15)],
-                             [("b", 1, 20, 30, 0.99), ("zzz", 0, 0, 10, 0.98), ("a", 0, 0, 10, 0.90),
-                              ("a", 1, 20, 30, 0.50)], UNAV100_TIOU)
+    ref = reference.evaluate(
+        [("a", 0, 0, 10), ("a", 1, 20, 30), ("b", 0, 5, 15)],
+        [("b", 1, 20, 30, 0.99), ("zzz", 0, 0, 10, 0.98), ("a", 0, 0, 10, 0.90), ("a", 1, 20, 30, 0.50)],
+        UNAV100_TIOU,
+    )
     assert ref["mAP"] == pytest.approx([0.375] * 9, abs=1e-12)
 
 
@@ -194,12 +207,16 @@ def test_zero_length_segments():
 
 # ------------------------------------------------------------------ input checks
 
-@pytest.mark.parametrize("field,row,pattern", [
-    ("score", ("vid7", 0, 0, 10, float("nan")), "video 'vid7'.*score is nan"),
-    ("t_end", ("vid7", 0, 0, float("inf"), 0.5), "video 'vid7'.*t_end is inf"),
-    ("t_start", ("vid7", 0, float("-inf"), 3, 0.5), "video 'vid7'.*t_start is -inf"),
-    ("order", ("vid7", 0, 5, 4, 0.5), "segment 1 of video 'vid7'.*t_end 4.0 < t_start 5.0"),
-])
+
+@pytest.mark.parametrize(
+    "field,row,pattern",
+    [
+        ("score", ("vid7", 0, 0, 10, float("nan")), "video 'vid7'.*score is nan"),
+        ("t_end", ("vid7", 0, 0, float("inf"), 0.5), "video 'vid7'.*t_end is inf"),
+        ("t_start", ("vid7", 0, float("-inf"), 3, 0.5), "video 'vid7'.*t_start is -inf"),
+        ("order", ("vid7", 0, 5, 4, 0.5), "segment 1 of video 'vid7'.*t_end 4.0 < t_start 5.0"),
+    ],
+)
 def test_invalid_predictions_are_named(field, row, pattern):
     with pytest.raises(EvaluationInputError, match=pattern):
         pred_segments([("a", 0, 0, 1, 0.1), row])
@@ -231,6 +248,7 @@ def test_ground_truth_without_segments_is_an_error():
 
 # ------------------------------------------------------------------ thresholds
 
+
 def test_parse_tiou_ranges_are_inclusive_and_official():
     assert parse_tiou_thresholds("0.5:0.95:0.05") == ANET_TIOU and len(ANET_TIOU) == 10
     assert parse_tiou_thresholds("0.1:0.9:0.1") == UNAV100_TIOU and len(UNAV100_TIOU) == 9
@@ -249,20 +267,35 @@ def test_parse_tiou_rejects_bad_specs(text):
 
 # ------------------------------------------------------------------ brute force on random cases
 
+
 def _compare(seed, on_grid, tie_break, cap, ignore_unknown_videos=False):
     videos, gt, preds = random_case(seed, on_grid=on_grid)
     if not gt:
         return False
-    res = evaluate_detection(gt_segments(gt, videos), pred_segments(preds), UNAV100_TIOU, max_per_video=cap,
-                             tie_break=tie_break, ignore_unknown_videos=ignore_unknown_videos)
-    ref = reference.evaluate(gt, preds, UNAV100_TIOU, cap=cap, tie_break=tie_break, split_videos=videos,
-                             ignore_unknown_videos=ignore_unknown_videos)
+    res = evaluate_detection(
+        gt_segments(gt, videos),
+        pred_segments(preds),
+        UNAV100_TIOU,
+        max_per_video=cap,
+        tie_break=tie_break,
+        ignore_unknown_videos=ignore_unknown_videos,
+    )
+    ref = reference.evaluate(
+        gt,
+        preds,
+        UNAV100_TIOU,
+        cap=cap,
+        tie_break=tie_break,
+        split_videos=videos,
+        ignore_unknown_videos=ignore_unknown_videos,
+    )
     assert_matches_reference(res, ref)
     return True
 
 
-def assert_matches_reference(res, ref, label_of_class=None, counts=("unknown_video", "predictions_over_cap",
-                                                                    "class_without_gt")):
+def assert_matches_reference(
+    res, ref, label_of_class=None, counts=("unknown_video", "predictions_over_cap", "class_without_gt")
+):
     """Same mAP, average, per-class AP, Recall@kx and counted warnings as the official reference."""
     np.testing.assert_allclose(res.mAP, ref["mAP"], atol=1e-9, rtol=0)
     assert res.average == pytest.approx(ref["average"], abs=1e-9)
@@ -323,8 +356,10 @@ def test_bench_like_data_against_brute_force():
     official = evaluate_detection(gt, preds, UNAV100_TIOU, tie_break="official")  # no ties: same numbers
     np.testing.assert_allclose(official.mAP, res.mAP, atol=1e-12, rtol=0)
     gt_rows = [(v, int(c), float(s), float(e)) for v, c, s, e in zip(gt.video_ids, gt.label, gt.t_start, gt.t_end)]
-    pred_rows = [(v, int(c), float(s), float(e), float(p))
-                 for v, c, s, e, p in zip(preds.video_ids, preds.label, preds.t_start, preds.t_end, preds.score)]
+    pred_rows = [
+        (v, int(c), float(s), float(e), float(p))
+        for v, c, s, e, p in zip(preds.video_ids, preds.label, preds.t_start, preds.t_end, preds.score)
+    ]
     ref = reference.evaluate(gt_rows, pred_rows, UNAV100_TIOU, split_videos=list(gt.videos))
     np.testing.assert_allclose(res.mAP, ref["mAP"], atol=1e-9, rtol=0)
     for k in ("1x", "5x"):

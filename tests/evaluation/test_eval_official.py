@@ -5,6 +5,7 @@ The random files include predictions on videos absent from the split, labels abs
 truth (unused ids, ids past the list, unknown names), ground-truth ids with gaps, more than 100
 predictions on a video, duplicate ground truth (UnAV de-duplication) and score/tIoU ties.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,11 @@ def official_case(seed: int, many_on_one_video: bool = False):
         subset = "test" if vid in test_videos else "train"
         if vid == "tr0":
             events.append((0.0, 5.0, 9))
-        database[vid] = {"subset": subset, "duration": 30.0, "annotations": [
-            {"segment": [s, e], "label": NAMES[c], "label_id": c} for s, e, c in events]}
+        database[vid] = {
+            "subset": subset,
+            "duration": 30.0,
+            "annotations": [{"segment": [s, e], "label": NAMES[c], "label_id": c} for s, e, c in events],
+        }
     for vid in test_videos + ["tr0", "elsewhere"]:  # tr0: another split; elsewhere: in no split
         count = int(rng.integers(0, 10)) + (120 if many_on_one_video and vid == "v0" else 0)
         entries = []
@@ -85,8 +89,9 @@ def test_files_match_official_reference_on_random_cases(tie_break):
         ref = reference.evaluate(ref_gt, ref_preds, UNAV100_TIOU, tie_break=tie_break, split_videos=split_videos)
         assert_matches_reference(res, ref, label_of_class=gt.info["label_ids"], counts=("class_without_gt",))
         # the reader drops labels outside the class list before the metric counts unknown videos
-        assert res.warnings["unknown_video"] == sum(p[0] not in split_videos and p[1] in gt.info["label_ids"]
-                                               for p in ref_preds)
+        assert res.warnings["unknown_video"] == sum(
+            p[0] not in split_videos and p[1] in gt.info["label_ids"] for p in ref_preds
+        )
         compared += 1
     assert compared > 60
 
@@ -107,8 +112,9 @@ def test_random_cases_exercise_every_policy():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "jobs/evaluate.py", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "jobs/evaluate.py", *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 def test_cli_scores_the_official_number(tmp_path):
@@ -125,24 +131,53 @@ def test_cli_scores_the_official_number(tmp_path):
     np.testing.assert_allclose([written[k] for k in list(written)[:9]], ref["mAP"], atol=1e-12)
     assert "false positive for its class (official protocol)" in proc.stdout
 
-    ref_opt = reference.evaluate(ref_gt, ref_preds, UNAV100_TIOU, split_videos=split_videos, cap=100,
-                                 ignore_unknown_videos=True)
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out, "--max-per-video", 100,
-                   "--ignore-unknown-videos")
+    ref_opt = reference.evaluate(
+        ref_gt, ref_preds, UNAV100_TIOU, split_videos=split_videos, cap=100, ignore_unknown_videos=True
+    )
+    proc = run_cli(
+        "--predictions",
+        pred_path,
+        "--ground-truth",
+        gt_path,
+        "--json-out",
+        out,
+        "--max-per-video",
+        100,
+        "--ignore-unknown-videos",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["average"] == pytest.approx(ref_opt["average"], abs=1e-12)
     assert ref_opt["average"] != pytest.approx(ref["average"])
 
 
 def test_issue_12_worked_case_through_files_and_cli(tmp_path):
-    gt_doc = {"database": {
-        "a": {"subset": "test", "duration": 40, "annotations": [
-            {"segment": [0, 10], "label": "dog", "label_id": 0}, {"segment": [20, 30], "label": "car", "label_id": 5}]},
-        "b": {"subset": "test", "duration": 40, "annotations": [{"segment": [5, 15], "label": "dog", "label_id": 0}]}}}
-    pred_doc = {"results": {"b": [{"segment": [20, 30], "label": "car", "score": 0.99}],
-                            "zzz": [{"segment": [0, 10], "label": 0, "score": 0.98}],
-                            "a": [{"segment": [0, 10], "label": "dog", "score": 0.90},
-                                  {"segment": [20, 30], "label": 5, "score": 0.50}]}}
+    gt_doc = {
+        "database": {
+            "a": {
+                "subset": "test",
+                "duration": 40,
+                "annotations": [
+                    {"segment": [0, 10], "label": "dog", "label_id": 0},
+                    {"segment": [20, 30], "label": "car", "label_id": 5},
+                ],
+            },
+            "b": {
+                "subset": "test",
+                "duration": 40,
+                "annotations": [{"segment": [5, 15], "label": "dog", "label_id": 0}],
+            },
+        }
+    }
+    pred_doc = {
+        "results": {
+            "b": [{"segment": [20, 30], "label": "car", "score": 0.99}],
+            "zzz": [{"segment": [0, 10], "label": 0, "score": 0.98}],
+            "a": [
+                {"segment": [0, 10], "label": "dog", "score": 0.90},
+                {"segment": [20, 30], "label": 5, "score": 0.50},
+            ],
+        }
+    }
     _, res = score_files(gt_doc, pred_doc)
     np.testing.assert_allclose(res.mAP, [0.375] * 9, atol=1e-12)
     gt_path, pred_path = tmp_path / "gt.json", tmp_path / "p.json"
@@ -153,8 +188,15 @@ def test_issue_12_worked_case_through_files_and_cli(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["average"] == pytest.approx(0.375, abs=1e-12)
 
 
-@pytest.mark.parametrize("label,pattern", [(-1, "label -1 is neither"), (2.5, "label 2.5 is neither"),
-                                           (True, "label True is neither"), (None, "label None is neither")])
+@pytest.mark.parametrize(
+    "label,pattern",
+    [
+        (-1, "label -1 is neither"),
+        (2.5, "label 2.5 is neither"),
+        (True, "label True is neither"),
+        (None, "label None is neither"),
+    ],
+)
 def test_impossible_labels_stay_errors(label, pattern):
     gt_doc, _, _, _ = official_case(1)
     pred_doc = {"results": {"v0": [{"segment": [0, 1], "label": label, "score": 0.5}]}}
@@ -162,8 +204,13 @@ def test_impossible_labels_stay_errors(label, pattern):
         score_files(gt_doc, pred_doc)
 
 
-@pytest.mark.parametrize("entry,pattern", [({"segment": [0, 1], "label": 0, "score": float("nan")}, "score is nan"),
-                                           ({"segment": [float("nan"), 1], "label": 0, "score": 1}, "t_start is nan")])
+@pytest.mark.parametrize(
+    "entry,pattern",
+    [
+        ({"segment": [0, 1], "label": 0, "score": float("nan")}, "score is nan"),
+        ({"segment": [float("nan"), 1], "label": 0, "score": 1}, "t_start is nan"),
+    ],
+)
 def test_nan_numbers_stay_errors(entry, pattern):
     gt_doc, _, _, _ = official_case(1)
     with pytest.raises(EvaluationInputError, match=pattern):
@@ -173,12 +220,26 @@ def test_nan_numbers_stay_errors(entry, pattern):
 def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_in(tmp_path):
     """Issue 19 item 4: a predictions file for part of a split scores the rest as misses (official), says so,
     and --only-predicted-videos scores just the listed videos."""
-    database = {f"v{i}": {"subset": "test", "duration": 20, "annotations": [
-        {"segment": [0, 10], "label": "dog", "label_id": 0}]} for i in range(10)}
+    database = {
+        f"v{i}": {
+            "subset": "test",
+            "duration": 20,
+            "annotations": [{"segment": [0, 10], "label": "dog", "label_id": 0}],
+        }
+        for i in range(10)
+    }
     gt_path, pred_path = tmp_path / "gt.json", tmp_path / "p.json"
     gt_path.write_text(json.dumps({"database": database}))
-    pred_path.write_text(json.dumps({"results": {"v0": [{"segment": [0, 10], "label": "dog", "score": 0.9}],
-                                                 "v1": [{"segment": [0, 10], "label": "dog", "score": 0.8}]}}))
+    pred_path.write_text(
+        json.dumps(
+            {
+                "results": {
+                    "v0": [{"segment": [0, 10], "label": "dog", "score": 0.9}],
+                    "v1": [{"segment": [0, 10], "label": "dog", "score": 0.8}],
+                }
+            }
+        )
+    )
     out = tmp_path / "m.json"
     proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out)
     assert proc.returncode == 0, proc.stderr
@@ -200,9 +261,15 @@ def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_i
 def test_help_states_the_semantics_and_real_paths():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for text in ("--ignore-unknown-videos", "--only-predicted-videos", "--max-per-video", "false positive",
-                 "runs/<name>/test/predictions_test.json", "clasp_dist/resources/unav100_annotations.json",
-                 "runs/<name>/export"):
+    for text in (
+        "--ignore-unknown-videos",
+        "--only-predicted-videos",
+        "--max-per-video",
+        "false positive",
+        "runs/<name>/test/predictions_test.json",
+        "clasp_dist/resources/unav100_annotations.json",
+        "runs/<name>/export",
+    ):
         assert text in proc.stdout, text
     assert "runs/x/" not in proc.stdout
     assert (REPO / "clasp_dist/resources/unav100_annotations.json").exists()

@@ -1,4 +1,5 @@
 """Plots write readable, non-empty PNGs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,11 +20,18 @@ def test_timeline_png(tmp_path):
     agreement = 0.5 + 0.4 * np.sin(np.linspace(0, 6, steps))
     anchors = np.zeros(steps, dtype=bool)
     anchors[[10, 40, 41, 90]] = True
-    out = plot_timeline(tmp_path / "plots" / "v.png", "vid_001", 40.0,
-                        gt_segments=[(2.0, 9.5, 3), (20.0, 30.0, 7), (25.0, 27.0, 3)],
-                        pred_segments=[(2.5, 9.0, 3, 0.9), (19.0, 31.0, 7, 0.4), (33.0, 35.0, 1, 0.05)],
-                        class_names=[f"class {i}" for i in range(10)], agreement=agreement, anchors=anchors,
-                        step_s=0.32, offset_s=0.48)
+    out = plot_timeline(
+        tmp_path / "plots" / "v.png",
+        "vid_001",
+        40.0,
+        gt_segments=[(2.0, 9.5, 3), (20.0, 30.0, 7), (25.0, 27.0, 3)],
+        pred_segments=[(2.5, 9.0, 3, 0.9), (19.0, 31.0, 7, 0.4), (33.0, 35.0, 1, 0.05)],
+        class_names=[f"class {i}" for i in range(10)],
+        agreement=agreement,
+        anchors=anchors,
+        step_s=0.32,
+        offset_s=0.48,
+    )
     assert_png(out)
 
 
@@ -33,8 +41,12 @@ def test_timeline_without_curve_or_segments(tmp_path):
 
 
 def test_ablation_bars_png(tmp_path):
-    out = plot_ablation_bars(tmp_path / "abl.png", ["base", "+MEAE+CSAI-g+ATP", "+CSAI-local", "full"],
-                             [30.1, 33.4, 34.0, 35.2], [0.4, 0.3, 0.5, 0.2])
+    out = plot_ablation_bars(
+        tmp_path / "abl.png",
+        ["base", "+MEAE+CSAI-g+ATP", "+CSAI-local", "full"],
+        [30.1, 33.4, 34.0, 35.2],
+        [0.4, 0.3, 0.5, 0.2],
+    )
     assert_png(out)
     with pytest.raises(ValueError, match="differ in length"):
         plot_ablation_bars(tmp_path / "x.png", ["a"], [1.0, 2.0], [0.1])

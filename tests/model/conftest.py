@@ -1,4 +1,5 @@
 """Model tests use tiny tensors: one intra-op thread avoids OpenMP oversubscription on a busy machine."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Shared builders for the model tests (small configs, random batches)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Segment decoding (SPEC 4.6) on hand-made CAS sequences."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,15 @@ import pytest
 import torch
 
 from clasp_dist.config import DecodeConfig
-from clasp_dist.decode import (decode_outputs, find_runs, oic_scores, select_classes, soft_nms,
-                               steps_to_seconds, unique_segments)
+from clasp_dist.decode import (
+    decode_outputs,
+    find_runs,
+    oic_scores,
+    select_classes,
+    soft_nms,
+    steps_to_seconds,
+    unique_segments,
+)
 from clasp_dist.model import ModelOutput
 
 HI, LO = 8.0, -8.0
@@ -24,11 +32,19 @@ def make_output(cas: np.ndarray, video: np.ndarray) -> ModelOutput:
     return ModelOutput(cas_a=cas_t, cas_v=cas_t.clone(), video_a=vid_t, video_v=vid_t.clone())
 
 
-def run(cas, video, T_valid=None, duration=100.0, grid=I3D, cfg=DecodeConfig()):
+def run(cas, video, T_valid=None, duration=100.0, grid=I3D, cfg=None):
+    cfg = cfg or DecodeConfig()
     B, T, _ = cas.shape
     mask = torch.arange(T)[None] < torch.tensor([T if T_valid is None else T_valid] * B)[:, None]
-    return decode_outputs(make_output(cas, video), mask, [f"v{b}" for b in range(B)], grid["step_s"],
-                          grid["offset_s"], [duration] * B, cfg)
+    return decode_outputs(
+        make_output(cas, video),
+        mask,
+        [f"v{b}" for b in range(B)],
+        grid["step_s"],
+        grid["offset_s"],
+        [duration] * B,
+        cfg,
+    )
 
 
 def seconds(s, e, grid=I3D):
@@ -77,8 +93,12 @@ def test_event_must_be_in_both_streams():
     cas_a[0, 4:9, 0] = HI
     cas_v = np.full((1, 20, 1), LO)
     cas_v[0, 12:16, 0] = HI
-    out = ModelOutput(cas_a=torch.tensor(cas_a), cas_v=torch.tensor(cas_v), video_a=torch.full((1, 1), HI),
-                      video_v=torch.full((1, 1), HI))
+    out = ModelOutput(
+        cas_a=torch.tensor(cas_a),
+        cas_v=torch.tensor(cas_v),
+        video_a=torch.full((1, 1), HI),
+        video_v=torch.full((1, 1), HI),
+    )
     assert decode_outputs(out, torch.ones(1, 20, dtype=torch.bool), ["x"], 0.32, 0.48, [30.0], DecodeConfig()) == []
 
 
@@ -163,10 +183,15 @@ def test_soft_nms_decays_duplicates():
     assert kept[2] == pytest.approx(0.8 * math.exp(-1 / 0.4))
 
 
-@pytest.mark.parametrize("grid,run_,want", [
-    (I3D, (0, 0), (0.32, 0.64)), (I3D, (10, 19), (0.48 + 9.5 * 0.32, 0.48 + 19.5 * 0.32)),
-    (ONEPEACE, (0, 0), (0.375, 0.625)), (ONEPEACE, (2, 5), (0.875, 1.875)),
-])
+@pytest.mark.parametrize(
+    "grid,run_,want",
+    [
+        (I3D, (0, 0), (0.32, 0.64)),
+        (I3D, (10, 19), (0.48 + 9.5 * 0.32, 0.48 + 19.5 * 0.32)),
+        (ONEPEACE, (0, 0), (0.375, 0.625)),
+        (ONEPEACE, (2, 5), (0.875, 1.875)),
+    ],
+)
 def test_steps_to_seconds_grids(grid, run_, want):
     s, e = steps_to_seconds([run_[0]], [run_[1]], grid["step_s"], grid["offset_s"], 100.0)
     assert (s[0], e[0]) == pytest.approx(want)
@@ -196,7 +221,9 @@ def test_oic_margins_symmetric_under_mirroring(length):
     mirrored = oic_scores(sig[::-1].copy(), 39 - e, 39 - s, 0.25)
     assert oic_scores(sig, s, e, 0.25)[0] == pytest.approx(mirrored[0], abs=1e-12)
     m = max(1, int(0.25 * length))
-    want = sig[11:12 + length - 1].mean() - np.concatenate([sig[11 - m:11], sig[11 + length:11 + length + m]]).mean()
+    want = (
+        sig[11 : 12 + length - 1].mean() - np.concatenate([sig[11 - m : 11], sig[11 + length : 11 + length + m]]).mean()
+    )
     assert oic_scores(sig, s, e, 0.25)[0] == pytest.approx(want, abs=1e-12)
 
 
@@ -207,7 +234,9 @@ def test_exact_duplicate_proposals_removed_before_nms():
     recs = run(cas, np.array([[HI]]))
     spans = [(r["t_start"], r["t_end"]) for r in recs]
     assert len(spans) == len(set(spans)) == 1
-    t1, t2, sc = unique_segments(np.array([1.0, 1.0, 2.0, 1.0]), np.array([3.0, 3.0, 3.0, 4.0]), np.array([0.2, 0.7, 0.5, 0.1]))
+    t1, t2, sc = unique_segments(
+        np.array([1.0, 1.0, 2.0, 1.0]), np.array([3.0, 3.0, 3.0, 4.0]), np.array([0.2, 0.7, 0.5, 0.1])
+    )
     assert sorted(zip(t1.tolist(), t2.tolist(), sc.tolist())) == [(1.0, 3.0, 0.7), (1.0, 4.0, 0.1), (2.0, 3.0, 0.5)]
 
 

@@ -1,4 +1,5 @@
 """CLASP forward: shapes, padding invariance, module switches, parameters, gradients, bf16."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,10 @@ CLASP_PARTS = ("fusion", "atp", "refined")
 
 
 @pytest.mark.parametrize("lengths,T", [([7], 7), ([20, 13, 5], 20), ([64, 1, 33, 40], 64)])
-@pytest.mark.parametrize("variant", [BASE, {}, dict(mil_pooling="attentive", propagation="thresholded",
-                                                    prop_threshold=0.2, anchor_fusion="mean")])
+@pytest.mark.parametrize(
+    "variant",
+    [BASE, {}, dict(mil_pooling="attentive", propagation="thresholded", prop_threshold=0.2, anchor_fusion="mean")],
+)
 def test_output_shapes(lengths, T, variant):
     model = build(**variant).eval()
     v, a, mask, labels = batch(lengths, T)
@@ -39,8 +42,10 @@ def test_output_shapes(lengths, T, variant):
             assert torch.isfinite(t).all()
 
 
-@pytest.mark.parametrize("variant", [BASE, {}, dict(mil_pooling="attentive", propagation="thresholded",
-                                                    prop_threshold=0.1, discrepancy="js")])
+@pytest.mark.parametrize(
+    "variant",
+    [BASE, {}, dict(mil_pooling="attentive", propagation="thresholded", prop_threshold=0.1, discrepancy="js")],
+)
 def test_padding_invariance(variant):
     model = build(**variant).eval()
     v, a, mask, _ = batch([17], 17, seed=3)
@@ -53,7 +58,9 @@ def test_padding_invariance(variant):
     with torch.no_grad():
         o1 = model(v, a, mask)
         o2 = model(torch.cat([vp, v2]), torch.cat([ap, a2]), torch.cat([mp, torch.ones(1, Tpad, dtype=torch.bool)]))
-    for name in ("cas_a", "cas_v") + (() if variant is BASE else ("cas_a_ref", "cas_v_ref", "agreement", "anchor_score")):
+    for name in ("cas_a", "cas_v") + (
+        () if variant is BASE else ("cas_a_ref", "cas_v_ref", "agreement", "anchor_score")
+    ):
         torch.testing.assert_close(getattr(o2, name)[:1, :17], getattr(o1, name), atol=1e-5, rtol=1e-5)
     for name in ("video_a", "video_v") + (() if variant is BASE else ("video_a_ref", "video_v_ref")):
         torch.testing.assert_close(getattr(o2, name)[:1], getattr(o1, name), atol=1e-5, rtol=1e-5)
@@ -100,7 +107,9 @@ def test_module_switches_change_outputs():
     no_local = _outputs({"window": 8, "csai_local": False}, state, v, a, mask)
     assert differs(no_local.anchor_mask.float(), ref.anchor_mask.float()) and differs(no_local.cas_a_ref, ref.cas_a_ref)
     no_global = _outputs({"window": 8, "local_tau": 0.0, "csai_global": False}, state, v, a, mask)
-    assert differs(no_global.anchor_mask.float(), ref.anchor_mask.float()) and differs(no_global.cas_v_ref, ref.cas_v_ref)
+    assert differs(no_global.anchor_mask.float(), ref.anchor_mask.float()) and differs(
+        no_global.cas_v_ref, ref.cas_v_ref
+    )
     js = _outputs({"window": 8, "local_tau": 0.0, "discrepancy": "js"}, state, v, a, mask)
     assert differs(js.agreement, ref.agreement)
     am = _outputs({"window": 8, "local_tau": 0.0, "discrepancy": "argmax"}, state, v, a, mask)
@@ -108,7 +117,9 @@ def test_module_switches_change_outputs():
     agr = _outputs({"window": 8, "local_tau": 0.0, "anchor_score": "agreement"}, state, v, a, mask)
     assert differs(agr.anchor_score, ref.anchor_score)
     torch.testing.assert_close(agr.anchor_score, ref.agreement)
-    thr = _outputs({"window": 8, "local_tau": 0.0, "propagation": "thresholded", "prop_threshold": 0.3}, state, v, a, mask)
+    thr = _outputs(
+        {"window": 8, "local_tau": 0.0, "propagation": "thresholded", "prop_threshold": 0.3}, state, v, a, mask
+    )
     assert differs(thr.cas_a_ref, ref.cas_a_ref)
     mean = _outputs({"window": 8, "local_tau": 0.0, "anchor_fusion": "mean"}, state, v, a, mask)
     assert differs(mean.cas_a_ref, ref.cas_a_ref)

@@ -1,4 +1,5 @@
 """compute_loss: L_base + lambda_p * L_prop with named terms."""
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,9 @@ def test_lambda_p_weights_prop_loss():
     out, y = _out(True), torch.tensor([[1.0, 0, 0], [0, 1.0, 1.0]])
     t1, terms1 = compute_loss(out, y, None, LossConfig(lambda_p=1.0))
     t3, terms3 = compute_loss(out, y, None, LossConfig(lambda_p=3.0))
-    prop = F.binary_cross_entropy_with_logits(out.video_a_ref, y) + F.binary_cross_entropy_with_logits(out.video_v_ref, y)
+    prop = F.binary_cross_entropy_with_logits(out.video_a_ref, y) + F.binary_cross_entropy_with_logits(
+        out.video_v_ref, y
+    )
     assert abs(terms1["loss_prop"] - float(prop)) < 1e-6
     torch.testing.assert_close(t3 - t1, 2 * prop)
     torch.testing.assert_close(t1, torch.tensor(terms1["loss_base"]) + prop)

@@ -1,4 +1,5 @@
 """MEAE agreement/anchor scores and CSAI anchor selection, tested directly."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,14 @@ import math
 import pytest
 import torch
 
-from clasp_dist.model import (class_set, global_anchors, inference_class_set, local_anchors,
-                              mutual_event_agreement, select_anchors)
+from clasp_dist.model import (
+    class_set,
+    global_anchors,
+    inference_class_set,
+    local_anchors,
+    mutual_event_agreement,
+    select_anchors,
+)
 
 from .helpers import lengths_mask
 
@@ -82,8 +89,9 @@ def test_global_anchor_counts(ratio):
 
 def test_local_anchor_windows_and_tau():
     mask = lengths_mask([10, 5], 10)
-    alpha = torch.tensor([[0.0, 0.5, 0.2, 0.0, 0.05, 0.3, 0.9, 0.0, 0.0, 0.01],
-                          [0.2, 0.0, 0.0, 0.15, 0.01, 9.0, 9.0, 9.0, 9.0, 9.0]])
+    alpha = torch.tensor(
+        [[0.0, 0.5, 0.2, 0.0, 0.05, 0.3, 0.9, 0.0, 0.0, 0.01], [0.2, 0.0, 0.0, 0.15, 0.01, 9.0, 9.0, 9.0, 9.0, 9.0]]
+    )
     loc = local_anchors(alpha, mask, window=4, tau=0.1, tau_mode="absolute")
     # video 0 windows: [0..3] best 1 (0.5); [4..7] best 6 (0.9); [8..9] best 0.01 < tau
     assert torch.nonzero(loc[0]).flatten().tolist() == [1, 6]
@@ -102,8 +110,8 @@ def test_select_anchors_union_and_fallback():
     alpha[0, 3] = 0.5
     both = select_anchors(alpha, mask, True, 8, True, 4, 0.1, "absolute")
     g = global_anchors(alpha, mask, 8)
-    l = local_anchors(alpha, mask, 4, 0.1, "absolute")
-    assert torch.equal(both, g | l)
+    loc = local_anchors(alpha, mask, 4, 0.1, "absolute")
+    assert torch.equal(both, g | loc)
     only_local = select_anchors(alpha, mask, False, 8, True, 4, 0.1, "absolute")
     assert torch.nonzero(only_local[0]).flatten().tolist() == [3]
     assert only_local[1].sum() == 1 and only_local[1, :6].any()  # fallback: best valid step
@@ -123,7 +131,11 @@ def test_relative_tau_is_comparable_across_anchor_scores():
     for b, n in enumerate([32, 20]):  # exactly the windows whose best step clears the video's floor
         x = shape[b, :n]
         floor = x.min() + 0.5 * (x.max() - x.min())
-        want = [w * 8 + int(x[w * 8:(w + 1) * 8].argmax()) for w in range((n + 7) // 8) if x[w * 8:(w + 1) * 8].max() >= floor]
+        want = [
+            w * 8 + int(x[w * 8 : (w + 1) * 8].argmax())
+            for w in range((n + 7) // 8)
+            if x[w * 8 : (w + 1) * 8].max() >= floor
+        ]
         assert torch.nonzero(rel_low[b]).flatten().tolist() == want
     assert local_anchors(low, mask, 8, 0.1, "absolute").sum() == 0
     assert local_anchors(high, mask, 8, 0.1, "absolute").sum() == 4 + 3

@@ -1,4 +1,5 @@
 """The full model overfits a handful of synthetic videos on CPU (training loss falls 10x)."""
+
 from __future__ import annotations
 
 import time
@@ -36,7 +37,7 @@ def test_full_model_overfits():
     model = build(n_self_layers=1).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     t0, first, last = time.time(), None, None
-    for step in range(150):
+    for _ in range(150):
         total, _ = compute_loss(model(v, a, mask, labels), labels, mask, LossConfig())
         opt.zero_grad()
         total.backward()

@@ -1,4 +1,5 @@
 """Encoder and ATP parts in isolation: position encoding, masked convs, anchor-only attention."""
+
 from __future__ import annotations
 
 import torch

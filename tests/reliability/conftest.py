@@ -1,6 +1,7 @@
 """Helpers of the reliability tests: registered checkpoints, waiting, ways to find and kill *this* test session's Ray
 processes (the machine is shared: never touch another session's), and a killable S3 server. The `tiny` dataset, run
 configs and ports are shared by every test directory (tests/conftest.py, tests/helpers.py)."""
+
 from __future__ import annotations
 
 import json
@@ -85,9 +86,11 @@ class DurableS3:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "durable_s3.py"), str(self.port), str(self.disk),
-                                      self.bucket, self.prefix], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "durable_s3.py"), str(self.port), str(self.disk), self.bucket, self.prefix],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(lambda: port_open(self.port), 30, "the S3 server to listen", interval=0.05)
 
     def kill(self) -> None:

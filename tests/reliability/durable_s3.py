@@ -4,6 +4,7 @@ Loads every file under DISK_DIR into s3://BUCKET/PREFIX/ through moto's in-proce
 opens PORT. Used by the reliability tests to kill and restart "the object store" on the same port
 without the window of an empty bucket that re-uploading over HTTP after a restart would create.
 """
+
 from __future__ import annotations
 
 import logging

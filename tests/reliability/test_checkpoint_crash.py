@@ -8,6 +8,7 @@ registered after `ray.train.report` returned are ever resumed from or chosen as 
 A truncated weights.pt is refused by name: tests/reliability/test_bad_input_corpus.py
 (checkpoint_truncated_weights, checkpoint_corrupted_weights).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -101,8 +102,11 @@ def test_export_killed_midway_keeps_previous_export_loadable(tmp_path, point):
     new_w = _fake_checkpoint(tmp_path / "ckpt_b", seed=2)
     out = tmp_path / "export"
     export_inference(tmp_path / "ckpt_a", out)
-    code = CHILD_PRELUDE.format(repo=str(REPO)) + textwrap.dedent(KILL_POINTS[point]) + \
-        f"ck.export_inference({str(tmp_path / 'ckpt_b')!r}, {str(out)!r})\n"
+    code = (
+        CHILD_PRELUDE.format(repo=str(REPO))
+        + textwrap.dedent(KILL_POINTS[point])
+        + f"ck.export_inference({str(tmp_path / 'ckpt_b')!r}, {str(out)!r})\n"
+    )
     assert _run_child(code) == -signal.SIGKILL
 
     model, _, _ = load_inference_model(out)  # the previous export, whole
@@ -153,8 +157,9 @@ def test_torn_checkpoint_directory_is_never_resumed_from_or_chosen(ray_session, 
     (torn / "weights.pt").write_bytes((torn / "weights.pt").read_bytes()[:100])
     (torn / "train_state.json").write_text('{"epoch": 5')
 
-    second = run_training(run_cfg(tmp_path, tiny_root, "train.epochs=2", "run.name=torn",
-                                  "run.resume_changes=[train.epochs]"))  # a named, safe change
+    second = run_training(
+        run_cfg(tmp_path, tiny_root, "train.epochs=2", "run.name=torn", "run.resume_changes=[train.epochs]")
+    )  # a named, safe change
     epochs = [m["epoch"] for m in epoch_metrics(second.run_dir)]
     assert epochs == [0, 1], epochs  # resumed after epoch 1 from the registered checkpoint
     assert torn.name not in registered_checkpoints(storage)

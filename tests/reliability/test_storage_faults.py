@@ -1,5 +1,6 @@
 """Storage faults on real servers: the S3 endpoint goes away mid-epoch, and a run.storage_path that
 cannot be written (missing bucket, refused credentials, read-only or full file system)."""
+
 from __future__ import annotations
 
 import errno
@@ -55,8 +56,16 @@ def test_s3_server_down_10s_mid_run_reads_are_retried_and_run_completes(ray_sess
 
     s3 = DurableS3(Path(tiny_root), "outage", "tiny")
     s3.start()
-    cfg = run_cfg(tmp_path, "s3://outage/tiny", "train.epochs=2", "train.eval_every=2", "run.name=outage",
-                  f"storage.endpoint_url={s3.endpoint}", "storage.retries=2", "train.max_failures=1")
+    cfg = run_cfg(
+        tmp_path,
+        "s3://outage/tiny",
+        "train.epochs=2",
+        "train.eval_every=2",
+        "run.name=outage",
+        f"storage.endpoint_url={s3.endpoint}",
+        "storage.retries=2",
+        "train.max_failures=1",
+    )
     outage = Outage(s3, tmp_path / "outage", down_s=10)
     outage.start()
     try:
@@ -86,8 +95,16 @@ def test_s3_server_gone_for_good_fails_clearly_with_a_resumable_checkpoint(ray_s
 
     s3 = DurableS3(Path(tiny_root), "gone", "tiny")
     s3.start()
-    cfg = run_cfg(tmp_path, "s3://gone/tiny", "train.epochs=2", "train.eval_every=2", "run.name=gone",
-                  f"storage.endpoint_url={s3.endpoint}", "storage.retries=1", "train.max_failures=0")
+    cfg = run_cfg(
+        tmp_path,
+        "s3://gone/tiny",
+        "train.epochs=2",
+        "train.eval_every=2",
+        "run.name=gone",
+        f"storage.endpoint_url={s3.endpoint}",
+        "storage.retries=1",
+        "train.max_failures=0",
+    )
     ctx = DataContext.get_current()
     saved = list(ctx.retried_io_errors)
     ctx.retried_io_errors = []
@@ -160,8 +177,10 @@ def test_storage_path_on_full_disk_fails_at_first_write(tmp_path, tiny_root):
     """A real full file system: a 64 KiB tmpfs filled up (needs root with CAP_SYS_ADMIN; else skipped)."""
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
     try:
         (mnt / "runs" / "full").mkdir(parents=True)
@@ -186,12 +205,19 @@ def test_storage_path_in_missing_bucket_fails_and_creates_nothing(s3_server, tin
     assert "no-such-bucket-rel" not in [b["Name"] for b in client.list_buckets()["Buckets"]]
 
 
-def test_storage_path_with_refused_credentials_fails_at_first_write(strict_s3, s3_server, tiny_root, tmp_path,
-                                                                     monkeypatch):
+def test_storage_path_with_refused_credentials_fails_at_first_write(
+    strict_s3, s3_server, tiny_root, tmp_path, monkeypatch
+):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGKEY0000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
-    cfg = run_cfg(tmp_path, tiny_root, "run.storage_path=s3://denied/runs", "run.name=denied",
-                  f"storage.endpoint_url={strict_s3}", "storage.retries=1")
+    cfg = run_cfg(
+        tmp_path,
+        tiny_root,
+        "run.storage_path=s3://denied/runs",
+        "run.name=denied",
+        f"storage.endpoint_url={strict_s3}",
+        "storage.retries=1",
+    )
     message = _assert_fails_before_training(cfg, tmp_path, "s3://denied/runs")
     assert "PermissionError" in message and "Access Key Id" in message, message
     assert "very-secret-value" not in message

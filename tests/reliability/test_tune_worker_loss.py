@@ -3,6 +3,7 @@
 The trial's TorchTrainer restarts its worker group from the trial's last checkpoint
 (`train.max_failures`); the trial then finishes normally and the sweep completes with its result.
 """
+
 from __future__ import annotations
 
 import threading
@@ -21,8 +22,14 @@ def test_sweep_trial_survives_losing_its_train_worker(ray_session, tiny_root, tm
     from clasp_dist.tuning import SweepSpec, claim_sweep_dir, result_rows, run_sweep
 
     sweep_dir = tmp_path / "sweep"
-    base = ["config=tiny", f"data.root={tiny_root}", "train.epochs=2", "train.eval_every=2",
-            "train.max_failures=1", "data.shuffle_buffer=0"]
+    base = [
+        "config=tiny",
+        f"data.root={tiny_root}",
+        "train.epochs=2",
+        "train.eval_every=2",
+        "train.max_failures=1",
+        "data.shuffle_buffer=0",
+    ]
     state = {}
 
     def first_trial_checkpoint():

@@ -4,6 +4,7 @@ Ray Train V2 (`train.max_failures>=1`) restarts the worker group from the last *
 checkpoint; the loop resumes after that epoch. At most one epoch (the checkpoint interval) is redone
 and the result matches an uninterrupted run with the same seed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,14 @@ from .conftest import kill_train_worker, registered_checkpoints, wait_for
 
 pytestmark = pytest.mark.slow
 
-COMMON = ["train.epochs=2", "train.eval_every=2", "optim.lr=2e-3", "optim.warmup_epochs=0.5",
-          "decode.class_threshold=0.01", "decode.loc_thresholds=[0.01,0.02,0.05,0.1]"]
+COMMON = [
+    "train.epochs=2",
+    "train.eval_every=2",
+    "optim.lr=2e-3",
+    "optim.warmup_epochs=0.5",
+    "decode.class_threshold=0.01",
+    "decode.loc_thresholds=[0.01,0.02,0.05,0.1]",
+]
 """Two epochs, validation after the last only; low decoding thresholds so that two tiny epochs already
 give a non-zero mAP to compare."""
 

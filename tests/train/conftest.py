@@ -1,4 +1,5 @@
 """Fixtures of the Ray Train + DeepSpeed end-to-end tests: one trained `tiny` run shared by the tests that need one."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 
 usage: python multinode_driver.py OUT_DIR DATA_ROOT [key=value ...]; prints one JSON line `RESULT {...}`.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,30 @@ def main(out_dir: str, data_root: str, extra: list[str]) -> None:
         cluster.add_node(**node)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-        cfg = load_config(["config=tiny", "train.epochs=1", "train.progress_bar=off", f"data.root={data_root}",
-                           f"run.output_dir={out_dir}", f"run.storage_path={out_dir}", "run.name=multinode",
-                           "train.num_workers=2", "train.placement_strategy=STRICT_SPREAD",
-                           "deepspeed.zero_stage=2", *extra])
+        cfg = load_config(
+            [
+                "config=tiny",
+                "train.epochs=1",
+                "train.progress_bar=off",
+                f"data.root={data_root}",
+                f"run.output_dir={out_dir}",
+                f"run.storage_path={out_dir}",
+                "run.name=multinode",
+                "train.num_workers=2",
+                "train.placement_strategy=STRICT_SPREAD",
+                "deepspeed.zero_stage=2",
+                *extra,
+            ]
+        )
         summary = run_training(cfg)
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-        print("RESULT " + json.dumps({"nodes": nodes, "checkpoint": summary.metrics["checkpoint"],
-                                      "run_dir": str(summary.run_dir)}), flush=True)
+        print(
+            "RESULT "
+            + json.dumps(
+                {"nodes": nodes, "checkpoint": summary.metrics["checkpoint"], "run_dir": str(summary.run_dir)}
+            ),
+            flush=True,
+        )
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -1,4 +1,5 @@
 """The distributed evaluator (Ray Data actor pool) on a trained checkpoint, and the checkpoint CLIs."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ def test_distributed_matches_single_process(tiny_run, tiny_root):
     local = predict_local(weights, cfg, info, tiny_root, "validation")
     assert [v.video_id for v in distributed.videos] == [v.video_id for v in local.videos]
     assert len(distributed.videos) == 16
-    for d, l in zip(distributed.videos, local.videos):
-        assert [p["label"] for p in d.predictions] == [p["label"] for p in l.predictions]
-        for pd, pl in zip(d.predictions, l.predictions):
+    for d, loc in zip(distributed.videos, local.videos):
+        assert [p["label"] for p in d.predictions] == [p["label"] for p in loc.predictions]
+        for pd, pl in zip(d.predictions, loc.predictions):
             assert pd["t_start"] == pytest.approx(pl["t_start"], abs=1e-5)
             assert pd["score"] == pytest.approx(pl["score"], abs=1e-5)
     a, b = score(distributed, info, cfg), score(local, info, cfg)
@@ -93,8 +94,11 @@ def test_skip_policy_on_the_evaluation_path(tiny_run, tiny_root, tmp_path):
     bad = corrupt_samples(root, "validation", 2)
     model, cfg, info = load_inference_model(tiny_run.export_dir)
     weights = model.state_dict()
-    skip = replace(cfg, data=replace(cfg.data, bad_sample_policy="skip", max_skipped_fraction=0.3),
-                   eval=replace(cfg.eval, batch_size=1, num_actors=1))
+    skip = replace(
+        cfg,
+        data=replace(cfg.data, bad_sample_policy="skip", max_skipped_fraction=0.3),
+        eval=replace(cfg.eval, batch_size=1, num_actors=1),
+    )
     for predict in (predict_split, predict_local):
         got = predict(weights, skip, info, str(root), "validation")
         assert got.skipped == 2 and len(got.videos) == 14
@@ -104,8 +108,9 @@ def test_skip_policy_on_the_evaluation_path(tiny_run, tiny_root, tmp_path):
     with pytest.raises(TooManySkippedError, match="max_skipped_fraction"):
         predict_split(weights, strict, info, str(root), "validation")
     with pytest.raises(Exception, match="visual.npy") as err:
-        predict_split(weights, replace(skip, data=replace(skip.data, bad_sample_policy="error")), info, str(root),
-                      "validation")
+        predict_split(
+            weights, replace(skip, data=replace(skip.data, bad_sample_policy="error")), info, str(root), "validation"
+        )
     assert bad[0] in str(err.value) or isinstance(err.value, BadSampleError)
 
 
@@ -119,10 +124,28 @@ def test_evaluate_and_predict_clis_on_a_checkpoint(tiny_run, tiny_root, tmp_path
     out = tmp_path / "eval"
     env = job_env()
     # relative localisation thresholds: the 2-epoch model's weak signals still give segments to draw
-    done = subprocess.run([sys.executable, "jobs/evaluate.py", "--checkpoint", str(tiny_run.export_dir), "--data",
-                           tiny_root, "--split", "test", "--out", str(out), "--plot", "2",
-                           "decode.loc_threshold_mode=relative"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "jobs/evaluate.py",
+            "--checkpoint",
+            str(tiny_run.export_dir),
+            "--data",
+            tiny_root,
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--plot",
+            "2",
+            "decode.loc_threshold_mode=relative",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics_test.json").read_text())
     assert f"{100 * metrics['average']:.2f}" in [line for line in done.stdout.splitlines() if "avg" in line][0]
@@ -131,9 +154,25 @@ def test_evaluate_and_predict_clis_on_a_checkpoint(tiny_run, tiny_root, tmp_path
     predictions = json.loads((out / "predictions_test.json").read_text())["results"]
     assert {p.stem for p in pngs} <= set(predictions) and all(predictions[p.stem] for p in pngs)
     preds = tmp_path / "preds.json"
-    done = subprocess.run([sys.executable, "jobs/predict.py", "--checkpoint", str(tiny_run.export_dir), "--data",
-                           tiny_root, "--split", "test", "--out", str(preds)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "jobs/predict.py",
+            "--checkpoint",
+            str(tiny_run.export_dir),
+            "--data",
+            tiny_root,
+            "--split",
+            "test",
+            "--out",
+            str(preds),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(preds.read_text())["results"]
     assert len(results) == 16 and all(len(v) <= 100 for v in results.values())

@@ -1,12 +1,12 @@
 """The CUDA path, proven on CPU where CPU can show it (issue 18): bf16 through a real DeepSpeed engine,
 DeepSpeed's accelerator chosen per worker, collectives on the worker's device, batch arithmetic of every
 documented command checked on the driver, validation that never asks for a GPU held by training."""
+
 from __future__ import annotations
 
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +16,13 @@ from clasp_dist.engine import accelerator_name, deepspeed_config, engine_zero_st
 
 from helpers import REPO, TINY, free_port
 
-DOC_FILES = [REPO / "README.md", REPO / "cluster" / "kuberay" / "rayjob.yaml", REPO / "jobs" / "train.py",
-             REPO / "jobs" / "tune.py", *sorted((REPO / "docs").glob("*.md"))]
+DOC_FILES = [
+    REPO / "README.md",
+    REPO / "cluster" / "kuberay" / "rayjob.yaml",
+    REPO / "jobs" / "train.py",
+    REPO / "jobs" / "tune.py",
+    *sorted((REPO / "docs").glob("*.md")),
+]
 
 
 def documented_commands() -> list[tuple[str, int, str]]:
@@ -62,9 +67,17 @@ def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):
     """The pre-fix preset (micro 16) with 8 workers fails in run_training before Ray or data is touched."""
     from clasp_dist.trainer import run_training
 
-    cfg = load_config(["config=unav100_i3d", "deepspeed.micro_batch_size=16", "train.num_workers=8",
-                       "train.use_gpu=true", f"run.output_dir={tmp_path}", f"run.storage_path={tmp_path}",
-                       f"data.root={tmp_path / 'nowhere'}"])
+    cfg = load_config(
+        [
+            "config=unav100_i3d",
+            "deepspeed.micro_batch_size=16",
+            "train.num_workers=8",
+            "train.use_gpu=true",
+            f"run.output_dir={tmp_path}",
+            f"run.storage_path={tmp_path}",
+            f"data.root={tmp_path / 'nowhere'}",
+        ]
+    )
     with pytest.raises(ValueError, match=r"train.batch_size=16 is not a multiple.*train.num_workers=8"):
         run_training(cfg)
     assert not list(tmp_path.iterdir())  # nothing written, nothing requested
@@ -157,8 +170,17 @@ def test_in_process_validation_scores_every_video(tiny_root):
     cfg = load_config(TINY + [f"data.root={tiny_root}", "train.use_gpu=true", "eval.actor_num_gpus=0.5"])
     info, manifest = dataset_info(tiny_root, cfg)
     weights = build_model(cfg, info).state_dict()
-    ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=0, world_size=1,
-                      device=torch.device("cpu"), interactive=False, num_train_videos=0)
+    ctx = LoopContext(
+        cfg=cfg,
+        info=info,
+        data_root=tiny_root,
+        run_dir="",
+        rank=0,
+        world_size=1,
+        device=torch.device("cpu"),
+        interactive=False,
+        num_train_videos=0,
+    )
     result = validate(weights, ctx)
     assert 0.0 <= result.average <= 1.0 and len(result.mAP) == 9
 
@@ -171,8 +193,14 @@ def gloo_world_of_one():
     if dist.is_initialized():
         yield
         return
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(free_port()))
+    os.environ.update(
+        RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_RANK="0",
+        LOCAL_WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+    )
     dist.init_process_group("gloo", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
@@ -188,18 +216,37 @@ def _two_steps(tiny_root: str, *extra: str):
     from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema, seed_everything
     from clasp_dist.trainer import dataset_info
 
-    cfg = load_config(TINY + [f"data.root={tiny_root}", "train.batch_size=4", "deepspeed.micro_batch_size=2",
-                              "optim.ema_decay=0.5", "train.log_every_steps=1", *extra])
+    cfg = load_config(
+        TINY
+        + [
+            f"data.root={tiny_root}",
+            "train.batch_size=4",
+            "deepspeed.micro_batch_size=2",
+            "optim.ema_decay=0.5",
+            "train.log_every_steps=1",
+            *extra,
+        ]
+    )
     info, _ = dataset_info(tiny_root, cfg)
     seed_everything(0)
-    engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, 1), steps_per_epoch=2,
-                          device=torch.device("cpu"))
+    engine = build_engine(
+        build_model(cfg, info), cfg, plan_batches(cfg, 1), steps_per_epoch=2, device=torch.device("cpu")
+    )
     ema = build_ema(engine, cfg)
     initial = {k: v.clone() for k, v in ema.shadow.items()}
     rows = [row for _, row in zip(range(8), iter_local_samples(tiny_root, "train", cfg.data, cfg.storage))]
-    batches = [collate_rows(rows[i:i + 2], info.num_classes) for i in range(0, 8, 2)]
-    ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=0, world_size=1,
-                      device=torch.device("cpu"), interactive=False, num_train_videos=8)
+    batches = [collate_rows(rows[i : i + 2], info.num_classes) for i in range(0, 8, 2)]
+    ctx = LoopContext(
+        cfg=cfg,
+        info=info,
+        data_root=tiny_root,
+        run_dir="",
+        rank=0,
+        world_size=1,
+        device=torch.device("cpu"),
+        interactive=False,
+        num_train_videos=8,
+    )
     stats = _run_epoch(engine, ema, batches, ctx, epoch=0, writer=None, global_step=0)
     assert stats["global_step"] == 2 and stats["train_videos"] == 8
     assert torch.isfinite(torch.tensor(stats["loss"])) and stats["loss"] > 0
@@ -236,8 +283,9 @@ def test_zero3_ema_and_export_are_whole_fp32_weights(gloo_world_of_one, tiny_roo
     from clasp_dist.model import build_model
     from clasp_dist.train_loop import _inference_weights
 
-    engine, ema, _, cfg, info = _two_steps(tiny_root, "deepspeed.bf16=true", "deepspeed.zero_stage=3",
-                                           "optim.ema_every=1")
+    engine, ema, _, cfg, info = _two_steps(
+        tiny_root, "deepspeed.bf16=true", "deepspeed.zero_stage=3", "optim.ema_every=1"
+    )
     weights = _inference_weights(engine, ema, cfg)
     model = build_model(cfg, info)
     check_weights_match(weights, model, "ZeRO-3 export")

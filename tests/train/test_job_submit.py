@@ -7,6 +7,7 @@ then SIGKILL of its process group and of any process still naming the temp dir) 
 the machine, such as the test session's own, untouched. `ray stop` is never called: it stops every
 Ray on the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,12 +74,24 @@ def head_node(tmp_path):
     env.pop("PYTHONPATH", None)  # the job must run the uploaded working dir's code
     env.pop("RAY_AUTH_TOKEN", None)
     port, dash = free_port(), free_port()
-    cmd = [_ray(env), "start", "--head", "--block", f"--temp-dir={temp_dir}", "--num-cpus=2",
-           f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           "--object-store-memory=200000000", "--disable-usage-stats"]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        _ray(env),
+        "start",
+        "--head",
+        "--block",
+        f"--temp-dir={temp_dir}",
+        "--num-cpus=2",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        "--object-store-memory=200000000",
+        "--disable-usage-stats",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         _wait_http(f"http://127.0.0.1:{dash}/api/version", 90, proc)
         yield f"http://127.0.0.1:{dash}", env
@@ -100,10 +113,27 @@ def head_node(tmp_path):
 def test_ray_job_submit_trains_from_the_uploaded_working_dir(head_node, tiny_root, tmp_path):
     address, env = head_node
     out = tmp_path / "out"
-    submit = [_ray(env), "job", "submit", "--address", address, "--working-dir", ".",
-              "--runtime-env-json", EXCLUDES, "--",
-              "python", "jobs/train.py", "config=tiny", "train.epochs=1", "train.progress_bar=off",
-              f"data.root={tiny_root}", f"run.output_dir={out}", f"run.storage_path={out}", "run.name=submitted"]
+    submit = [
+        _ray(env),
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
+        "--runtime-env-json",
+        EXCLUDES,
+        "--",
+        "python",
+        "jobs/train.py",
+        "config=tiny",
+        "train.epochs=1",
+        "train.progress_bar=off",
+        f"data.root={tiny_root}",
+        f"run.output_dir={out}",
+        f"run.storage_path={out}",
+        "run.name=submitted",
+    ]
     done = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     logs = done.stdout[-4000:] + done.stderr[-3000:]
     assert done.returncode == 0, logs
@@ -113,6 +143,11 @@ def test_ray_job_submit_trains_from_the_uploaded_working_dir(head_node, tiny_roo
 
     unauthenticated = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
     unauthenticated.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64)  # wrong token: refused
-    refused = subprocess.run([_ray(env), "job", "list", "--address", address], env=unauthenticated,
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [_ray(env), "job", "list", "--address", address],
+        env=unauthenticated,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode != 0

@@ -1,5 +1,6 @@
 """Two Ray nodes on one machine (`ray.cluster_utils.Cluster`, in its own driver process so the test
 session's Ray stays untouched): a 2-worker ZeRO-2 run placed STRICT_SPREAD, one worker per node."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ def test_strict_spread_puts_one_worker_on_each_node(tiny_root, tmp_path):
     done = run_job([sys.executable, str(driver), str(tmp_path), tiny_root], job_env(), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     assert len(result["nodes"]) == 2
 
     workers = json.loads((tmp_path / "multinode" / "workers.json").read_text())

@@ -1,5 +1,6 @@
 """A run's identity is its resolved config: reruns under an existing name resume it only with the same
 config (or named, safe changes), a finished run says so, and a GPU or CPU request no cluster can meet fails at once."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,13 @@ import time
 import pytest
 
 from clasp_dist.config import ConfigError, load_config
-from clasp_dist.run_identity import (Difference, RunIdentityError, check_resume_changes, config_differences,
-                                     dataset_differences)
+from clasp_dist.run_identity import (
+    Difference,
+    RunIdentityError,
+    check_resume_changes,
+    config_differences,
+    dataset_differences,
+)
 
 from helpers import epoch_metrics, run_cfg
 
@@ -19,14 +25,27 @@ def _differences(*overrides: str) -> list[Difference]:
 
 
 def test_operational_keys_never_count_as_a_change():
-    assert _differences("train.progress_bar=off", "run.output_dir=/elsewhere", "eval.num_actors=3",
-                        "storage.retries=9", "train.cpus_per_worker=2", "run.resume_changes=[train.epochs]") == []
+    assert (
+        _differences(
+            "train.progress_bar=off",
+            "run.output_dir=/elsewhere",
+            "eval.num_actors=3",
+            "storage.retries=9",
+            "train.cpus_per_worker=2",
+            "run.resume_changes=[train.epochs]",
+        )
+        == []
+    )
 
 
 def test_differences_name_each_key_with_both_values():
     found = {d.key: (d.saved, d.now) for d in _differences("optim.lr=3e-4", "data.root=/x", "train.epochs=9")}
     saved = load_config(["config=tiny"])
-    assert found == {"optim.lr": (saved.optim.lr, 3e-4), "data.root": ("", "/x"), "train.epochs": (saved.train.epochs, 9)}
+    assert found == {
+        "optim.lr": (saved.optim.lr, 3e-4),
+        "data.root": ("", "/x"),
+        "train.epochs": (saved.train.epochs, 9),
+    }
 
 
 def test_unlisted_change_is_refused_with_both_ways_out():
@@ -44,8 +63,10 @@ def test_listed_safe_change_is_accepted():
     assert [d.key for d in accepted] == ["train.epochs"]
 
 
-@pytest.mark.parametrize("override", ["deepspeed.zero_stage=2", "deepspeed.bf16=true", "train.num_workers=2",
-                                      "optim.lr=3e-4", "model.d_model=64"])
+@pytest.mark.parametrize(
+    "override",
+    ["deepspeed.zero_stage=2", "deepspeed.bf16=true", "train.num_workers=2", "optim.lr=3e-4", "model.d_model=64"],
+)
 def test_fixed_keys_are_refused_even_when_listed(override):
     """DeepSpeed cannot load another ZeRO stage, precision or world size; the restored optimizer keeps its lr."""
     key = override.split("=")[0]
@@ -129,13 +150,16 @@ def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path
     assert time.time() - started < 20
 
 
-@pytest.mark.parametrize("overrides, cpus, refused", [
-    ([], 2, False),  # the defaults on 2 CPUs: 0.5 per worker + 0.5 evaluator + 0.25 read
-    (["train.num_workers=2"], 2, False),  # 1 + 0.75
-    (["train.num_workers=2", "train.cpus_per_worker=1"], 2, True),  # every CPU held: validation never starts
-    (["train.num_workers=2", "train.cpus_per_worker=1"], 16, False),  # an autoscaler can reach 16
-    (["train.num_workers=2", "train.cpus_per_worker=1", "train.use_gpu=true"], 2, False),  # validation on rank 0
-])
+@pytest.mark.parametrize(
+    "overrides, cpus, refused",
+    [
+        ([], 2, False),  # the defaults on 2 CPUs: 0.5 per worker + 0.5 evaluator + 0.25 read
+        (["train.num_workers=2"], 2, False),  # 1 + 0.75
+        (["train.num_workers=2", "train.cpus_per_worker=1"], 2, True),  # every CPU held: validation never starts
+        (["train.num_workers=2", "train.cpus_per_worker=1"], 16, False),  # an autoscaler can reach 16
+        (["train.num_workers=2", "train.cpus_per_worker=1", "train.use_gpu=true"], 2, False),  # validation on rank 0
+    ],
+)
 def test_cpu_request_that_starves_validation_is_refused(overrides, cpus, refused):
     """Train workers that hold every CPU leave none for the evaluator that validation starts beside them:
     the run would wait forever at its first validation, so it is refused before anything is requested."""
@@ -154,8 +178,12 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
 
     from helpers import REPO, job_env, run_job
 
-    args = [sys.executable, str(REPO / "jobs" / "train.py"), f"config={tiny_run.run_dir / 'config.yaml'}",
-            "optim.lr=0.0003"]
+    args = [
+        sys.executable,
+        str(REPO / "jobs" / "train.py"),
+        f"config={tiny_run.run_dir / 'config.yaml'}",
+        "optim.lr=0.0003",
+    ]
     done = run_job(args, job_env(), timeout=120)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "error: run.name='tiny' already exists" in done.stderr and "optim.lr" in done.stderr

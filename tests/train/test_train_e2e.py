@@ -1,4 +1,5 @@
 """End to end on a real local Ray cluster with real DeepSpeed engines (CPU, gloo)."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,15 @@ def test_embedded_pipeline_writes_a_complete_run_directory(tiny_run, tiny_root):
 
     summary = tiny_run
     run_dir = summary.run_dir
-    for name in ("config.yaml", "metrics.jsonl", "metrics.json", "export/weights.pt", "export/model.json",
-                 "test/predictions_test.json", "test/metrics_test.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "metrics.json",
+        "export/weights.pt",
+        "export/model.json",
+        "test/predictions_test.json",
+        "test/metrics_test.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(m["epoch"] for m in epoch_metrics(run_dir)) == [0, 1]
@@ -79,8 +87,10 @@ def test_training_never_reads_training_segments_and_is_reproducible(ray_session,
     runs = {}
     for name, root in (("a", tiny_root), ("scrambled", str(scrambled))):
         summary = run_training(run_cfg(tmp_path / name, root, "train.epochs=1", f"run.name={name}"))
-        runs[name] = ([m["loss"] for m in epoch_metrics(summary.run_dir)],
-                      load_tensors(summary.export_dir / "weights.pt"))
+        runs[name] = (
+            [m["loss"] for m in epoch_metrics(summary.run_dir)],
+            load_tensors(summary.export_dir / "weights.pt"),
+        )
     why = "training read the training segments, or two seeded runs are not reproducible"
     assert runs["scrambled"][0] == runs["a"][0], why
     assert all(torch.equal(runs["a"][1][k], runs["scrambled"][1][k]) for k in runs["a"][1]), why
@@ -104,9 +114,16 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
     from clasp_dist.data.synthetic import generate_dataset
 
     data = generate_dataset(f"{s3_bucket}/tiny", "tiny", seed=0, progress=False, workers=1)
-    args = train_command(f"data.root={data}", "train.num_workers=2", "deepspeed.zero_stage=2",
-                         "train.epochs=2", "train.eval_every=2", f"run.storage_path={s3_bucket}/runs",
-                         f"run.output_dir={tmp_path}", "run.name=resume")
+    args = train_command(
+        f"data.root={data}",
+        "train.num_workers=2",
+        "deepspeed.zero_stage=2",
+        "train.epochs=2",
+        "train.eval_every=2",
+        f"run.storage_path={s3_bucket}/runs",
+        f"run.output_dir={tmp_path}",
+        "run.name=resume",
+    )
     env = job_env()
     fs, base = get_fs(f"{s3_bucket}/runs/resume")
 
@@ -114,8 +131,9 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
         fs.invalidate_cache()
         return fs.exists(base) and any("checkpoint_" in p for p in fs.ls(base))
 
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         _wait_for(has_checkpoint, 300, proc)
     finally:

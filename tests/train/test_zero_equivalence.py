@@ -3,6 +3,7 @@ DeepSpeed engine at both stages and running the train loop's own epoch function 
 
 This is the engine-level half of what the Ray Train runs check (tests/train/test_train_e2e.py drives two
 ZeRO-2 workers end to end); here nothing but DeepSpeed and the loop sits between the data and the numbers."""
+
 from __future__ import annotations
 
 import json
@@ -32,27 +33,54 @@ def _rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     from clasp_dist.train_loop import LoopContext, _run_epoch, seed_everything
     from clasp_dist.trainer import dataset_info
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     results = {}
     for stage in STAGES:
-        cfg = load_config(TINY + [f"data.root={tiny_root}", "train.batch_size=8", "deepspeed.micro_batch_size=2",
-                                  f"deepspeed.zero_stage={stage}", "optim.ema_decay=0"])
+        cfg = load_config(
+            TINY
+            + [
+                f"data.root={tiny_root}",
+                "train.batch_size=8",
+                "deepspeed.micro_batch_size=2",
+                f"deepspeed.zero_stage={stage}",
+                "optim.ema_decay=0",
+            ]
+        )
         info, _ = dataset_info(tiny_root, cfg)
         seed_everything(0)
-        engine = build_engine(build_model(cfg, info), cfg, plan_batches(cfg, WORLD), steps_per_epoch=2,
-                              device=torch.device("cpu"))
+        engine = build_engine(
+            build_model(cfg, info), cfg, plan_batches(cfg, WORLD), steps_per_epoch=2, device=torch.device("cpu")
+        )
         rows = [row for _, row in zip(range(16), iter_local_samples(tiny_root, "train", cfg.data, cfg.storage))]
         mine = rows[rank::WORLD]  # 8 rows: 4 micro-batches of 2
-        batches = [collate_rows(mine[i:i + 2], info.num_classes) for i in range(0, len(mine), 2)]
-        ctx = LoopContext(cfg=cfg, info=info, data_root=tiny_root, run_dir="", rank=rank, world_size=WORLD,
-                          device=torch.device("cpu"), interactive=False, num_train_videos=16)
+        batches = [collate_rows(mine[i : i + 2], info.num_classes) for i in range(0, len(mine), 2)]
+        ctx = LoopContext(
+            cfg=cfg,
+            info=info,
+            data_root=tiny_root,
+            run_dir="",
+            rank=rank,
+            world_size=WORLD,
+            device=torch.device("cpu"),
+            interactive=False,
+            num_train_videos=16,
+        )
         stats = _run_epoch(engine, None, batches, ctx, epoch=0, writer=None, global_step=0)
         from deepspeed.comm import comm
 
-        results[stage] = {"loss": stats["loss"], "steps": stats["global_step"],
-                          "shm_op_built": comm.cdb.shm_comm_op is not None}
+        results[stage] = {
+            "loss": stats["loss"],
+            "steps": stats["global_step"],
+            "shm_op_built": comm.cdb.shm_comm_op is not None,
+        }
         torch.save(fp32_weights(engine.module), Path(out) / f"rank{rank}_stage{stage}.pt")
     Path(out, f"rank{rank}.json").write_text(json.dumps(results))
     dist.destroy_process_group()

@@ -1,5 +1,6 @@
 """A sweep's identity (search space + base config) guards its folder; concurrency from what the cluster can grow
 to. Pure config and file checks (local folders and the loopback S3 server), no Ray session."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ import sys
 import pytest
 
 from clasp_dist.config import load_config
-from clasp_dist.tuning import (SWEEP_RECORD, SweepIdentityError, SweepSpec, claim_sweep_dir, default_sweep_dir,
-                               max_concurrent_trials, trial_config, trial_demand)
+from clasp_dist.tuning import (
+    SWEEP_RECORD,
+    SweepIdentityError,
+    SweepSpec,
+    claim_sweep_dir,
+    default_sweep_dir,
+    max_concurrent_trials,
+    trial_config,
+    trial_demand,
+)
 
 from helpers import REPO, job_env
 
@@ -24,8 +33,13 @@ def spec(**kw) -> SweepSpec:
 def test_identity_is_the_search_space_and_the_base_config():
     assert spec().identity() == spec().identity()
     assert spec().identity() == spec(base=BASE + ["run.name=x", "train.progress_bar=on"]).identity()  # run.* aside
-    others = [spec(arms=["full"]), spec(seeds=2), spec(grid={"optim.lr": [1e-4, 3e-4]}),
-              spec(base=BASE + ["optim.lr=3e-4"]), spec(sweep="hparams", arms=None)]
+    others = [
+        spec(arms=["full"]),
+        spec(seeds=2),
+        spec(grid={"optim.lr": [1e-4, 3e-4]}),
+        spec(base=BASE + ["optim.lr=3e-4"]),
+        spec(sweep="hparams", arms=None),
+    ]
     assert len({s.identity() for s in others} | {spec().identity()}) == len(others) + 1
     assert spec(sweep="hparams", samples=4).identity() != spec(sweep="hparams", samples=8).identity()
 
@@ -82,9 +96,26 @@ def test_concurrency_counts_every_resource_a_trial_asks_for():
 def test_cli_refuses_a_different_sweep_in_an_existing_folder_before_ray_starts(tmp_path):
     folder = tmp_path / "sweep"
     claim_sweep_dir(spec(), str(folder), resume=False)
-    done = subprocess.run([sys.executable, str(REPO / "jobs" / "tune.py"), "--sweep", "ablation", "--arms", "full",
-                           "--seeds", "1", "--dir", str(folder), *BASE], env=job_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "tune.py"),
+            "--sweep",
+            "ablation",
+            "--arms",
+            "full",
+            "--seeds",
+            "1",
+            "--dir",
+            str(folder),
+            *BASE,
+        ],
+        env=job_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and "holds another sweep" in done.stderr, done.stderr
     assert "space.arm.grid_search" in done.stderr
     assert not (folder / "tune").exists()

@@ -1,4 +1,5 @@
 """Search-space validation and resource arithmetic of the Tune sweeps: pure config checks, no Ray session."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,14 @@ import sys
 import pytest
 
 from clasp_dist.config import ConfigError, load_config
-from clasp_dist.tuning import (ABLATION_ARMS, build_space, cpus_per_trial, max_concurrent_trials, trial_overrides,
-                               validate_space)
+from clasp_dist.tuning import (
+    ABLATION_ARMS,
+    build_space,
+    cpus_per_trial,
+    max_concurrent_trials,
+    trial_overrides,
+    validate_space,
+)
 
 from helpers import REPO, job_env
 
@@ -22,13 +29,16 @@ def test_every_arm_is_a_valid_config():
     assert not cfg.model.use_meae and not cfg.model.use_atp and cfg.train.seed == 1
 
 
-@pytest.mark.parametrize("space, message", [
-    (lambda: build_space("ablation", 1, ["base", "bogus"]), "unknown ablation arm"),
-    (lambda: build_space("ablation", 1, ["base"], {"model.no_such_key": [1, 2]}), "model.no_such_key"),
-    (lambda: build_space("ablation", 1, ["base"], {"modl.window": [8]}), "modl.window"),
-    (lambda: build_space("ablation", 1, ["full"], {"model.propagation": ["attention", "nope"]}), "nope"),
-    (lambda: build_space("hparams", grid={"train.epochs": ["x"]}), "train.epochs"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (lambda: build_space("ablation", 1, ["base", "bogus"]), "unknown ablation arm"),
+        (lambda: build_space("ablation", 1, ["base"], {"model.no_such_key": [1, 2]}), "model.no_such_key"),
+        (lambda: build_space("ablation", 1, ["base"], {"modl.window": [8]}), "modl.window"),
+        (lambda: build_space("ablation", 1, ["full"], {"model.propagation": ["attention", "nope"]}), "nope"),
+        (lambda: build_space("hparams", grid={"train.epochs": ["x"]}), "train.epochs"),
+    ],
+)
 def test_invalid_search_space_is_rejected(space, message):
     with pytest.raises(ConfigError, match=message):
         validate_space(BASE, space())
@@ -41,9 +51,23 @@ def test_hparam_space_is_valid():
 def test_cli_fails_before_ray_starts(tmp_path):
     """Bad arms / keys exit with the message before any Ray session or trial (no sweep directory)."""
     for flags in (["--arms", "base,bogus"], ["--arms", "base", "--grid", "model.nope=1,2"]):
-        done = subprocess.run([sys.executable, str(REPO / "jobs" / "tune.py"), "--sweep", "ablation", *flags,
-                               "--dir", str(tmp_path / "sweep"), *BASE], env=job_env(), cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "jobs" / "tune.py"),
+                "--sweep",
+                "ablation",
+                *flags,
+                "--dir",
+                str(tmp_path / "sweep"),
+                *BASE,
+            ],
+            env=job_env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 1 and "error: sweep:" in done.stderr, done.stderr
         assert "bogus" in done.stderr or "model.nope" in done.stderr
         assert "ray" not in done.stderr.lower().replace("arm", "")  # no Ray start-up output

@@ -1,4 +1,5 @@
 """Ray Tune sweeps end to end on a real 2-CPU Ray cluster: outputs, best.yaml, kill and resume."""
+
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,19 @@ TUNE = [sys.executable, str(REPO / "jobs" / "tune.py")]
 
 
 def sweep_command(sweep_dir: Path, root: str, *flags: str) -> list[str]:
-    return [*TUNE, "--sweep", "ablation", *flags, "--num-cpus", "2", "--dir", str(sweep_dir), "config=tiny",
-            "train.epochs=1",
-            f"data.root={root}"]
+    return [
+        *TUNE,
+        "--sweep",
+        "ablation",
+        *flags,
+        "--num-cpus",
+        "2",
+        "--dir",
+        str(sweep_dir),
+        "config=tiny",
+        "train.epochs=1",
+        f"data.root={root}",
+    ]
 
 
 def tune_trials(sweep_dir: Path) -> dict[str, str]:
@@ -43,8 +54,9 @@ def tune_trials(sweep_dir: Path) -> dict[str, str]:
 
 def _kill_after_first_finished_trial(args: list[str], env: dict, sweep_dir: Path) -> dict[str, str]:
     """Start the sweep, SIGKILL its whole process group once one trial has TERMINATED; return the trial states."""
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         deadline = time.time() + 240
         while not any(s == "TERMINATED" for s in tune_trials(sweep_dir).values()):
@@ -98,8 +110,11 @@ def test_killed_ablation_sweep_resumes_and_writes_results_and_a_trainable_best_c
     assert started[second] >= (sweep_dir / "trials" / first / "metrics.json").stat().st_mtime
 
     # the sweep's trials, diagnosed per arm (no Ray): the base arm has no MEAE/CSAI figures
-    diag = run_job([sys.executable, str(REPO / "jobs" / "diagnose.py"), "--sweep", str(sweep_dir), "--videos", "8"],
-                   job_env(), timeout=120)
+    diag = run_job(
+        [sys.executable, str(REPO / "jobs" / "diagnose.py"), "--sweep", str(sweep_dir), "--videos", "8"],
+        job_env(),
+        timeout=120,
+    )
     assert diag.returncode == 0, diag.stdout[-3000:] + diag.stderr[-3000:]
     table = (sweep_dir / "diagnostics.md").read_text()
     assert "| figure | base | full |" in table or "| figure | full | base |" in table

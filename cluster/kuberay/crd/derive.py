@@ -9,6 +9,7 @@ those as core PodTemplateSpecs with kubernetes-validate), int-or-string as anyOf
 additionalProperties: false wherever the CRD lists properties, so that an unknown or misspelt field is an
 error here instead of being pruned silently by the API server.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,12 @@ def convert(schema: dict) -> dict:
     if out.pop("x-kubernetes-int-or-string", False):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out \
-            and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        out.get("type") == "object"
+        and "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -58,12 +63,18 @@ def derive(checkout: Path, tag: str) -> list[Path]:
     written = []
     for kind in KINDS:
         rel = f"ray-operator/config/crd/bases/ray.io_{kind}.yaml"
-        crd = yaml.safe_load(subprocess.run(["git", "-C", str(checkout), "show", f"{tag}:{rel}"], check=True,
-                                            capture_output=True, text=True).stdout)
+        crd = yaml.safe_load(
+            subprocess.run(
+                ["git", "-C", str(checkout), "show", f"{tag}:{rel}"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         v1 = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-        schema = {"$comment": f"Derived from ray-project/kuberay {tag} {rel} (Apache License 2.0, Copyright The "
-                              "KubeRay Authors; LICENSE.kuberay beside this file) by derive.py beside this file.",
-                  "x-kuberay-version": tag, **convert(v1["schema"]["openAPIV3Schema"])}
+        schema = {
+            "$comment": f"Derived from ray-project/kuberay {tag} {rel} (Apache License 2.0, Copyright The "
+            "KubeRay Authors; LICENSE.kuberay beside this file) by derive.py beside this file.",
+            "x-kuberay-version": tag,
+            **convert(v1["schema"]["openAPIV3Schema"]),
+        }
         path = HERE / f"ray.io_{kind}.{tag}.schema.json"
         path.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
         written.append(path)
