@@ -11,6 +11,7 @@ train videos (default 1,000 of 6,489) so that a run takes a few minutes. MB/s co
 Writes ``bench/results/local/data_throughput.json`` (``--record``: the tracked ``bench/results/`` one). For the
 full-profile generation timing see ``bench/generate_full.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,16 +47,23 @@ def _free_port() -> int:
 def start_moto() -> tuple[str, subprocess.Popen]:
     """moto's S3 server in its own process (in this one it would compete with the consumer for the GIL)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=endpoint)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
     return endpoint, proc
 
 
@@ -82,8 +90,13 @@ def measure(name: str, make_dataset, num_classes: int, batch_size: int, passes: 
         videos, seconds = consume(make_dataset(), num_classes, batch_size)
         runs.append(seconds)
     best = min(runs)
-    return {"source": name, "videos": videos, "seconds_per_pass": [round(r, 2) for r in runs],
-            "videos_per_s": round(videos / best, 1), "MB_per_s": round(shard_bytes / 1e6 / best, 1)}
+    return {
+        "source": name,
+        "videos": videos,
+        "seconds_per_pass": [round(r, 2) for r in runs],
+        "videos_per_s": round(videos / best, 1),
+        "MB_per_s": round(shard_bytes / 1e6 / best, 1),
+    }
 
 
 def main() -> None:
@@ -101,20 +114,34 @@ def main() -> None:
 
     endpoint, moto = start_moto()  # before ray.init: read tasks inherit the endpoint and credentials
     work = tempfile.mkdtemp(prefix="clasp-bench-")
-    local = generate_dataset(f"{work}/ds", args.profile, limit_per_split={"train": args.videos, "validation": 0,
-                                                                          "test": 0},
-                             shard_size=args.shard_size, workers=args.num_cpus, progress=False)
+    local = generate_dataset(
+        f"{work}/ds",
+        args.profile,
+        limit_per_split={"train": args.videos, "validation": 0, "test": 0},
+        shard_size=args.shard_size,
+        workers=args.num_cpus,
+        progress=False,
+    )
     manifest = read_manifest(local)
     shard_bytes = sum((Path(local) / s.path).stat().st_size for s in manifest.splits["train"].shards)
     s3_root = upload(local, "bench", endpoint)
-    ray.init(num_cpus=args.num_cpus, object_store_memory=1024**3, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=args.num_cpus,
+        object_store_memory=1024**3,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     rows = list(iter_local_samples(local, "train"))
     C = manifest.num_classes
     results = [
         measure("local shards", lambda: read_split(local, "train"), C, args.batch_size, args.passes, shard_bytes),
-        measure("S3 (loopback moto)", lambda: read_split(s3_root, "train"), C, args.batch_size, args.passes, shard_bytes),
-        measure("in-memory (from_items)", lambda: ray.data.from_items(rows), C, args.batch_size, args.passes, shard_bytes),
+        measure(
+            "S3 (loopback moto)", lambda: read_split(s3_root, "train"), C, args.batch_size, args.passes, shard_bytes
+        ),
+        measure(
+            "in-memory (from_items)", lambda: ray.data.from_items(rows), C, args.batch_size, args.passes, shard_bytes
+        ),
     ]
     ray.shutdown()
     moto.terminate()
@@ -122,16 +149,26 @@ def main() -> None:
     local_rate = results[0]["videos_per_s"]
     for r in results:
         r["vs_local"] = round(r["videos_per_s"] / local_rate, 2)
-    print(f"{args.profile} profile, {manifest.splits['train'].videos} train videos, "
-          f"{len(manifest.splits['train'].shards)} shards, {shard_bytes / 1e6:.0f} MB, batch {args.batch_size}, "
-          f"{args.num_cpus} CPUs, best of {args.passes} passes")
+    print(
+        f"{args.profile} profile, {manifest.splits['train'].videos} train videos, "
+        f"{len(manifest.splits['train'].shards)} shards, {shard_bytes / 1e6:.0f} MB, batch {args.batch_size}, "
+        f"{args.num_cpus} CPUs, best of {args.passes} passes"
+    )
     print(f"{'source':<24} {'videos/s':>9} {'MB/s':>8} {'vs local':>9}")
     for r in results:
         print(f"{r['source']:<24} {r['videos_per_s']:>9} {r['MB_per_s']:>8} {r['vs_local']:>9}")
-    out = {"profile": args.profile, "videos": manifest.splits["train"].videos, "shard_bytes": shard_bytes,
-           "shards": len(manifest.splits["train"].shards), "batch_size": args.batch_size, "cpus": args.num_cpus,
-           "machine": platform.platform(), "results": results, "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
-           "note": "2-core machine shared with other jobs: compare figures only at similar load"}
+    out = {
+        "profile": args.profile,
+        "videos": manifest.splits["train"].videos,
+        "shard_bytes": shard_bytes,
+        "shards": len(manifest.splits["train"].shards),
+        "batch_size": args.batch_size,
+        "cpus": args.num_cpus,
+        "machine": platform.platform(),
+        "results": results,
+        "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
+        "note": "2-core machine shared with other jobs: compare figures only at similar load",
+    }
     dest = output_path(args, "data_throughput.json")
     dest.write_text(json.dumps(out, indent=1) + "\n")
 

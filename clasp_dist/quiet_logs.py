@@ -25,6 +25,7 @@ data error (`DATA_ERROR_LINE`), before Ray's de-duplication cuts them apart; any
 before, and the workers' log files keep everything. `show_data_error_tracebacks()` (`jobs/train.py --debug`)
 turns this one filter off.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,20 +34,28 @@ import os
 import re
 import warnings
 
-NOISE = re.compile("|".join([
-    r"has constructor arguments in the object store and max_restarts > 0",
-    r"Token authentication is enabled for this Ray cluster",
-    r"ExecutionOptions\.exclude_resources` is deprecated",
-    r"Progress bars disabled\. To enable, set",
-    r"worker processes have been started on node: .* the maximum expected startup concurrency",
-    r"Reporting training result \d+: TrainingReport\(",
-    r"Dataset \S+ execution (?:finished in [\d.]+ seconds|failed)$",
-]))
+NOISE = re.compile(
+    "|".join(
+        [
+            r"has constructor arguments in the object store and max_restarts > 0",
+            r"Token authentication is enabled for this Ray cluster",
+            r"ExecutionOptions\.exclude_resources` is deprecated",
+            r"Progress bars disabled\. To enable, set",
+            r"worker processes have been started on node: .* the maximum expected startup concurrency",
+            r"Reporting training result \d+: TrainingReport\(",
+            r"Dataset \S+ execution (?:finished in [\d.]+ seconds|failed)$",
+        ]
+    )
+)
 """Lines of Ray's known noise (one pattern each, see the module docstring)."""
 
-QUIET_LOGGERS = {"ray.train": logging.WARNING, "ray.data": logging.WARNING, "ray.tune": logging.WARNING,
-                 "ray.data._internal.progress": logging.ERROR,
-                 "ray._private.authentication.authentication_token_setup": logging.ERROR}
+QUIET_LOGGERS = {
+    "ray.train": logging.WARNING,
+    "ray.data": logging.WARNING,
+    "ray.tune": logging.WARNING,
+    "ray.data._internal.progress": logging.ERROR,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+}
 """Ray loggers that report routine progress at INFO (or known noise at WARNING) in our job logs."""
 
 
@@ -113,10 +122,15 @@ DATA_ERROR_LINE = re.compile(r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w
 """The exception line of a bad-data failure: a data-plane error other than an unreachable storage, or training's
 `TrainingDataError` (the errors `trainer.data_error_line` reports as one line)."""
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:\([\w.]+\))?(?::\s|$)")
-_TRACE_MARKS = ("Traceback (most recent call last):", "During handling of the above exception",
-                "The above exception was the direct cause")
-_RAY_DATA_TAIL = re.compile(r"^(?:Failed to .+ after \d+/\d+ attempts \(total backoff|To change retry attempts, "
-                            r"backoff|This looks like an AWS S3 permissions error)")
+_TRACE_MARKS = (
+    "Traceback (most recent call last):",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+_RAY_DATA_TAIL = re.compile(
+    r"^(?:Failed to .+ after \d+/\d+ attempts \(total backoff|To change retry attempts, "
+    r"backoff|This looks like an AWS S3 permissions error)"
+)
 """Lines Ray Data appends to the message of an exception it gave up retrying."""
 _data_error_tracebacks_shown = False
 

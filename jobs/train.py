@@ -4,6 +4,7 @@
 With no arguments: the embedded default (semi-synthetic UnAV-100, `small` profile, generated once and
 cached; local Ray; CPU). Works the same under `ray job submit -- python jobs/train.py ...`.
 """
+
 from __future__ import annotations
 
 import os

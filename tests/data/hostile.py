@@ -5,6 +5,7 @@ two good videos and then the hostile sample ``bad`` (or a hostile shard) and ret
 ``field`` and ``reason`` are what the one-line error must name. ``SHARD_LEVEL`` names the entries
 that refuse the whole shard (a ``BadShardError``) rather than one sample.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -104,7 +105,7 @@ def sparse_bomb(tmp: Path) -> Path:
 def huge_claimed_member(tmp: Path) -> Path:
     """A member whose (pax) header claims a terabyte but holds a few bytes."""
     info = tarfile.TarInfo("bad.visual.npy")
-    info.size = 10 ** 12
+    info.size = 10**12
     head = info.tobuf(format=tarfile.PAX_FORMAT)
     return _root(tmp, raw_tar(_good_entries(), end=False) + head + b"\x93NUMPY" + b"\0" * 506)
 
@@ -126,29 +127,64 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     # 1. path traversal: keys/ids that leave a folder
     "key_parent_traversal": (sample_root("../../escaped"), "key", "unsafe video id"),
     "key_absolute_path": (sample_root("/tmp/clasp-escaped"), "key", "unsafe video id"),
-    "key_dot_dot": (entries_root(lambda: [(f"...{s}", d, {}) for s, d in good_members("..").items()]), "key",
-                    "unsafe video id"),
+    "key_dot_dot": (
+        entries_root(lambda: [(f"...{s}", d, {}) for s, d in good_members("..").items()]),
+        "key",
+        "unsafe video id",
+    ),
     "key_ten_thousand_characters": (sample_root("k" * 10_000), "key", "longer than 200 characters"),
-    "meta_video_id_traversal": (sample_root(**{"meta.json": meta(video_id="../../escaped")}), "meta.json:video_id",
-                                "but the tar key is"),
+    "meta_video_id_traversal": (
+        sample_root(**{"meta.json": meta(video_id="../../escaped")}),
+        "meta.json:video_id",
+        "but the tar key is",
+    ),
     # 2. memory bombs
     "gzip_compressed_shard": (gzip_bomb, "", "gzip-compressed shard refused"),
     "sparse_member": (sparse_bomb, "visual.npy", "sparse tar member"),
     "member_claims_a_terabyte": (huge_claimed_member, "visual.npy", "over the bound"),
-    "npy_steps_far_from_duration": (sample_root(**{"visual.npy": bomb_npy(4000), "audio.npy": bomb_npy(4000, DA)}),
-                                    "visual.npy", "but the duration gives"),
+    "npy_steps_far_from_duration": (
+        sample_root(**{"visual.npy": bomb_npy(4000), "audio.npy": bomb_npy(4000, DA)}),
+        "visual.npy",
+        "but the duration gives",
+    ),
     "npy_header_claims_more_than_it_holds": (
-        sample_root(**{"visual.npy": bomb_npy(STEPS)[:-16], "meta.json": meta()}), "visual.npy", "unreadable .npy"),
-    "symlink_member": (entries_root(lambda: _bad_entries(**{"visual.npy": None}) + [
-        ("bad.visual.npy", b"", {"type": tarfile.SYMTYPE, "linkname": "/dev/zero"})]), "visual.npy", "symbolic link"),
-    "directory_member": (entries_root(lambda: [("bad.visual.npy", b"", {"type": tarfile.DIRTYPE})] +
-                                      _bad_entries(**{"visual.npy": None})), "visual.npy", "directory"),
+        sample_root(**{"visual.npy": bomb_npy(STEPS)[:-16], "meta.json": meta()}),
+        "visual.npy",
+        "unreadable .npy",
+    ),
+    "symlink_member": (
+        entries_root(
+            lambda: (
+                _bad_entries(**{"visual.npy": None})
+                + [("bad.visual.npy", b"", {"type": tarfile.SYMTYPE, "linkname": "/dev/zero"})]
+            )
+        ),
+        "visual.npy",
+        "symbolic link",
+    ),
+    "directory_member": (
+        entries_root(
+            lambda: [("bad.visual.npy", b"", {"type": tarfile.DIRTYPE})] + _bad_entries(**{"visual.npy": None})
+        ),
+        "visual.npy",
+        "directory",
+    ),
     # 3. exceptions that escaped the policy
-    "meta_deeply_nested": (sample_root(**{"meta.json": b"[" * 200_000 + b"]" * 200_000}), "meta.json", "not valid JSON"),
-    "meta_infinity_in_integer_field": (sample_root(**{"meta.json": meta(feat_stride=float("inf"))}),
-                                       "meta.json:feat_stride", "must be an integer"),
-    "meta_huge_integer_label": (sample_root(**{"meta.json": meta(labels=[10 ** 30])}), "meta.json:labels",
-                                "out of range"),
+    "meta_deeply_nested": (
+        sample_root(**{"meta.json": b"[" * 200_000 + b"]" * 200_000}),
+        "meta.json",
+        "not valid JSON",
+    ),
+    "meta_infinity_in_integer_field": (
+        sample_root(**{"meta.json": meta(feat_stride=float("inf"))}),
+        "meta.json:feat_stride",
+        "must be an integer",
+    ),
+    "meta_huge_integer_label": (
+        sample_root(**{"meta.json": meta(labels=[10**30])}),
+        "meta.json:labels",
+        "out of range",
+    ),
     # 4. values that passed unchecked
     "float64_overflows_float16": (sample_root(**{"visual.npy": _float64(1e10)}), "visual.npy", "after the cast"),
     "duration_nan": (sample_root(**{"meta.json": meta(duration=float("nan"))}), "meta.json:duration", "finite number"),
@@ -159,10 +195,16 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "labels_as_strings": (sample_root(**{"meta.json": meta(labels=["1"])}), "meta.json:labels", "integer class ids"),
     "labels_as_floats": (sample_root(**{"meta.json": meta(labels=[1.0])}), "meta.json:labels", "integer class ids"),
     "labels_as_booleans": (sample_root(**{"meta.json": meta(labels=[True])}), "meta.json:labels", "integer class ids"),
-    "segment_with_string_time": (sample_root(**{"meta.json": meta(segments=[["a", 1.0, 1]])}), "meta.json:segments",
-                                 "is not [start, end, class id]"),
-    "segment_end_before_start": (sample_root(**{"meta.json": meta(segments=[[1.5, 0.5, 1]])}), "meta.json:segments",
-                                 "0 <= start <= end"),
+    "segment_with_string_time": (
+        sample_root(**{"meta.json": meta(segments=[["a", 1.0, 1]])}),
+        "meta.json:segments",
+        "is not [start, end, class id]",
+    ),
+    "segment_end_before_start": (
+        sample_root(**{"meta.json": meta(segments=[[1.5, 0.5, 1]])}),
+        "meta.json:segments",
+        "0 <= start <= end",
+    ),
     # 5. duplicates: one rule, both readers
     "member_twice_in_sample": (entries_root(_dup_member), "visual.npy", "appears twice in this sample"),
     "video_twice_in_shard": (entries_root(_dup_video, videos=5), "key", "appears twice in this shard"),

@@ -8,6 +8,7 @@ Memory bombs are refused before they grow (tracemalloc peak), hostile manifests 
 ``ManifestError``, floods of missing shards are summarised, and in training a bad sample stops the
 run at once (no retry) with a one-line cause.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -100,8 +101,13 @@ def test_bombs_are_refused_before_they_grow(bomb, tmp_path):
     assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
-EVALUATOR_ROOTS = ["key_parent_traversal", "sparse_member", "meta_deeply_nested", "float64_overflows_float16",
-                   "member_twice_in_sample"]
+EVALUATOR_ROOTS = [
+    "key_parent_traversal",
+    "sparse_member",
+    "meta_deeply_nested",
+    "float64_overflows_float16",
+    "member_twice_in_sample",
+]
 """One hostile root per class (traversal, memory bomb, escaped exception, unchecked value, duplicate)."""
 
 
@@ -125,8 +131,9 @@ def test_evaluator_reader_refuses_unsafe_ids(tmp_path):
             predict_local(model.state_dict(), from_dict(tree), info, str(root), "validation")
         _names(str(refused.value), field, reason)
     tree["data"].update(bad_sample_policy="skip", max_skipped_fraction=0.5)
-    predictions = predict_local(model.state_dict(), from_dict(tree), info, str(tmp_path / EVALUATOR_ROOTS[0] / "ds"),
-                                "validation")
+    predictions = predict_local(
+        model.state_dict(), from_dict(tree), info, str(tmp_path / EVALUATOR_ROOTS[0] / "ds"), "validation"
+    )
     assert [v.video_id for v in predictions.videos] == ["good0", "good1"]
 
 
@@ -143,10 +150,14 @@ MANIFESTS = {
     "grid_fps_zero": (lambda d: d["grid"].update(fps=0), "'grid.fps' must be a finite number > 0"),
     "grid_stride_infinite": (lambda d: d["grid"].update(feat_stride=1e400), "'grid.feat_stride' must be an integer"),
     "shard_path_dot": (lambda d: d["splits"]["validation"]["shards"][0].update(path="."), "shard path '.'"),
-    "shard_path_inner_traversal": (lambda d: d["splits"]["validation"]["shards"][0].update(path="a/../../x.tar"),
-                                   "stay inside it"),
-    "shard_path_absolute": (lambda d: d["splits"]["validation"]["shards"][0].update(path="/etc/passwd"),
-                            "must be relative"),
+    "shard_path_inner_traversal": (
+        lambda d: d["splits"]["validation"]["shards"][0].update(path="a/../../x.tar"),
+        "stay inside it",
+    ),
+    "shard_path_absolute": (
+        lambda d: d["splits"]["validation"]["shards"][0].update(path="/etc/passwd"),
+        "must be relative",
+    ),
     "splits_wrong_type": (lambda d: d.update(splits=["validation"]), "'splits' must be an object"),
     "shard_entry_wrong_type": (lambda d: d["splits"]["validation"].update(shards=["x.tar"]), "shard 0 must be"),
     "classes_not_strings": (lambda d: d.update(classes=[1, 2]), "'classes' must be a non-empty list"),
@@ -171,8 +182,11 @@ def test_many_missing_shards_are_summarised(tmp_path, capsys, caplog):
     n = 20_000
 
     def edit(d):
-        d["splits"]["validation"] = {"videos": n, "shards": [{"path": f"gone-{i:06d}.tar", "videos": 1, "sha256": "0"}
-                                                             for i in range(n)]}
+        d["splits"]["validation"] = {
+            "videos": n,
+            "shards": [{"path": f"gone-{i:06d}.tar", "videos": 1, "sha256": "0"} for i in range(n)],
+        }
+
     root = _manifest(tmp_path, edit)
     assert _inspect_main()([str(root)]) == 1
     out = capsys.readouterr().out
@@ -270,10 +284,24 @@ def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     env.pop("RAY_ADDRESS", None)
     root, bad_id = _bad_train_root(tmp_path, tiny_root)
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "train.py"), "config=tiny", "train.epochs=1",
-                           "train.progress_bar=off", "train.max_failures=3", f"data.root={root}",
-                           f"run.output_dir={tmp_path / 'out'}", f"run.storage_path={tmp_path / 'store'}"],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=380)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "train.py"),
+            "config=tiny",
+            "train.epochs=1",
+            "train.progress_bar=off",
+            "train.max_failures=3",
+            f"data.root={root}",
+            f"run.output_dir={tmp_path / 'out'}",
+            f"run.storage_path={tmp_path / 'store'}",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
     elapsed = time.monotonic() - started
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -288,21 +316,27 @@ def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     # Tracebacks of Ray's own that are not about the data may remain (with another Ray instance on the machine,
     # Ray Train's PlacementGroupCleaner cannot find its cluster): none ends in a data error
     assert not [ln for ln in lines if "BadSampleError" in ln or DATA_ERROR_LINE.match(ln)], proc.stderr[-3000:]
-    print(f"bad-data run: {len(proc.stderr.splitlines())} stderr lines, {len(proc.stdout.splitlines())} stdout lines, "
-          f"{sum(ln.startswith('Traceback') for ln in lines)} tracebacks, {elapsed:.0f} s")
+    print(
+        f"bad-data run: {len(proc.stderr.splitlines())} stderr lines, {len(proc.stdout.splitlines())} stdout lines, "
+        f"{sum(ln.startswith('Traceback') for ln in lines)} tracebacks, {elapsed:.0f} s"
+    )
 
 
 # Ray's workers' records of one bad sample, verbatim from a `jobs/train.py` run (Ray 2.60), frames cut
-_CAUSE = ("clasp_dist.data.errors.BadSampleError: bad sample: shard /d/train-000000.tar, sample 'v5', "
-          "field 'meta.json:labels': must be a list of integer class ids, got ['2', '4']")
-_READ_TASK = ["\x1b[36mray::ReadShard()\x1b[39m (pid=1078, ip=192.0.2.2)",
-              "    for block in block_iter:",
-              '  File "/x/clasp_dist/data/samples.py", line 163, in _labels',
-              '    raise bad("meta.json:labels", f"must be a list of integer class ids, got {short_repr(labels)}")',
-              _CAUSE,
-              "Failed to read stream iteratively after 1/10 attempts (total backoff 0.0s).",
-              "To change retry attempts, backoff, or which errors are retried, configure `ray.data.DataContext...`",
-              "Failed to apply UDF transform after 1/1 attempts (total backoff 0.0s)."]
+_CAUSE = (
+    "clasp_dist.data.errors.BadSampleError: bad sample: shard /d/train-000000.tar, sample 'v5', "
+    "field 'meta.json:labels': must be a list of integer class ids, got ['2', '4']"
+)
+_READ_TASK = [
+    "\x1b[36mray::ReadShard()\x1b[39m (pid=1078, ip=192.0.2.2)",
+    "    for block in block_iter:",
+    '  File "/x/clasp_dist/data/samples.py", line 163, in _labels',
+    '    raise bad("meta.json:labels", f"must be a list of integer class ids, got {short_repr(labels)}")',
+    _CAUSE,
+    "Failed to read stream iteratively after 1/10 attempts (total backoff 0.0s).",
+    "To change retry attempts, backoff, or which errors are retried, configure `ray.data.DataContext...`",
+    "Failed to apply UDF transform after 1/1 attempts (total backoff 0.0s).",
+]
 _SPLIT_COORDINATOR = [
     'An exception was raised from a task of operator "ReadShard". Dataset execution will now abort. To ignore',
     "Traceback (most recent call last):",
@@ -315,9 +349,12 @@ _SPLIT_COORDINATOR = [
     "Traceback (most recent call last):",
     '  File "/x/ray/_private/worker.py", line 1053, in get_objects',
     "    raise value.as_instanceof_cause()",
-    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0], *_READ_TASK[1:],
+    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0],
+    *_READ_TASK[1:],
     "\u26a0\ufe0f  Dataset train_0356haCdtQ9N2i22Ke3o45_0 execution failed",
-    "Split 0 epoch 0 get() failed after 0 rows: " + _READ_TASK[0], *_READ_TASK[1:]]
+    "Split 0 epoch 0 get() failed after 0 rows: " + _READ_TASK[0],
+    *_READ_TASK[1:],
+]
 _TRAIN_WORKER = [
     "Error in training function:",
     "Traceback (most recent call last):",
@@ -326,24 +363,37 @@ _TRAIN_WORKER = [
     "ray.exceptions.RayTaskError(BadSampleError): \x1b[36mray::SplitCoordinator.get()\x1b[39m (pid=1026, ip=192.0.2.2)",
     "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
     '  File "/x/ray/data/_internal/iterator/stream_split_iterator.py", line 388, in get',
-    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0], *_READ_TASK[1:]]
+    "ray.exceptions.RayTaskError(BadSampleError): " + _READ_TASK[0],
+    *_READ_TASK[1:],
+]
 _CONTROLLER = [
     "Error in control loop iteration: rank 0: " + _CAUSE.split(": ", 1)[1],
     "Traceback (most recent call last):",
     '  File "/x/clasp_dist/trainer.py", line 79, in after_exception',
     '    raise TrainingDataError(f"rank {rank}: {line}")',
-    "clasp_dist.trainer.TrainingDataError: rank 0: " + _CAUSE.split(": ", 1)[1]]
+    "clasp_dist.trainer.TrainingDataError: rank 0: " + _CAUSE.split(": ", 1)[1],
+]
 _UNEXPECTED = [
     "Error in training function:",
     "Traceback (most recent call last):",
     '  File "/x/clasp_dist/train_loop.py", line 195, in _run_epoch',
     "    loss = engine.step(batch)",
-    "KeyError: 'visual'"]
+    "KeyError: 'visual'",
+]
 _UNEXPECTED_WHILE_HANDLING_BAD_DATA = [
-    "Error in training function:", "Traceback (most recent call last):", '  File "/x/a.py", line 1, in f',
-    "    decode()", _CAUSE, "", "During handling of the above exception, another exception occurred:", "",
-    "Traceback (most recent call last):", '  File "/x/a.py", line 3, in f', "    log(err)",
-    "UnicodeEncodeError: 'ascii' codec can't encode character"]
+    "Error in training function:",
+    "Traceback (most recent call last):",
+    '  File "/x/a.py", line 1, in f',
+    "    decode()",
+    _CAUSE,
+    "",
+    "During handling of the above exception, another exception occurred:",
+    "",
+    "Traceback (most recent call last):",
+    '  File "/x/a.py", line 3, in f',
+    "    log(err)",
+    "UnicodeEncodeError: 'ascii' codec can't encode character",
+]
 _PROGRESS = ["[clasp-dist] epoch   1/2 | loss 0.3103 (base 0.1587 prop 0.1515) | lr 1.00e-04 | 4.9 videos/s"]
 
 
@@ -388,8 +438,10 @@ def test_debug_shows_ray_copies_of_a_data_error_traceback(monkeypatch):
     def printed(lines, pid):
         sink = io.StringIO()
         monkeypatch.setattr(sys, "stderr", sink)
-        ray_worker.print_to_stdstream({"lines": lines, "pid": pid, "ip": "h", "localhost": "h", "is_err": True,
-                                       "job": "01000000"}, ignore_prefix=True)
+        ray_worker.print_to_stdstream(
+            {"lines": lines, "pid": pid, "ip": "h", "localhost": "h", "is_err": True, "job": "01000000"},
+            ignore_prefix=True,
+        )
         return sink.getvalue()
 
     assert "Traceback" not in printed(_CONTROLLER, 31) and _CAUSE not in printed(_TRAIN_WORKER, 32)
