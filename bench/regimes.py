@@ -12,6 +12,7 @@ are gone (a trial found in a sweep wins over the same regime, arm and seed from 
     ./dev bench/regimes.py runs/sweeps/regimes_seed0 runs/sweeps/regimes_seed1 --out docs/results/regimes
     ./dev bench/regimes.py runs/sweeps/regimes_* --previous docs/results/regimes/regimes.json --out docs/results/regimes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,17 @@ def collect(sweeps: list[Path]) -> list[dict]:
             metrics, cfg = json.loads(metrics_path.read_text()), yaml.safe_load(cfg_path.read_text())
             if "test" not in metrics:
                 continue
-            rows.append({"regime": cfg["data"]["synth_profile"], "arm": trial_arm(cfg), "seed": cfg["train"]["seed"],
-                         "test_average": 100 * metrics["test"]["average"],
-                         "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
-                         "wall_time_s": metrics.get("wall_time_s"), "trial": str(trial)})
+            rows.append(
+                {
+                    "regime": cfg["data"]["synth_profile"],
+                    "arm": trial_arm(cfg),
+                    "seed": cfg["train"]["seed"],
+                    "test_average": 100 * metrics["test"]["average"],
+                    "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
+                    "wall_time_s": metrics.get("wall_time_s"),
+                    "trial": str(trial),
+                }
+            )
     return rows
 
 
@@ -76,14 +84,20 @@ def paired_margin(a: dict, b: dict) -> dict | None:
 def summarise(rows: list[dict]) -> dict:
     """{regime: {arm: {seeds, tests, mean, std}, margins}} over whatever finished."""
     out = {}
-    for regime in sorted({r["regime"] for r in rows}, key=lambda x: (x not in REGIMES, REGIMES.index(x) if x in REGIMES else 0, x)):
+    for regime in sorted(
+        {r["regime"] for r in rows}, key=lambda x: (x not in REGIMES, REGIMES.index(x) if x in REGIMES else 0, x)
+    ):
         arms = {}
         for arm in ARMS:
             got = sorted((r for r in rows if r["regime"] == regime and r["arm"] == arm), key=lambda r: r["seed"])
             if got:
                 tests = [r["test_average"] for r in got]
-                arms[arm] = {"seeds": [r["seed"] for r in got], "tests": tests, "mean": statistics.fmean(tests),
-                             "std": statistics.stdev(tests) if len(tests) > 1 else 0.0}
+                arms[arm] = {
+                    "seeds": [r["seed"] for r in got],
+                    "tests": tests,
+                    "mean": statistics.fmean(tests),
+                    "std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                }
         entry = {"arms": arms}
         if "full" in arms and "base" in arms:
             entry["full_minus_base"] = arms["full"]["mean"] - arms["base"]["mean"]
@@ -109,8 +123,12 @@ def markdown(summary: dict) -> str:
         for arm, a in entry["arms"].items():
             per_seed = ", ".join(f"s{s}: {t:.2f}" for s, t in zip(a["seeds"], a["tests"]))
             lines.append(f"| {regime} | {arm} | {len(a['seeds'])} | {per_seed} | {a['mean']:.2f} ± {a['std']:.2f} |")
-    lines += ["", "| regime | full − base (means) | same seeds | full − control (means) | same seeds | "
-              "every full seed > every base seed |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| regime | full − base (means) | same seeds | full − control (means) | same seeds | "
+        "every full seed > every base seed |",
+        "|---|---|---|---|---|---|",
+    ]
     for regime, entry in summary.items():
         every = entry.get("every_full_seed_beats_every_base_seed")
         cells = [margin_cells(entry, "full_minus_base"), margin_cells(entry, "full_minus_control")]
@@ -122,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="ablation sweep directories (with trials/)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--previous", type=Path, action="append", default=[], metavar="JSON",
-                        help="an earlier regimes.json: keep its trials that no sweep here has (repeatable)")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="an earlier regimes.json: keep its trials that no sweep here has (repeatable)",
+    )
     args = parser.parse_args(argv)
     rows = collect(args.sweeps)
     for path in args.previous:
@@ -136,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "regimes.json").write_text(json.dumps({"trials": rows, "summary": summary}, indent=2))
     (args.out / "regimes.md").write_text(markdown(summary))
     bars = [(f"{regime}\n{arm}", a["mean"], a["std"]) for regime, e in summary.items() for arm, a in e["arms"].items()]
-    plot_ablation_bars(args.out / "regimes.png", [b[0] for b in bars], [b[1] for b in bars], [b[2] for b in bars],
-                       title="test average mAP per regime and arm (mean ± std over seeds)")
+    plot_ablation_bars(
+        args.out / "regimes.png",
+        [b[0] for b in bars],
+        [b[1] for b in bars],
+        [b[2] for b in bars],
+        title="test average mAP per regime and arm (mean ± std over seeds)",
+    )
     print(markdown(summary))
     return 0
 
