@@ -36,6 +36,7 @@ from clasp_dist.config import from_dict, load_config, to_dict  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402
 from clasp_dist.data.batch import collate_rows, iter_train_batches  # noqa: E402
 from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
+from clasp_dist.data.samples import ROW_COLUMNS  # noqa: E402
 from clasp_dist.data.source import iter_local_samples  # noqa: E402
 from clasp_dist.engine import build_engine, param_groups, plan_batches  # noqa: E402
 from clasp_dist.losses import compute_loss  # noqa: E402
@@ -49,22 +50,7 @@ def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:
     info, _ = dataset_info(root, cfg)
     rows = []
     for row in iter_local_samples(root, "train", cfg.data, cfg.storage):
-        rows.append(
-            {
-                k: row[k]
-                for k in (
-                    "video_id",
-                    "visual",
-                    "audio",
-                    "labels",
-                    "duration",
-                    "num_steps",
-                    "fps",
-                    "feat_stride",
-                    "window",
-                )
-            }
-        )
+        rows.append({k: row[k] for k in ROW_COLUMNS if k != "error"})  # the training columns
         if len(rows) == n:
             break
     return rows, info
