@@ -72,6 +72,17 @@ BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 """Where `ray up` leaves the autoscaler's config on the head node (where `ray job submit` drivers run)."""
 
 
+def training_cpus(cfg, read_tasks: int) -> float:
+    """CPUs a CPU training run holds at once while it validates: its train workers (train.num_workers x
+    train.cpus_per_worker), the evaluator's actors beside them (eval.num_actors x eval.actor_num_cpus) and
+    `read_tasks` Ray Data read tasks (data.read_num_cpus each)."""
+    return (
+        cfg.train.num_workers * cfg.train.cpus_per_worker
+        + cfg.eval.num_actors * cfg.eval.actor_num_cpus
+        + read_tasks * cfg.data.read_num_cpus
+    )
+
+
 def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str, float], str]:
     """(resources the cluster can grow to, where that figure came from). Ray must be initialised."""
     import ray

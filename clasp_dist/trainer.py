@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import export_inference
-from .cluster import growable_resources, has_shared_local_disk
+from .cluster import growable_resources, has_shared_local_disk, training_cpus
 from .config import Config, ConfigError, save_config, to_dict
 from .data.errors import DataError, StorageError
 from .data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
@@ -222,12 +222,13 @@ def cpu_shortfall(cfg: Config, cpus: float, source: str) -> str | None:
     validation runs inside rank 0.)"""
     if cfg.train.use_gpu:
         return None
-    workers = cfg.train.num_workers * cfg.train.cpus_per_worker
-    validation = cfg.eval.num_actors * cfg.eval.actor_num_cpus + cfg.data.read_num_cpus
-    if workers + validation <= cpus + 1e-9:
+    needed = training_cpus(cfg, read_tasks=1)
+    if needed <= cpus + 1e-9:
         return None
+    workers = cfg.train.num_workers * cfg.train.cpus_per_worker
+    validation = needed - workers
     return (
-        f"training needs {workers + validation:g} CPUs at once: {workers:g} for the train workers "
+        f"training needs {needed:g} CPUs at once: {workers:g} for the train workers "
         f"(train.num_workers={cfg.train.num_workers} x train.cpus_per_worker={cfg.train.cpus_per_worker:g}) and "
         f"{validation:g} for validation beside them (eval.num_actors={cfg.eval.num_actors} x "
         f"eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + data.read_num_cpus={cfg.data.read_num_cpus:g}), "

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .cluster import growable_resources
+from .cluster import growable_resources, training_cpus
 from .config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from .data.filesystem import get_arrow_fs, get_fs, join
 
@@ -205,12 +205,7 @@ def trial_resources(cfg) -> dict:
 
 def cpus_per_trial(cfg) -> float:
     """Peak CPUs one trial holds: its actor, its workers, the validation evaluator and two read tasks."""
-    return (
-        TRIAL_CPU
-        + cfg.train.num_workers * cfg.train.cpus_per_worker
-        + cfg.eval.num_actors * cfg.eval.actor_num_cpus
-        + 2 * cfg.data.read_num_cpus
-    )
+    return TRIAL_CPU + training_cpus(cfg, read_tasks=2)
 
 
 def trial_demand(cfg) -> dict[str, float]:
