@@ -139,25 +139,16 @@ def main() -> None:
     figures["cluster start (head only)"] = {"wall_s": round(time.time() - started, 1)}
     try:
         for label, name in (("cluster, cold", "cold"), ("cluster, warm", "warm")):
-            submit = [
-                cluster.ray_bin(),
-                "job",
-                "submit",
-                "--address",
-                cluster.dashboard,
-                "--working-dir",
-                ".",
-                "--runtime-env-json",
-                '{"excludes": ["/.venv", "/runs", "/data", "/.git", "__pycache__"]}',
-                "--",
-                "python",
-                "jobs/train.py",
-                *JOB,
-                cache,
-                f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
-                "run.storage_path=s3://bench/runs",
-                f"run.name={name}",
-            ]
+            submit = cluster.submit_command(
+                [
+                    "jobs/train.py",
+                    *JOB,
+                    cache,
+                    f"train.worker_resources={{{GPU_STAND_IN}: 1}}",
+                    "run.storage_path=s3://bench/runs",
+                    f"run.name={name}",
+                ]
+            )
             nodes_before = len(cluster.worker_nodes())
             figures[label] = {
                 **timed_job(submit, cluster.client_env(), s3_reader(fs, f"bench/runs/{name}/metrics.jsonl")),

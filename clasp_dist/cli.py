@@ -72,6 +72,18 @@ def private_tmpdir_for_ray():
                 os.environ[key] = value
 
 
+def pin_data_tracker_to_this_node() -> None:
+    """Create Ray Data's cluster-wide, detached `ActorLocationTracker` here, on the driver's node (the head under
+    `ray job submit`). Ray pins it to the node of whichever process creates it first; left to itself, that is the
+    validation's actor pool inside a train worker, on an autoscaled GPU node, and a detached actor there keeps
+    the node from ever being idle: the autoscaler never removes it (seen on the simulated cluster, Ray 2.60)."""
+    try:
+        from ray.data._internal.execution.node_trackers import get_or_create_actor_location_tracker
+    except ImportError:  # a Ray without it: nothing to pin
+        return
+    get_or_create_actor_location_tracker()
+
+
 def init_ray(num_cpus: int | None = None) -> None:
     """Join RAY_ADDRESS's cluster if set (ray job submit), else start a local one quietly.
 
@@ -94,6 +106,7 @@ def init_ray(num_cpus: int | None = None) -> None:
     env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DEDUP_LOGS": "0"}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING, logging_config=quiet, runtime_env={"env_vars": env})
+        pin_data_tracker_to_this_node()
     else:
         with private_tmpdir_for_ray():
             ray.init(

@@ -4,7 +4,11 @@
   type up to its ``max_workers``: from a given cluster YAML, else the autoscaler's config in the GCS (KubeRay,
   autoscaler v2), else the head's ``~/ray_bootstrap_config.yaml`` (``ray up``), never fewer than the
   resources present now. Tune sizes its concurrency from it: at
-  start, a head with ``CPU: 0`` and no worker nodes would otherwise allow a single trial.
+  start, a head with ``CPU: 0`` and no worker nodes would otherwise allow a single trial. ``None`` when an
+  autoscaler runs but its node types cannot be read here (autoscaler v1 outside ``ray up``, e.g. KubeRay's default):
+  the cluster may grow by an unknown amount.
+* :func:`autoscaler_of_unknown_size`: whether the autoscaler's last status names real node types (an autoscaler that
+  can launch nodes) rather than the read-only mirrors Ray reports for a fixed cluster (a laptop, `ray start`).
 * :func:`yaml_max_resources`: the same sum, read from a ``ray up`` YAML (``cluster/aws.yaml``, ``cluster/gcp.yaml``).
   AWS node types leave ``resources`` empty (Ray detects them from the instance type), so the instance types
   of our YAMLs are known here.
@@ -83,8 +87,35 @@ def training_cpus(cfg, read_tasks: int) -> float:
     )
 
 
-def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str, float], str]:
-    """(resources the cluster can grow to, where that figure came from). Ray must be initialised."""
+def launches_nodes(status: Mapping | None) -> bool:
+    """True when an autoscaler status (the JSON Ray's v1 monitor keeps in the GCS) maps some node to a real node
+    type. On a fixed cluster (a laptop's `ray.init()`, a hand-made `ray start` cluster) the monitor runs with Ray's
+    read-only provider, whose node types are mirrors named after each node's id; no status at all is read the
+    same way (nothing that could launch a node has reported)."""
+    from ray.autoscaler._private.util import format_readonly_node_type
+
+    mapping = ((status or {}).get("autoscaler_report") or {}).get("node_type_mapping") or {}
+    return any(node_type != format_readonly_node_type(node_id) for node_id, node_type in mapping.items())
+
+
+def autoscaler_of_unknown_size() -> bool:
+    """An autoscaler that can launch nodes manages this cluster, per its last status in the GCS. Ray must be
+    initialised."""
+    import json
+
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    try:
+        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        return launches_nodes(json.loads(raw) if raw else None)
+    except Exception:  # noqa: BLE001 - an unreadable status says nothing either way: treat the cluster as fixed
+        return False
+
+
+def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str, float] | None, str]:
+    """(resources the cluster can grow to, where that figure came from); the resources are None when an
+    autoscaler runs whose node types are not readable here (see the module docstring). Ray must be initialised."""
     import ray
 
     now = {k: float(v) for k, v in ray.cluster_resources().items()}
@@ -95,6 +126,8 @@ def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str
         source = "the autoscaler's node types"
     elif bootstrap.is_file():
         found, source = yaml_max_resources(read_cluster_yaml(bootstrap)), f"{bootstrap}'s node types"
+    elif autoscaler_of_unknown_size():
+        return None, "an autoscaler whose node types this driver cannot read"
     if not found:
         return now, "the resources present now"
     return {k: max(now.get(k, 0.0), found.get(k, 0.0)) for k in set(now) | set(found)}, source

@@ -196,6 +196,9 @@ def check_resource_request(cfg: Config) -> None:
     if not ray.is_initialized():
         return
     reachable, source = growable_resources()
+    if reachable is None:  # an autoscaler may add what is asked for: nothing to refuse
+        print(f"[clasp-dist] {source}: not checking whether it can provide the workers' resources", flush=True)
+        return
     problem = gpu_shortfall(cfg, reachable.get("GPU", 0.0), source) or cpu_shortfall(
         cfg, reachable.get("CPU", 0.0), source
     )

@@ -235,11 +235,19 @@ def max_concurrent_trials(cfg, resources: dict) -> int:
     return max(1, min(fits))
 
 
-def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str | None = None) -> int:
-    """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.cluster.growable_resources`)."""
+def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str | None = None) -> int | None:
+    """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.cluster.growable_resources`); None
+    (Tune's own limit on pending trials, whose demand the autoscaler sees) when an autoscaler of unknown size runs."""
     if max_concurrent:
         return max_concurrent
     resources, source = growable_resources(cluster_yaml)
+    if resources is None:
+        print(
+            f"[clasp-dist] {source}: trials are not capped, Tune queues them and the autoscaler grows the "
+            "cluster for their demand; --max-concurrent N or --cluster-config <ray up YAML> sets the cap",
+            flush=True,
+        )
+        return None
     count = max_concurrent_trials(cfg, resources)
     shown = ", ".join(f"{k} {resources.get(k, 0):g}" for k in sorted(trial_demand(cfg)))
     print(

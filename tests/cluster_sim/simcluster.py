@@ -188,9 +188,9 @@ class SimCluster:
         env["RAY_ADDRESS"] = self.dashboard
         return env
 
-    def submit(self, args: list[str], timeout: float = 420, wait: bool = True):
-        """`ray job submit --working-dir . -- python <args>`; returns the CompletedProcess (or the Popen)."""
-        cmd = [
+    def submit_command(self, args: list[str]) -> list[str]:
+        """`ray job submit --working-dir . -- python <args>` against this cluster (run it from the repo root)."""
+        return [
             self.ray_bin(),
             "job",
             "submit",
@@ -204,6 +204,10 @@ class SimCluster:
             "python",
             *args,
         ]
+
+    def submit(self, args: list[str], timeout: float = 420, wait: bool = True):
+        """Run `submit_command(args)`; returns the CompletedProcess (or the Popen, with `wait=False`)."""
+        cmd = self.submit_command(args)
         if not wait:
             return subprocess.Popen(
                 cmd,
@@ -228,6 +232,21 @@ class SimCluster:
         if done.returncode != 0:
             raise RuntimeError(f"ray list nodes: {done.stderr[-2000:]}")
         return json.loads(done.stdout)
+
+    def status(self) -> str:
+        """The autoscaler's view (`ray status --verbose`: node types, idle nodes, resource demands), the alive
+        actors and the object store's contents: what keeps a node from being idle."""
+        outputs = []
+        for args in (
+            ["status", "--verbose", "--address", self.gcs_address],
+            ["list", "actors", "--filter", "state=ALIVE", "--detail", "--address", self.dashboard],
+            ["memory", "--address", self.gcs_address, "--units", "KB"],
+        ):
+            done = subprocess.run(
+                [self.ray_bin(), *args], env=self.client_env(), capture_output=True, text=True, timeout=60
+            )
+            outputs.append(f"$ ray {' '.join(args[:2])}\n{done.stdout}{done.stderr[-2000:]}")
+        return "\n".join(outputs)
 
     def worker_nodes(self, alive: bool = True) -> list[dict]:
         return [n for n in self.nodes() if not n.get("is_head_node") and (n["state"] == "ALIVE") == alive]

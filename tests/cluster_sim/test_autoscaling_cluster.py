@@ -146,7 +146,10 @@ def test_training_job_scales_out_and_leaves_everything_in_object_storage(sim):
     BASELINE["test_average"] = metrics["test"]["average"]
     print(f"scale-out training job: {wall:.1f} s from submit to success, {len(launched)} node(s) launched")
 
-    wait_until(lambda: not cluster.worker_nodes(), 120, "the idle worker nodes to be terminated")
+    try:
+        wait_until(lambda: not cluster.worker_nodes(), 120, "the idle worker nodes to be terminated")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{cluster.status()}") from None
     print(f"workers gone {time.time() - started - wall:.1f} s after the job (idle timeout 15 s)")
 
 

@@ -45,3 +45,18 @@ def test_the_embedded_dataset_is_generated_once_into_an_object_storage_cache(s3_
     assert manifest.splits["train"].videos == 3
     assert ensure_dataset(cfg.data, cfg.storage, workers=1, progress=False) == root  # reused, not regenerated
     assert read_manifest(root).splits == manifest.splits
+
+
+def test_an_autoscaler_that_launches_nodes_is_told_from_a_fixed_cluster():
+    """The v1 monitor's status (the shape it keeps in the GCS, seen on the simulated cluster and on a laptop's
+    `ray.init()`): a fixed cluster maps each node to a read-only mirror type named after the node's id."""
+    from ray.autoscaler._private.util import format_readonly_node_type
+
+    from clasp_dist.cluster import launches_nodes
+
+    node = "54214d79543a6e693fe970348192ceaf3fcc3bda8052157a559746c0"
+    laptop = {"autoscaler_report": {"node_type_mapping": {node: format_readonly_node_type(node)}, "legacy": True}}
+    simulated = {"autoscaler_report": {"node_type_mapping": {node: "ray.head.default"}, "legacy": True}}
+    assert not launches_nodes(laptop)
+    assert launches_nodes(simulated)
+    assert not launches_nodes(None) and not launches_nodes({"time": 1.0})  # no report yet: nothing launches
