@@ -275,6 +275,10 @@ def run_sweep(spec: "SweepSpec", sweep_uri: str, max_concurrent: int | None = No
     cfg = load_config(spec.base)
     space = spec.space()
     validate_space(spec.base, space)
+    if not any(key.startswith("data.") for key in space):  # every trial reads the base dataset: prepare it once
+        from .trainer import resolve_dataset
+
+        resolve_dataset(cfg)
     trainable = ray.tune.with_resources(make_trainable(spec.base, sweep_uri), trial_resources(cfg))
     storage_path, storage_fs = tune_storage(sweep_uri, cfg.storage)
     tuner_path = f"{storage_path.rstrip('/')}/tune"

@@ -37,7 +37,8 @@ def ensure_dataset(
     name = f"{p.name}-seed{data_cfg.synth_seed}-{key}"
     if "://" in data_cfg.cache_dir:  # object storage: shared by every node; the manifest is written last
         cached = data_cfg.cache_dir.rstrip("/") + "/" + name
-        lock = contextlib.nullcontext()  # concurrent first runs both generate the same bytes: harmless
+        # concurrent first runs both generate the same bytes, and the second keeps the first one's manifest
+        lock = contextlib.nullcontext()
     else:
         cached = str(Path(os.path.expanduser(data_cfg.cache_dir)) / name)
         lock = FileLock(cached + ".lock")  # creates the cache folder too

@@ -93,6 +93,22 @@ def _run_shard_task(task: _ShardTask) -> tuple[str, int, ShardInfo, dict]:
     return task.split, task.index, ShardInfo(path=rel, videos=count, sha256=sha), counts
 
 
+def _rewrites_same_dataset(root: str, storage_cfg, extra: Optional[dict]) -> bool:
+    """The manifest at `root` describes a generated dataset with this very `extra` (its generator's parameters):
+    the write about to start rewrites every shard with the same bytes, so that manifest stays true throughout.
+    Keeping it lets a concurrent first run (two trials filling an object-storage cache at once) that already
+    finished read the dataset while the other one is still writing."""
+    from .errors import ManifestError
+    from .manifest import read_manifest
+
+    if not extra or "synth" not in extra:
+        return False
+    try:
+        return read_manifest(root, storage_cfg).extra.get("synth") == extra["synth"]
+    except ManifestError:
+        return False
+
+
 def write_dataset(
     root: str,
     *,
@@ -115,7 +131,8 @@ def write_dataset(
     Items are written in the given order, ``shard_size`` per shard; ``workers`` processes write
     shards in parallel (the bytes do not depend on it). Evaluation splits keep their segments,
     ``train`` never does. Samples the producer truncated or dropped are counted per split into the
-    manifest's ``writer_counts`` (an extra key).
+    manifest's ``writer_counts`` (an extra key). An existing manifest is removed first, unless it describes
+    the same generated dataset (same ``extra["synth"]`` parameters: same bytes, see `_rewrites_same_dataset`).
     """
     if shard_size < 1:
         raise DataError("shard_size must be >= 1")
@@ -124,7 +141,7 @@ def write_dataset(
             raise DataError(unknown_split(name))
     fs, base = get_fs(root, storage_cfg)
     with storage_errors(root, storage_cfg):
-        if fs.exists(join(base, MANIFEST_NAME)):
+        if fs.exists(join(base, MANIFEST_NAME)) and not _rewrites_same_dataset(root, storage_cfg, extra):
             fs.rm(join(base, MANIFEST_NAME))  # a crash from here on leaves no manifest, never a stale one
         ensure_dir(fs, base)  # a no-op on object storage (never creates a bucket)
     tasks = [

@@ -220,6 +220,27 @@ class SimCluster:
             )
         return subprocess.run(cmd, env=self.client_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
+    def driver_pid(self, entrypoint_part: str) -> int:
+        """The driver process of the running job whose entrypoint contains `entrypoint_part` (`ray list jobs`)."""
+        done = subprocess.run(
+            [self.ray_bin(), "list", "jobs", "--address", self.dashboard, "--format", "json"],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ray list jobs: {done.stderr[-2000:]}")
+        for job in json.loads(done.stdout):
+            pid = (job.get("driver_info") or {}).get("pid")
+            if job.get("status") == "RUNNING" and entrypoint_part in (job.get("entrypoint") or "") and pid:
+                return int(pid)
+        raise LookupError(f"no running job with {entrypoint_part!r} in its entrypoint: {done.stdout[-2000:]}")
+
+    def trial_errors(self) -> str:
+        """Every Tune `error.txt` under this cluster's session directories (what a failed trial said)."""
+        return "\n".join(f"{path}:\n{path.read_text()[-3000:]}" for path in Path(self.temp_dir).glob("**/error.txt"))
+
     def nodes(self) -> list[dict]:
         """Every node the GCS knows (alive and dead): node_id, state, resources_total, is_head_node, labels."""
         done = subprocess.run(

@@ -243,14 +243,14 @@ def test_tune_sweep_runs_trials_side_by_side_and_resumes_from_s3_after_the_drive
             return done or None
 
         finished = wait_until(finished_trials, 600, "a finished trial in the sweep's S3 state")
-        driver = next(pid for pid in cluster.pids() if b"jobs/tune.py" in open(f"/proc/{pid}/cmdline", "rb").read())
-        os.kill(driver, signal.SIGKILL)  # the driver dies; the sweep's state is in S3
+        os.kill(cluster.driver_pid("jobs/tune.py"), signal.SIGKILL)  # the driver dies; the sweep's state is in S3
         output = job.communicate(timeout=120)[0]
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             output = job.communicate()[0]
         print(output[-5000:])  # the first submission's log (shown with -s or on failure)
+        print(cluster.trial_errors())
     assert not fs.exists(f"{sweep}/results.csv")
     first = finished[0]
     first_metrics = fs.info(f"{sweep}/trials/{first}/metrics.json")["LastModified"]
@@ -266,3 +266,4 @@ def test_tune_sweep_runs_trials_side_by_side_and_resumes_from_s3_after_the_drive
     spans = sorted((float(r["trial_started"]), float(r["trial_finished"])) for r in rows)
     overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
     assert overlap >= 2, spans  # at least two trials ran at once, on autoscaled nodes
+    assert not cluster.trial_errors()  # no trial failed on the way (Tune's retries would hide it from results.csv)

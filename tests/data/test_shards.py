@@ -170,6 +170,48 @@ def test_killed_writer_leaves_no_manifest_and_no_partial_shard(tmp_path):
         assert len(tar.getnames()) == 6
 
 
+def test_rewriting_the_same_generated_dataset_keeps_its_manifest(tmp_path):
+    """Two first runs filling an object-storage cache at once both generate the same bytes: the one still writing
+    must not remove the manifest the other has written and is reading from (a Tune trial failed that way on the
+    simulated cluster). A different dataset in the same folder still loses its manifest first."""
+    root = tmp_path / "ds"
+    same = {"synth": {"profile": "x", "seed": 0}}
+
+    def rewrite(extra):
+        with pytest.raises(_Boom):  # killed mid-write: what is left is what a concurrent reader sees
+            write_dataset(
+                str(root),
+                dataset="t",
+                classes=CLASSES,
+                visual_dim=6,
+                audio_dim=3,
+                grid=I3D_GRID,
+                split_items={"train": _samples(8)},
+                make_sample=_explode_on_fifth,
+                shard_size=3,
+                extra=extra,
+                progress=False,
+            )
+
+    write_dataset(
+        str(root),
+        dataset="t",
+        classes=CLASSES,
+        visual_dim=6,
+        audio_dim=3,
+        grid=I3D_GRID,
+        split_items={"train": _samples(8)},
+        make_sample=_identity,
+        shard_size=3,
+        extra=same,
+        progress=False,
+    )
+    rewrite(same)
+    assert read_manifest(str(root)).extra["synth"] == same["synth"]
+    rewrite({"synth": {"profile": "x", "seed": 1}})
+    assert not (root / "manifest.json").exists()
+
+
 def test_killed_writer_on_s3_leaves_nothing(s3_bucket):
     root = f"{s3_bucket}/ds"
     with pytest.raises(_Boom):
