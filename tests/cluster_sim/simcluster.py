@@ -3,7 +3,8 @@
 Ray's fake multi-node provider (`ray/autoscaler/_private/fake_multi_node/`, what
 `ray.cluster_utils.AutoscalingCluster` uses) runs the real autoscaler (monitor) on the head; when work is
 pending it "launches" a node of a configured type by starting one more raylet here, and "terminates" it by
-killing that raylet. Autoscaling decisions, node types, resources, idle timeouts and node failures are real Ray;
+killing that raylet. It is loaded as an external provider (`provider/clasp_sim_provider.py`) that gives each
+node its own folder for job working directories, as each real node has its own disk. Autoscaling decisions, node types, resources, idle timeouts and node failures are real Ray;
 only the machines are not.
 
 How `cluster/aws.yaml` maps onto it:
@@ -46,6 +47,7 @@ from train.test_job_submit import EXCLUDES, _pids_naming, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_YAML = REPO / "cluster" / "aws.yaml"
+PROVIDER_DIR = Path(__file__).resolve().parent / "provider"
 GPU_STAND_IN = "fake_gpu"
 ACCELERATORS = {"g5.2xlarge": "A10G", "p4d.24xlarge": "A100"}
 """Ray's accelerator_type label of each GPU instance type of aws.yaml."""
@@ -85,7 +87,8 @@ def simulated_config(idle_timeout_minutes: float, gcs_address: str, aws_yaml: Pa
         "upscaling_speed": aws["upscaling_speed"],
         "idle_timeout_minutes": idle_timeout_minutes,
         "provider": {
-            "type": "fake_multinode",
+            "type": "external",  # Ray's fake multi-node provider, one disk per node (provider/clasp_sim_provider.py)
+            "module": "clasp_sim_provider.SeparateDisksProvider",
             "use_node_id_as_ip": True,
             "disable_node_updaters": True,
             "disable_launch_config_check": True,
@@ -143,6 +146,7 @@ class SimCluster:
             RAY_AUTH_MODE="disabled",
             RAY_USAGE_STATS_ENABLED="0",
             RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="300",
+            PYTHONPATH=str(PROVIDER_DIR),  # the autoscaler loads the provider from there
         )
         cmd = [
             self.ray_bin(),
