@@ -226,37 +226,41 @@ class SimCluster:
 
     def driver_pid(self, entrypoint_part: str) -> int:
         """The driver process of the running job whose entrypoint contains `entrypoint_part` (`ray list jobs`)."""
-        done = subprocess.run(
-            [self.ray_bin(), "list", "jobs", "--address", self.dashboard, "--format", "json"],
-            env=self.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"ray list jobs: {done.stderr[-2000:]}")
-        for job in json.loads(done.stdout):
+        jobs = self.ray_json(["list", "jobs"])
+        for job in jobs:
             pid = (job.get("driver_info") or {}).get("pid")
             if job.get("status") == "RUNNING" and entrypoint_part in (job.get("entrypoint") or "") and pid:
                 return int(pid)
-        raise LookupError(f"no running job with {entrypoint_part!r} in its entrypoint: {done.stdout[-2000:]}")
+        raise LookupError(f"no running job with {entrypoint_part!r} in its entrypoint: {str(jobs)[-2000:]}")
 
     def trial_errors(self) -> str:
         """Every Tune `error.txt` under this cluster's session directories (what a failed trial said)."""
         return "\n".join(f"{path}:\n{path.read_text()[-3000:]}" for path in Path(self.temp_dir).glob("**/error.txt"))
 
+    def ray_json(self, args: list[str], timeout: float = 60) -> list[dict]:
+        """`ray <args> --address <dashboard> --format json`, retried while the dashboard's state API is not
+        answering yet (right after start it prints nothing)."""
+        deadline = time.time() + timeout
+        while True:
+            done = subprocess.run(
+                [self.ray_bin(), *args, "--address", self.dashboard, "--format", "json"],
+                env=self.client_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            try:
+                if done.returncode == 0:
+                    return json.loads(done.stdout)
+            except ValueError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"ray {' '.join(args)}: {done.stdout[-1000:]}{done.stderr[-2000:]}")
+            time.sleep(1)
+
     def nodes(self) -> list[dict]:
         """Every node the GCS knows (alive and dead): node_id, state, resources_total, is_head_node, labels."""
-        done = subprocess.run(
-            [self.ray_bin(), "list", "nodes", "--address", self.dashboard, "--format", "json", "--limit", "1000"],
-            env=self.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"ray list nodes: {done.stderr[-2000:]}")
-        return json.loads(done.stdout)
+        return self.ray_json(["list", "nodes", "--limit", "1000"])
 
     def status(self) -> str:
         """The autoscaler's view (`ray status --verbose`: node types, idle nodes, resource demands), the alive
