@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,8 +129,14 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
     fs, base = get_fs(f"{s3_bucket}/runs/resume")
 
     def has_checkpoint() -> bool:
+        """A checkpoint Ray Train has registered (in its snapshot), not just one being uploaded: a driver
+        killed between the upload and the registration resumes from nothing (seen on a loaded machine)."""
         fs.invalidate_cache()
-        return fs.exists(base) and any("checkpoint_" in p for p in fs.ls(base))
+        try:
+            snapshot = json.loads(fs.cat(f"{base}/checkpoint_manager_snapshot.json"))
+        except FileNotFoundError:
+            return False
+        return bool(snapshot.get("checkpoint_results"))
 
     proc = subprocess.Popen(
         args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
