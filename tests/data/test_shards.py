@@ -148,22 +148,28 @@ def _explode_on_fifth(sample):
     return sample
 
 
+def _write_train(root: str, make_sample=_explode_on_fifth, extra: dict | None = None):
+    """8 train videos, 3 per shard; by default killed at the fifth video (in the second shard)."""
+    return write_dataset(
+        root,
+        dataset="t",
+        classes=CLASSES,
+        visual_dim=6,
+        audio_dim=3,
+        grid=I3D_GRID,
+        split_items={"train": _samples(8)},
+        make_sample=make_sample,
+        shard_size=3,
+        extra=extra,
+        progress=False,
+    )
+
+
 def test_killed_writer_leaves_no_manifest_and_no_partial_shard(tmp_path):
     root = tmp_path / "ds"
     _write(str(root), _samples(8))  # a previous good dataset: its manifest must go first
     with pytest.raises(_Boom):
-        write_dataset(
-            str(root),
-            dataset="t",
-            classes=CLASSES,
-            visual_dim=6,
-            audio_dim=3,
-            grid=I3D_GRID,
-            split_items={"train": _samples(8)},
-            make_sample=_explode_on_fifth,
-            shard_size=3,
-            progress=False,
-        )
+        _write_train(str(root))
     assert not (root / "manifest.json").exists()
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporaries left behind
     with tarfile.open(root / "train-000001.tar") as tar:  # shard 1 (vid003..) is the old, complete one
@@ -179,33 +185,9 @@ def test_rewriting_the_same_generated_dataset_keeps_its_manifest(tmp_path):
 
     def rewrite(extra):
         with pytest.raises(_Boom):  # killed mid-write: what is left is what a concurrent reader sees
-            write_dataset(
-                str(root),
-                dataset="t",
-                classes=CLASSES,
-                visual_dim=6,
-                audio_dim=3,
-                grid=I3D_GRID,
-                split_items={"train": _samples(8)},
-                make_sample=_explode_on_fifth,
-                shard_size=3,
-                extra=extra,
-                progress=False,
-            )
+            _write_train(str(root), extra=extra)
 
-    write_dataset(
-        str(root),
-        dataset="t",
-        classes=CLASSES,
-        visual_dim=6,
-        audio_dim=3,
-        grid=I3D_GRID,
-        split_items={"train": _samples(8)},
-        make_sample=_identity,
-        shard_size=3,
-        extra=same,
-        progress=False,
-    )
+    _write_train(str(root), make_sample=_identity, extra=same)
     rewrite(same)
     assert read_manifest(str(root)).extra["synth"] == same["synth"]
     rewrite({"synth": {"profile": "x", "seed": 1}})
@@ -215,18 +197,7 @@ def test_rewriting_the_same_generated_dataset_keeps_its_manifest(tmp_path):
 def test_killed_writer_on_s3_leaves_nothing(s3_bucket):
     root = f"{s3_bucket}/ds"
     with pytest.raises(_Boom):
-        write_dataset(
-            root,
-            dataset="t",
-            classes=CLASSES,
-            visual_dim=6,
-            audio_dim=3,
-            grid=I3D_GRID,
-            split_items={"train": _samples(8)},
-            make_sample=_explode_on_fifth,
-            shard_size=3,
-            progress=False,
-        )
+        _write_train(root)
     from clasp_dist.data.filesystem import get_fs
 
     fs, base = get_fs(root)
