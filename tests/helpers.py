@@ -66,3 +66,14 @@ def free_port() -> int:
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def registered_checkpoints(fs, run: str) -> list:
+    """The checkpoints Ray Train has registered for the run stored at `run` (an fsspec path), [] before the first.
+    A checkpoint folder can be uploaded before it is registered; a driver killed in between resumes from nothing."""
+    fs.invalidate_cache()
+    try:
+        snapshot = json.loads(fs.cat(f"{run}/checkpoint_manager_snapshot.json"))
+    except FileNotFoundError:
+        return []
+    return snapshot.get("checkpoint_results") or []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import job_env
+from helpers import job_env, registered_checkpoints
 
 from .simcluster import GPU_STAND_IN, REPO, SimCluster, simulated_node_types
 
@@ -170,15 +170,7 @@ def test_spot_preemption_replaces_the_node_and_the_run_finishes_with_the_same_ma
         wait=False,
     )
     try:
-
-        def registered():
-            try:
-                state = json.loads(fs.cat(f"{run}/checkpoint_manager_snapshot.json"))
-            except FileNotFoundError:
-                return None
-            return state.get("checkpoint_results")
-
-        wait_until(registered, 300, "the run's first registered checkpoint", interval=0.5)
+        wait_until(lambda: registered_checkpoints(fs, run), 300, "the run's first registered checkpoint", interval=0.5)
         time.sleep(0.5)  # into epoch 2
         workers = json.loads(fs.cat(f"{run}/workers.json"))
         victim = next(w["node_id"] for w in workers if w["rank"] == 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, epoch_metrics, job_env, run_cfg, run_job, train_command
+from helpers import REPO, epoch_metrics, job_env, registered_checkpoints, run_cfg, run_job, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -128,21 +127,11 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
     env = job_env()
     fs, base = get_fs(f"{s3_bucket}/runs/resume")
 
-    def has_checkpoint() -> bool:
-        """A checkpoint Ray Train has registered (in its snapshot), not just one being uploaded: a driver
-        killed between the upload and the registration resumes from nothing (seen on a loaded machine)."""
-        fs.invalidate_cache()
-        try:
-            snapshot = json.loads(fs.cat(f"{base}/checkpoint_manager_snapshot.json"))
-        except FileNotFoundError:
-            return False
-        return bool(snapshot.get("checkpoint_results"))
-
     proc = subprocess.Popen(
         args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
-        _wait_for(has_checkpoint, 300, proc)
+        _wait_for(lambda: registered_checkpoints(fs, base), 300, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
