@@ -4,8 +4,8 @@ Ray's fake multi-node provider (`ray/autoscaler/_private/fake_multi_node/`, what
 `ray.cluster_utils.AutoscalingCluster` uses) runs the real autoscaler (monitor) on the head; when work is
 pending it "launches" a node of a configured type by starting one more raylet here, and "terminates" it by
 killing that raylet. It is loaded as an external provider (`provider/clasp_sim_provider.py`) that gives each
-node its own folder for job working directories, as each real node has its own disk. Autoscaling decisions, node types, resources, idle timeouts and node failures are real Ray;
-only the machines are not.
+node its own folder for job working directories, as each real node has its own disk. Autoscaling decisions, node
+types, resources, idle timeouts and node failures are real Ray; only the machines are not.
 
 How `cluster/aws.yaml` maps onto it:
 
