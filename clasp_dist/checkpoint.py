@@ -21,11 +21,12 @@ import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from .data.manifest import DatasetInfo
 from .model import build_model
 
@@ -206,10 +207,18 @@ def check_weights_match(weights: dict, model: torch.nn.Module, source: str) -> N
             raise CheckpointError(f"{source}: weight {key!r} has shape {got[key]}, the model config expects {shape}")
 
 
-def load_inference_model(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Config, DatasetInfo]:
-    """Rebuild the model from a checkpoint or export directory (model.json + weights.pt), eval mode."""
+def load_inference_model(
+    directory: str | Path, device: str = "cpu", overrides: Iterable[str] = ()
+) -> tuple[torch.nn.Module, Config, DatasetInfo]:
+    """Rebuild the model from a checkpoint or export directory (model.json + weights.pt), eval mode.
+
+    `overrides` (`key=value`) apply to the stored config *before* the model is built, so inference-time
+    `model.*` keys (window, global_ratio, local_tau, ...) change the model that runs; one that changes a
+    weight's shape (model.d_model) is refused by `check_weights_match`, naming the weight."""
     directory = resolve_export(Path(directory))
     cfg, info = load_model_description(directory)
+    if overrides:
+        cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
     model = build_model(cfg, info)
     weights = load_tensors(directory / "weights.pt")
     check_weights_match(weights, model, str(directory / "weights.pt"))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import check_weights_match, load_inference_model
-from ..config import Config, apply_overrides, from_dict, to_dict
+from ..config import Config, from_dict, to_dict
 from ..data.batch import batch_from_columns
 from ..data.filesystem import local_copy
 from ..data.manifest import DatasetInfo, read_manifest
@@ -291,10 +291,10 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
 
 
 def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
-    """The checkpoint's model and resolved config, with `key=value` overrides applied (e.g. eval.num_actors)."""
+    """The checkpoint's model and resolved config, with `key=value` overrides applied to both (e.g.
+    eval.num_actors, model.window): the model in this process and the one the Ray actors rebuild agree."""
     with local_copy(checkpoint, names=("model.json", "weights.pt")) as directory:  # s3:// and gs:// too
-        model, cfg, info = load_inference_model(directory)
-    return model, from_dict(apply_overrides(to_dict(cfg), list(overrides))), info
+        return load_inference_model(directory, overrides=overrides)
 
 
 def evaluate_checkpoint(

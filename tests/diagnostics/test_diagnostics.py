@@ -184,6 +184,23 @@ def test_diagnose_checkpoint_full_and_base(tiny_root, tmp_path):
     assert "base.step_ap" in f and not any(k.startswith(("meae.", "csai.", "final.")) for k in f)
 
 
+def test_model_overrides_change_the_model_that_runs(tiny_root, tmp_path):
+    """`key=value` overrides reach the model itself (they were once applied to the config after the model was
+    built, so `model.*` overrides were silently ignored); one that changes a weight's shape is refused."""
+    from clasp_dist.checkpoint import CheckpointError
+
+    full = str(export_for(tiny_root, tmp_path / "full"))
+
+    def anchors(*overrides: str) -> float:
+        result = diagnose_checkpoint(full, split="validation", max_videos=6, overrides=overrides, progress=False)
+        return result.figures["csai.anchors_per_video"]
+
+    every_step = anchors("model.global_ratio=1", "model.csai_local=false")  # the all-anchors control
+    assert anchors() < every_step
+    with pytest.raises(CheckpointError, match="weight"):
+        diagnose_checkpoint(full, split="validation", max_videos=2, overrides=["model.d_model=64"], progress=False)
+
+
 def test_diagnose_refuses_the_train_split(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="train split"):
         diagnose_checkpoint(str(export_for(tiny_root, tmp_path / "m")), split="train")
