@@ -25,24 +25,37 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clasp_dist.config import flatten, load_config, to_dict  # noqa: E402
+from clasp_dist.tuning import ABLATION_ARMS  # noqa: E402
 from clasp_dist.viz import plot_ablation_bars  # noqa: E402
 
 ARMS = ("base", "control/all-anchors", "full")
+"""The arms the margins compare; any other ablation arm found (e.g. full/thresholded) is listed beside them."""
 REGIMES = ("small", "distract", "scarce")
+ARM_KEYS = sorted({key for overrides in ABLATION_ARMS.values() for key in overrides})
+"""The config keys that tell the ablation arms apart (every key any arm sets)."""
+BUDGET_KEYS = ("optim.lr", "train.epochs", "train.batch_size")
+"""Keys that every trial of one regime must share: a mean over different budgets is not an arm's figure."""
+
+
+class MixedBudgetError(ValueError):
+    pass
 
 
 def trial_arm(cfg: dict) -> str:
-    """base / control/all-anchors / full from a trial's saved config."""
-    model = cfg["model"]
-    if not model["use_atp"]:
-        return "base"
-    if model["global_ratio"] == 1 and not model["csai_local"]:
-        return "control/all-anchors"
-    return "full"
+    """The ablation arm (clasp_dist.tuning.ABLATION_ARMS) whose settings of every arm-defining key match the
+    trial's saved config; `other (key=value, ...)` when none does, so that no trial is counted as an arm it is not
+    (full/thresholded was once counted as full)."""
+    flat, default = flatten(cfg), flatten(to_dict(load_config([])))
+    got = {key: flat.get(key) for key in ARM_KEYS}
+    for name, overrides in ABLATION_ARMS.items():
+        if got == {key: overrides.get(key, default[key]) for key in ARM_KEYS}:
+            return name
+    return "other (" + ", ".join(f"{k}={v}" for k, v in got.items() if v != default[k]) + ")"
 
 
 def collect(sweeps: list[Path]) -> list[dict]:
-    """One row per finished trial: regime, arm, seed, test/val average mAP (%), trial directory."""
+    """One row per finished trial: regime, arm, seed, budget, test/val average mAP (%), trial directory."""
     rows = []
     for sweep in sweeps:
         for trial in sorted((sweep / "trials").glob("*")):
@@ -52,11 +65,13 @@ def collect(sweeps: list[Path]) -> list[dict]:
             metrics, cfg = json.loads(metrics_path.read_text()), yaml.safe_load(cfg_path.read_text())
             if "test" not in metrics:
                 continue
+            flat = flatten(cfg)
             rows.append(
                 {
                     "regime": cfg["data"]["synth_profile"],
                     "arm": trial_arm(cfg),
                     "seed": cfg["train"]["seed"],
+                    "budget": {key: flat.get(key) for key in BUDGET_KEYS},
                     "test_average": 100 * metrics["test"]["average"],
                     "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
                     "wall_time_s": metrics.get("wall_time_s"),
@@ -64,6 +79,21 @@ def collect(sweeps: list[Path]) -> list[dict]:
                 }
             )
     return rows
+
+
+def check_one_budget_per_regime(rows: list[dict]) -> None:
+    """Refuse a regime whose trials ran different budgets (optim.lr, epochs, batch size), naming two of them.
+    Rows from an earlier regimes.json that did not record their budget are not checked."""
+    first: dict[str, dict] = {}
+    for row in rows:
+        if row.get("budget") is None:
+            continue
+        seen = first.setdefault(row["regime"], row)
+        if row["budget"] != seen["budget"]:
+            raise MixedBudgetError(
+                f"regime {row['regime']!r} mixes budgets: {seen['budget']} ({seen['trial']}) and "
+                f"{row['budget']} ({row['trial']}); pass the sweeps of one budget"
+            )
 
 
 def merge_previous(rows: list[dict], previous: list[dict]) -> list[dict]:
@@ -88,7 +118,8 @@ def summarise(rows: list[dict]) -> dict:
         {r["regime"] for r in rows}, key=lambda x: (x not in REGIMES, REGIMES.index(x) if x in REGIMES else 0, x)
     ):
         arms = {}
-        for arm in ARMS:
+        found = {r["arm"] for r in rows if r["regime"] == regime}
+        for arm in [*ARMS, *sorted(found - set(ARMS))]:
             got = sorted((r for r in rows if r["regime"] == regime and r["arm"] == arm), key=lambda r: r["seed"])
             if got:
                 tests = [r["test_average"] for r in got]
@@ -98,7 +129,10 @@ def summarise(rows: list[dict]) -> dict:
                     "mean": statistics.fmean(tests),
                     "std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                 }
-        entry = {"arms": arms}
+        entry = {
+            "arms": arms,
+            "budget": next((r["budget"] for r in rows if r["regime"] == regime and r.get("budget")), None),
+        }
         if "full" in arms and "base" in arms:
             entry["full_minus_base"] = arms["full"]["mean"] - arms["base"]["mean"]
             entry["full_minus_base_paired"] = paired_margin(arms["full"], arms["base"])
@@ -123,6 +157,13 @@ def markdown(summary: dict) -> str:
         for arm, a in entry["arms"].items():
             per_seed = ", ".join(f"s{s}: {t:.2f}" for s, t in zip(a["seeds"], a["tests"]))
             lines.append(f"| {regime} | {arm} | {len(a['seeds'])} | {per_seed} | {a['mean']:.2f} ± {a['std']:.2f} |")
+    budgets = [
+        f"{regime}: " + ", ".join(f"{k}={v}" for k, v in entry["budget"].items())
+        for regime, entry in summary.items()
+        if entry.get("budget")
+    ]
+    if budgets:
+        lines += ["", "Budget per regime: " + "; ".join(budgets) + "."]
     lines += [
         "",
         "| regime | full − base (means) | same seeds | full − control (means) | same seeds | "
@@ -152,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = collect(args.sweeps)
     for path in args.previous:
         rows = merge_previous(rows, json.loads(path.read_text())["trials"])
+    try:
+        check_one_budget_per_regime(rows)
+    except MixedBudgetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not rows:
         print(f"no finished trial under {', '.join(map(str, args.sweeps))}", file=sys.stderr)
         return 1

@@ -18,13 +18,14 @@ def load_regimes():
     return module
 
 
-def write_trial(trial: Path, use_atp: bool, seed: int, test: float) -> None:
+def write_trial(trial: Path, use_atp: bool, seed: int, test: float, *overrides: str) -> None:
+    """A finished trial as a sweep writes it: the resolved config (base = the tuning's base arm) and metrics."""
+    from clasp_dist.config import load_config, to_dict
+    from clasp_dist.tuning import ABLATION_ARMS
+
+    arm = [] if use_atp else [f"{k}={v}" for k, v in ABLATION_ARMS["base"].items()]
     trial.mkdir(parents=True)
-    cfg = {
-        "model": {"use_atp": use_atp, "global_ratio": 8, "csai_local": True},
-        "data": {"synth_profile": "small"},
-        "train": {"seed": seed},
-    }
+    cfg = to_dict(load_config([*arm, f"train.seed={seed}", *overrides]))
     (trial / "config.yaml").write_text(yaml.safe_dump(cfg))
     (trial / "metrics.json").write_text(json.dumps({"test": {"average": test}, "validation": {"average": test}}))
 
@@ -72,3 +73,39 @@ def test_paired_margin_uses_only_the_seeds_both_arms_finished():
     assert paired["seeds"] == [0]
     assert abs(paired["mean"] - 0.4) < 1e-9  # the difference of the means (17.35 - 17.5) would be negative
     assert regimes.paired_margin(full, {"seeds": [2], "tests": [1.0]}) is None
+
+
+def test_every_ablation_arm_is_read_back_as_itself(tmp_path):
+    """A trial's arm comes from its saved config; full/thresholded (which has ATP and anchors) is not full."""
+    from clasp_dist.config import load_config, to_dict
+    from clasp_dist.tuning import ABLATION_ARMS
+
+    regimes = load_regimes()
+    for name, overrides in ABLATION_ARMS.items():
+        cfg = to_dict(load_config([f"{k}={v}" for k, v in overrides.items()]))
+        assert regimes.trial_arm(cfg) == name
+    odd = to_dict(load_config(["model.global_ratio=2"]))
+    assert regimes.trial_arm(odd) == "other (model.global_ratio=2)"
+
+
+def test_a_thresholded_trial_is_listed_apart_and_not_averaged_into_full(tmp_path):
+    regimes = load_regimes()
+    sweep = tmp_path / "sweep"
+    write_trial(sweep / "trials" / "t0", use_atp=True, seed=0, test=0.20)
+    write_trial(sweep / "trials" / "t1", True, 0, 0.10, "model.propagation=thresholded", "model.prop_threshold=0.3")
+    out = tmp_path / "out"
+    assert regimes.main([str(sweep), "--out", str(out)]) == 0
+    arms = json.loads((out / "regimes.json").read_text())["summary"]["small"]["arms"]
+    assert arms["full"]["tests"] == [20.0]
+    assert arms["full/thresholded"]["tests"] == [10.0]
+
+
+def test_trials_of_different_budgets_in_one_regime_are_refused(tmp_path, capsys):
+    regimes = load_regimes()
+    sweep = tmp_path / "sweep"
+    write_trial(sweep / "trials" / "old", True, 0, 0.18, "optim.lr=5e-4")
+    write_trial(sweep / "trials" / "new", True, 1, 0.29, "optim.lr=2e-3")
+    assert regimes.main([str(sweep), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "mixes budgets" in err and "old" in err and "new" in err and "0.0005" in err
+    assert not (tmp_path / "out" / "regimes.json").exists()
