@@ -15,6 +15,7 @@ import torch
 from clasp_dist.diagnostics.collector import DiagnosticsCollector
 from clasp_dist.diagnostics.distractors import DistractorRecord
 from clasp_dist.diagnostics.run import diagnose_checkpoint
+from clasp_dist.diagnostics.sweep import diagnose_sweep
 from clasp_dist.diagnostics.stats import average_precision, class_mean_ap, roc_auc
 from clasp_dist.diagnostics.truth import video_truth
 from clasp_dist.model import ModelOutput
@@ -143,7 +144,7 @@ def test_distractor_record_regenerates_the_shards(tiny_root):
 
 
 # ------------------------------------------------------------------------------- whole tool
-def export_for(root: str, directory, *overrides: str):
+def export_for(root: str, directory, *overrides: str, seed: int = 0):
     from clasp_dist.checkpoint import save_model_description, save_tensors
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
@@ -152,7 +153,7 @@ def export_for(root: str, directory, *overrides: str):
     cfg = load_config(["config=tiny", f"data.root={root}", *overrides])
     info, _ = dataset_info(root, cfg)
     directory.mkdir(parents=True)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     save_tensors(directory / "weights.pt", build_model(cfg, info).state_dict())
     save_model_description(directory, cfg, info)
     return directory
@@ -201,6 +202,36 @@ def test_model_overrides_change_the_model_that_runs(tiny_root, tmp_path):
         diagnose_checkpoint(full, split="validation", max_videos=2, overrides=["model.d_model=64"], progress=False)
 
 
+def sweep_with(tmp_path, name: str, root: str, trials: dict[str, tuple[str, int, tuple[str, ...]]]):
+    """A finished ablation sweep as jobs/tune.py leaves it: results.csv and trials/<id>/export."""
+    sweep = tmp_path / name
+    lines = ["trial_id,arm,seed,error"]
+    for trial_id, (arm, seed, overrides) in trials.items():
+        export_for(root, sweep / "trials" / trial_id / "export", *overrides, seed=seed)
+        lines.append(f"{trial_id},{arm},{seed},")
+    (sweep / "results.csv").write_text("\n".join(lines) + "\n")
+    return sweep
+
+
+def test_diagnose_sweep_averages_each_arm_over_several_sweeps(tiny_root, tmp_path):
+    base = ("model.use_meae=false", "model.use_atp=false")
+    seed0 = sweep_with(tmp_path, "s0", tiny_root, {"a": ("full", 0, ()), "b": ("base", 0, base)})
+    seed1 = sweep_with(tmp_path, "s1", tiny_root, {"c": ("full", 1, ())})
+    table = tmp_path / "diag" / "diagnostics.md"
+    means = diagnose_sweep([seed0, seed1], split="validation", max_videos=4, progress=False, table_path=table)
+    per_trial = {
+        path: json.loads((path / "diagnostics.json").read_text())["figures"]
+        for path in (seed0 / "diagnostics" / "full_seed0", seed1 / "diagnostics" / "full_seed1")
+    }
+    figures = [f["final.step_ap"] for f in per_trial.values()]
+    assert figures[0] != figures[1]  # two different models, so the mean is a real average
+    assert means["full"]["final.step_ap"] == pytest.approx(np.mean(figures))
+    assert set(means) == {"full", "base"} and (seed0 / "diagnostics" / "base_seed0" / "diagnostics.json").exists()
+    assert "| final.step_ap |" in table.read_text() and not (seed0 / "diagnostics.md").exists()
+    with pytest.raises(FileNotFoundError, match="results.csv"):
+        diagnose_sweep([seed0, tmp_path / "unfinished"], progress=False)
+
+
 def test_diagnose_refuses_the_train_split(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="train split"):
         diagnose_checkpoint(str(export_for(tiny_root, tmp_path / "m")), split="train")
@@ -218,3 +249,17 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "nope/model.json: missing" in proc.stderr
+
+
+def test_cli_tells_sweep_directories_from_the_overrides_after_them():
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("diagnose_cli", repo / "jobs" / "diagnose.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = cli.build_parser().parse_args(["--sweep", "runs/a_s0", "b", "model.global_ratio=1", "decode.x=2"])
+    cli.separate_overrides(args)
+    assert args.sweep == ["runs/a_s0", "b"] and args.overrides == ["model.global_ratio=1", "decode.x=2"]
+    with pytest.raises(SystemExit, match="at least one sweep directory"):
+        cli.separate_overrides(cli.build_parser().parse_args(["--sweep", "model.window=8"]))
