@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Decoding knobs ablated on trained checkpoints (issue 16): the same weights, decoded four ways.
 
-Variants: the SPEC 4.6 default; `decode.loc_threshold_mode=relative` (levels as fractions of each video-class
-signal's range); `decode.video_score=base` (class scores from the base heads); both. Each checkpoint's test split
+Variants (default set): the SPEC 4.6 default; `decode.loc_threshold_mode=relative` (levels as fractions of each
+video-class signal's range); `decode.video_score=base` (class scores from the base heads); both. On request
+(`--variants`): `all-anchors` / `selected-anchors`, the anchor policy swapped at inference on the same weights. Each checkpoint's test split
 is predicted in this process (no Ray: `predict_local`) and scored with the project's evaluator. Reports test
 average mAP and the share of test videos with no prediction at all, per checkpoint and variant; writes JSON.
 
     ./dev bench/decode_knobs.py runs/sweeps/regimes_seed0/trials/*/export --out docs/results/regimes/decode_knobs.json
+    ./dev bench/decode_knobs.py runs/sweeps/x/trials/*/export --variants default,all-anchors,selected-anchors --out x.json
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clasp_dist.config import flatten, load_config, to_dict  # noqa: E402
 from clasp_dist.data.roots import ensure_dataset  # noqa: E402
 from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score  # noqa: E402
+from clasp_dist.tuning import ABLATION_ARMS  # noqa: E402
 
 VARIANTS = {
     "default": [],
@@ -27,6 +31,13 @@ VARIANTS = {
     "base-scores": ["decode.video_score=base"],
     "relative+base-scores": ["decode.loc_threshold_mode=relative", "decode.video_score=base"],
 }
+# the anchor policy swapped at inference (same weights): does a model trained with selection need it, and does the
+# all-anchors control gain from it? `all-anchors` is the ablation's control arm; `selected-anchors` the preset's CLASP
+_CONTROL = ABLATION_ARMS["control/all-anchors"]
+_PRESET = flatten(to_dict(load_config([])))
+VARIANTS["all-anchors"] = [f"{key}={value}" for key, value in _CONTROL.items()]
+VARIANTS["selected-anchors"] = [f"{key}={_PRESET[key]}" for key in _CONTROL]
+DEFAULT_VARIANTS = ("default", "relative", "base-scores", "relative+base-scores")
 
 
 def evaluate_variant(checkpoint: str, overrides: list[str], split: str) -> dict:
@@ -49,11 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoints", nargs="+", help="export (or checkpoint) directories")
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, required=True, help="JSON output path")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated, among {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
+    )
     args = parser.parse_args(argv)
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        parser.error(f"unknown variant(s) {unknown}; choose among {', '.join(VARIANTS)}")
     rows = []
     for ckpt in args.checkpoints:
-        for name, overrides in VARIANTS.items():
-            row = {"checkpoint": ckpt, "variant": name, **evaluate_variant(ckpt, overrides, args.split)}
+        for name in names:
+            row = {"checkpoint": ckpt, "variant": name, **evaluate_variant(ckpt, VARIANTS[name], args.split)}
             rows.append(row)
             print(
                 f"{ckpt} {row['profile']} {'base' if row['base_model'] else 'clasp'} {name:22s} "

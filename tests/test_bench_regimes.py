@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import load_script
 
 
 def load_regimes():
-    spec = importlib.util.spec_from_file_location("bench_regimes", ROOT / "bench" / "regimes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/regimes.py")
 
 
 def write_trial(trial: Path, use_atp: bool, seed: int, test: float, *overrides: str) -> None:

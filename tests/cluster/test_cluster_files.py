@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,16 +17,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 
 
 def _load_check():
-    spec = importlib.util.spec_from_file_location("clasp_cluster_check", CLUSTER / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cluster/check.py", "clasp_cluster_check")
 
 
 check = _load_check()

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
-
+from helpers import load_script
 
 def _job(name):
-    spec = importlib.util.spec_from_file_location(name, JOBS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script(f"jobs/{name}.py").main
 
 
 def test_prepare_then_inspect(tmp_path, capsys):

@@ -252,12 +252,9 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
 
 
 def test_cli_tells_sweep_directories_from_the_overrides_after_them():
-    import importlib.util
+    from helpers import load_script
 
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("diagnose_cli", repo / "jobs" / "diagnose.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("jobs/diagnose.py")
     args = cli.build_parser().parse_args(["--sweep", "runs/a_s0", "b", "model.global_ratio=1", "decode.x=2"])
     cli.separate_overrides(args)
     assert args.sweep == ["runs/a_s0", "b"] and args.overrides == ["model.global_ratio=1", "decode.x=2"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import clasp_dist.evaluation as evaluation_pkg
 from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, write_predictions
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, evaluate_detection
 from clasp_dist.evaluation.report import format_table, metrics_dict, write_metrics_json
+
+from helpers import load_script
 
 from .helpers import random_case
 
@@ -108,11 +109,8 @@ def test_cli_usage_errors_and_help():
     assert proc.returncode == 2 and "add --checkpoint" in proc.stderr
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_job", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_evaluate_job():
+    return load_script("jobs/evaluate.py", "evaluate_job")
 
 
 def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
@@ -121,7 +119,7 @@ def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     fake.evaluate_checkpoint = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "clasp_dist.evaluation.distributed", fake)
     monkeypatch.setattr(evaluation_pkg, "distributed", fake, raising=False)
-    rc = load_script().main(
+    rc = load_evaluate_job().main(
         [
             "--checkpoint",
             "ck",

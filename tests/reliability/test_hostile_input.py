@@ -11,7 +11,6 @@ run at once (no retry) with a one-line cause.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
 from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
+from helpers import load_script  # noqa: E402
 
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
@@ -68,10 +68,7 @@ def test_ray_free_reader_refuses_or_counts(name, tmp_path):
 
 
 def _inspect_main():
-    spec = importlib.util.spec_from_file_location("inspect_data", REPO / "jobs" / "inspect_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("jobs/inspect_data.py").main
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
