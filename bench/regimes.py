@@ -6,7 +6,8 @@ Reads the trial directories of one or more ablation sweeps (`<sweep>/trials/<tri
 read from its config: the base model (`model.use_atp=false`), the all-anchors control (`model.global_ratio=1`,
 no local anchors) or full CLASP (anything else with ATP on). Writes `regimes.json`, `regimes.md` (per regime:
 each arm's seeds and mean ± std of test average mAP, the margins, whether every full seed beats every base
-seed) and `regimes.png`. `--previous` keeps the trials of an earlier `regimes.json` whose trial directories
+seed) and `regimes.png`. Trials that `jobs/diagnose.py --sweep` has diagnosed (<sweep>/diagnostics/<arm>_seed<k>/)
+add a table of their mean diagnostics per regime and arm. `--previous` keeps the trials of an earlier `regimes.json` whose trial directories
 are gone (a trial found in a sweep wins over the same regime, arm and seed from there).
 
     ./dev bench/regimes.py runs/sweeps/regimes_seed0 runs/sweeps/regimes_seed1 --out docs/results/regimes
@@ -36,6 +37,22 @@ ARM_KEYS = sorted({key for overrides in ABLATION_ARMS.values() for key in overri
 """The config keys that tell the ablation arms apart (every key any arm sets)."""
 BUDGET_KEYS = ("optim.lr", "train.epochs", "train.batch_size")
 """Keys that every trial of one regime must share: a mean over different budgets is not an arm's figure."""
+
+
+DIAGNOSTICS = (
+    ("heads.step_ap", "heads' step AP"),
+    ("heads.event_vs_distractor_auc", "heads' event-vs-distractor AUC"),
+    ("heads.segments_below_floor", "segments never reaching the floor"),
+    ("heads.segment_coverage", "segment coverage"),
+    ("heads.leak_outside", "leak outside"),
+    ("meae.agreement_auc_event_vs_distractor", "agreement AUC, event vs distractor"),
+    ("meae.alpha_auc_event_vs_distractor", "alpha AUC, event vs distractor"),
+    ("csai.anchors_per_video", "anchors / video"),
+    ("csai.anchor_precision", "anchor precision"),
+    ("csai.anchors_on_distractors", "anchors on distractors"),
+)
+"""The jobs/diagnose.py figures shown per regime and arm; `heads.*` is the decoding heads' figure (final.* when the
+model has refined heads, else base.*)."""
 
 
 class MixedBudgetError(ValueError):
@@ -76,9 +93,23 @@ def collect(sweeps: list[Path]) -> list[dict]:
                     "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
                     "wall_time_s": metrics.get("wall_time_s"),
                     "trial": str(trial),
+                    "diagnostics": trial_diagnostics(sweep, trial_arm(cfg), cfg["train"]["seed"]),
                 }
             )
     return rows
+
+
+def trial_diagnostics(sweep: Path, arm: str, seed: int) -> dict | None:
+    """The figures `jobs/diagnose.py --sweep` wrote for this trial (<sweep>/diagnostics/<arm>_seed<k>/), if any,
+    with `heads.*` added: the decoding heads' figures."""
+    path = sweep / "diagnostics" / f"{arm.replace('/', '_')}_seed{seed}" / "diagnostics.json"
+    if not path.is_file():
+        return None
+    figures = json.loads(path.read_text())["figures"]
+    for key in [k for k in figures if k.startswith("base.")]:
+        final = figures.get("final." + key[5:])
+        figures["heads." + key[5:]] = figures[key] if final is None or final != final else final  # NaN: no refined
+    return figures
 
 
 def check_one_budget_per_regime(rows: list[dict]) -> None:
@@ -128,6 +159,7 @@ def summarise(rows: list[dict]) -> dict:
                     "tests": tests,
                     "mean": statistics.fmean(tests),
                     "std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                    "diagnostics": mean_diagnostics(got),
                 }
         entry = {
             "arms": arms,
@@ -142,6 +174,39 @@ def summarise(rows: list[dict]) -> dict:
             entry["full_minus_control_paired"] = paired_margin(arms["full"], arms["control/all-anchors"])
         out[regime] = entry
     return out
+
+
+def mean_diagnostics(rows: list[dict]) -> dict | None:
+    """{figure: mean over the arm's diagnosed seeds, "seeds": [...]} for the DIAGNOSTICS figures; None if none."""
+    diagnosed = [r for r in rows if r.get("diagnostics")]
+    if not diagnosed:
+        return None
+    out: dict = {"seeds": [r["seed"] for r in diagnosed]}
+    for key, _ in DIAGNOSTICS:
+        values = [r["diagnostics"].get(key) for r in diagnosed]
+        values = [v for v in values if v is not None and v == v]  # missing or NaN: module off, or no such steps
+        out[key] = statistics.fmean(values) if values else None
+    return out
+
+
+def diagnostics_markdown(summary: dict) -> list[str]:
+    """Per regime and arm, the mean DIAGNOSTICS figures (first 200 validation videos of each diagnosed trial)."""
+    rows = [(regime, arm, a["diagnostics"]) for regime, e in summary.items() for arm, a in e["arms"].items()]
+    rows = [r for r in rows if r[2]]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Diagnostics (`jobs/diagnose.py`, validation; mean over the diagnosed seeds):",
+        "",
+        "| regime | arm | seeds | " + " | ".join(label for _, label in DIAGNOSTICS) + " |",
+        "|---|---|---|" + "---|" * len(DIAGNOSTICS),
+    ]
+    for regime, arm, d in rows:
+        cells = ["-" if d[key] is None else f"{d[key]:.3f}" for key, _ in DIAGNOSTICS]
+        seeds = ", ".join(f"s{s}" for s in d["seeds"])
+        lines.append(f"| {regime} | {arm} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def margin_cells(entry: dict, key: str) -> str:
@@ -174,6 +239,7 @@ def markdown(summary: dict) -> str:
         every = entry.get("every_full_seed_beats_every_base_seed")
         cells = [margin_cells(entry, "full_minus_base"), margin_cells(entry, "full_minus_control")]
         lines.append(f"| {regime} | {' | '.join(cells)} | {'-' if every is None else ('yes' if every else 'no')} |")
+    lines += diagnostics_markdown(summary)
     return "\n".join(lines) + "\n"
 
 

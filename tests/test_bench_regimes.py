@@ -104,3 +104,28 @@ def test_trials_of_different_budgets_in_one_regime_are_refused(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "mixes budgets" in err and "old" in err and "new" in err and "0.0005" in err
     assert not (tmp_path / "out" / "regimes.json").exists()
+
+
+def test_diagnosed_trials_add_mean_figures_with_the_decoding_heads(tmp_path):
+    regimes = load_regimes()
+    sweep = tmp_path / "sweep"
+    nan = float("nan")
+    figures = {
+        ("base", 0): {"base.step_ap": 0.8, "final.step_ap": nan, "csai.anchors_per_video": nan},
+        ("full", 0): {"base.step_ap": 0.7, "final.step_ap": 0.9, "csai.anchors_per_video": 20.0},
+        ("full", 1): {"base.step_ap": 0.7, "final.step_ap": 0.7, "csai.anchors_per_video": 22.0},
+    }
+    for (arm, seed), figs in figures.items():
+        write_trial(sweep / "trials" / f"{arm}{seed}", arm == "full", seed, 0.1)
+        out = sweep / "diagnostics" / f"{arm}_seed{seed}"
+        out.mkdir(parents=True)
+        (out / "diagnostics.json").write_text(json.dumps({"figures": figs}))
+    write_trial(sweep / "trials" / "full2", True, 2, 0.1)  # finished, not diagnosed
+    out = tmp_path / "out"
+    assert regimes.main([str(sweep), "--out", str(out)]) == 0
+    arms = json.loads((out / "regimes.json").read_text())["summary"]["small"]["arms"]
+    assert arms["base"]["diagnostics"]["heads.step_ap"] == 0.8  # the base model decodes with its base heads
+    assert arms["base"]["diagnostics"]["csai.anchors_per_video"] is None
+    assert abs(arms["full"]["diagnostics"]["heads.step_ap"] - 0.8) < 1e-9  # refined heads, seeds 0 and 1
+    assert arms["full"]["diagnostics"]["seeds"] == [0, 1]
+    assert "| small | full | s0, s1 | 0.800 |" in (out / "regimes.md").read_text()
