@@ -46,6 +46,7 @@ DIAGNOSTICS = (
     ("heads.segment_coverage", "segment coverage"),
     ("heads.leak_outside", "leak outside"),
     ("meae.agreement_auc_event_vs_distractor", "agreement AUC, event vs distractor"),
+    ("meae.agreement_auc_event_vs_labelled_distractor", "agreement AUC, event vs labelled-class distractor"),
     ("meae.alpha_auc_event_vs_distractor", "alpha AUC, event vs distractor"),
     ("csai.anchors_per_video", "anchors / video"),
     ("csai.anchor_precision", "anchor precision"),

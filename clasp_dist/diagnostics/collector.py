@@ -114,6 +114,7 @@ class DiagnosticsCollector:
             background = ~truth.event
             if truth.distractor is not None:
                 self.pool.add(f"{name}/distractor", values[truth.distractor])
+                self.pool.add(f"{name}/labelled_distractor", values[truth.labelled_distractor])
                 background &= ~truth.distractor
             self.pool.add(f"{name}/background", values[background])
 
@@ -148,7 +149,7 @@ class DiagnosticsCollector:
                 for cat in CATEGORIES:
                     f[f"meae.{name}_mean_{cat}"] = _mean(self.pool.get(f"{name}/{cat}"))
             for name in ("agreement", "alpha"):
-                for other in ("distractor", "background"):
+                for other in ("distractor", "labelled_distractor", "background"):
                     f[f"meae.{name}_auc_event_vs_{other}"] = roc_auc(
                         self.pool.get(f"{name}/event"), self.pool.get(f"{name}/{other}")
                     )

@@ -22,6 +22,18 @@ class VideoTruth:
     )  # class -> [T] bool, not that class's event
     segment_steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (class, [T] bool) per segment
 
+    @property
+    def labelled_distractor(self) -> Optional[np.ndarray]:
+        """[T] bool: distractor steps of a class the video is labelled with (an off-screen sound or a silent object
+        of one of its events' classes), the ones MEAE's agreement over the video's classes is meant to reject."""
+        if self.distractor is None:
+            return None
+        out = np.zeros_like(self.distractor)
+        for c in self.event_by_class:
+            if c in self.distractor_by_class:
+                out |= self.distractor_by_class[c]
+        return out & self.distractor
+
 
 def covered(centres: np.ndarray, start: float, end: float) -> np.ndarray:
     """[T] bool: step centres inside [start, end]; a span shorter than a step still covers its nearest step."""

@@ -72,6 +72,7 @@ def test_video_truth_categories():
     assert np.flatnonzero(truth.distractor).tolist() == [5, 9, 10, 11]
     assert np.flatnonzero(truth.distractor_by_class[3]).tolist() == [9, 10, 11]
     assert np.flatnonzero(truth.distractor_by_class[7]).tolist() == [4, 5]  # class 7 has no event here
+    assert np.flatnonzero(truth.labelled_distractor).tolist() == [9, 10, 11]  # class 3's sound; class 7 is absent
     assert [c for c, _ in truth.segment_steps] == [3, 1]
     assert video_truth(times, [(2.0, 5.0, 3)]).distractor is None  # no record: no distractor category
 
@@ -106,6 +107,7 @@ def test_collector_wiring_with_perfect_outputs():
     f = figures_of(out, truth)
     assert f["base.step_ap"] == 1.0 and f["base.event_vs_distractor_auc"] == 1.0
     assert f["meae.alpha_auc_event_vs_distractor"] == 1.0 and f["meae.alpha_auc_event_vs_background"] == 1.0
+    assert f["meae.alpha_auc_event_vs_labelled_distractor"] == 1.0  # the silent object is of class 1, labelled
     assert f["csai.anchor_precision"] == 1.0 and f["csai.segments_anchored"] == 1.0
     assert f["csai.anchors_on_distractors"] == 0.0 and f["base.segments_below_floor"] == 0.0
     assert f["meae.alpha_mean_distractor"] == 0.0 and f["base.video_map"] == 1.0
