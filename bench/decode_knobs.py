@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clasp_dist.config import flatten, load_config, to_dict  # noqa: E402
 from clasp_dist.data.roots import ensure_dataset  # noqa: E402
 from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score  # noqa: E402
-from clasp_dist.tuning import ABLATION_ARMS  # noqa: E402
+from clasp_dist.tuning import ABLATION_ARMS, arm_settings  # noqa: E402
 
 VARIANTS = {
     "default": [],
@@ -33,10 +32,9 @@ VARIANTS = {
 }
 # the anchor policy swapped at inference (same weights): does a model trained with selection need it, and does the
 # all-anchors control gain from it? `all-anchors` is the ablation's control arm; `selected-anchors` the preset's CLASP
-_CONTROL = ABLATION_ARMS["control/all-anchors"]
-_PRESET = flatten(to_dict(load_config([])))
-VARIANTS["all-anchors"] = [f"{key}={value}" for key, value in _CONTROL.items()]
-VARIANTS["selected-anchors"] = [f"{key}={_PRESET[key]}" for key in _CONTROL]
+_CONTROL, _FULL = arm_settings("control/all-anchors"), arm_settings("full")
+VARIANTS["all-anchors"] = [f"{key}={_CONTROL[key]}" for key in ABLATION_ARMS["control/all-anchors"]]
+VARIANTS["selected-anchors"] = [f"{key}={_FULL[key]}" for key in ABLATION_ARMS["control/all-anchors"]]
 DEFAULT_VARIANTS = ("default", "relative", "base-scores", "relative+base-scores")
 
 

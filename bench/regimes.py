@@ -26,15 +26,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clasp_dist.config import flatten, load_config, to_dict  # noqa: E402
-from clasp_dist.tuning import ABLATION_ARMS  # noqa: E402
+from clasp_dist.config import flatten  # noqa: E402
+from clasp_dist.tuning import ABLATION_ARMS, ARM_KEYS, arm_settings  # noqa: E402
 from clasp_dist.viz import plot_ablation_bars  # noqa: E402
 
 ARMS = ("base", "control/all-anchors", "full")
 """The arms the margins compare; any other ablation arm found (e.g. full/thresholded) is listed beside them."""
 REGIMES = ("small", "distract", "scarce")
-ARM_KEYS = sorted({key for overrides in ABLATION_ARMS.values() for key in overrides})
-"""The config keys that tell the ablation arms apart (every key any arm sets)."""
 BUDGET_KEYS = ("optim.lr", "train.epochs", "train.batch_size")
 """Keys that every trial of one regime must share: a mean over different budgets is not an arm's figure."""
 
@@ -64,12 +62,13 @@ def trial_arm(cfg: dict) -> str:
     """The ablation arm (clasp_dist.tuning.ABLATION_ARMS) whose settings of every arm-defining key match the
     trial's saved config; `other (key=value, ...)` when none does, so that no trial is counted as an arm it is not
     (full/thresholded was once counted as full)."""
-    flat, default = flatten(cfg), flatten(to_dict(load_config([])))
+    flat = flatten(cfg)
     got = {key: flat.get(key) for key in ARM_KEYS}
-    for name, overrides in ABLATION_ARMS.items():
-        if got == {key: overrides.get(key, default[key]) for key in ARM_KEYS}:
+    for name in ABLATION_ARMS:
+        if got == arm_settings(name):
             return name
-    return "other (" + ", ".join(f"{k}={v}" for k, v in got.items() if v != default[k]) + ")"
+    preset = arm_settings("full")
+    return "other (" + ", ".join(f"{k}={v}" for k, v in got.items() if v != preset[k]) + ")"
 
 
 def collect(sweeps: list[Path]) -> list[dict]:
@@ -83,18 +82,18 @@ def collect(sweeps: list[Path]) -> list[dict]:
             metrics, cfg = json.loads(metrics_path.read_text()), yaml.safe_load(cfg_path.read_text())
             if "test" not in metrics:
                 continue
-            flat = flatten(cfg)
+            flat, arm = flatten(cfg), trial_arm(cfg)
             rows.append(
                 {
                     "regime": cfg["data"]["synth_profile"],
-                    "arm": trial_arm(cfg),
+                    "arm": arm,
                     "seed": cfg["train"]["seed"],
                     "budget": {key: flat.get(key) for key in BUDGET_KEYS},
                     "test_average": 100 * metrics["test"]["average"],
                     "val_average": 100 * (metrics.get("validation", {}).get("average") or float("nan")),
                     "wall_time_s": metrics.get("wall_time_s"),
                     "trial": str(trial),
-                    "diagnostics": trial_diagnostics(sweep, trial_arm(cfg), cfg["train"]["seed"]),
+                    "diagnostics": trial_diagnostics(sweep, arm, cfg["train"]["seed"]),
                 }
             )
     return rows

@@ -8,6 +8,7 @@ interrupted sweep restores (`Tuner.restore`) without redoing finished trials.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -40,6 +41,22 @@ ABLATION_ARMS: dict[str, dict[str, Any]] = {
 heads with no anchor selection, which separates what the anchors add from what the extra layer adds."""
 
 CORE_ARMS = ["base", "meae+global+atp", "meae+local+atp", "full"]
+
+ARM_KEYS = sorted({key for overrides in ABLATION_ARMS.values() for key in overrides})
+"""The config keys that tell the ablation arms apart (every key any arm sets)."""
+
+
+def arm_settings(name: str) -> dict[str, Any]:
+    """Every ARM_KEYS value of arm `name`: its own override, else the default preset's value (so `full` gives
+    the preset's CLASP); what reads an arm back from a trial's config, or swaps one arm's policy for another's."""
+    preset = _preset_arm_values()
+    return {key: ABLATION_ARMS[name].get(key, preset[key]) for key in ARM_KEYS}
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_arm_values() -> dict[str, Any]:
+    flat = flatten(to_dict(load_config([])))
+    return {key: flat[key] for key in ARM_KEYS}
 
 
 def ablation_space(seeds: int, arms: list[str] | None = None) -> dict:

@@ -109,12 +109,13 @@ class DiagnosticsCollector:
                 self.pool.add(f"{head}/coverage", [(signal[steps, c] >= self.decode_floor).mean()])
 
     def _add_meae(self, agreement: np.ndarray, alpha: np.ndarray, truth: VideoTruth) -> None:
+        labelled = truth.labelled_distractor  # [T] bool or None, built once for both scores
         for name, values in (("agreement", agreement), ("alpha", alpha)):
             self.pool.add(f"{name}/event", values[truth.event])
             background = ~truth.event
             if truth.distractor is not None:
                 self.pool.add(f"{name}/distractor", values[truth.distractor])
-                self.pool.add(f"{name}/labelled_distractor", values[truth.labelled_distractor])
+                self.pool.add(f"{name}/labelled_distractor", values[labelled])
                 background &= ~truth.distractor
             self.pool.add(f"{name}/background", values[background])
 

@@ -43,7 +43,8 @@ def _identity(sample):
     return sample
 
 
-def _write(root: str, samples, storage_cfg=None, shard_size=3, workers=1):
+def _write_splits(root: str, split_items: dict, make_sample=_identity, shard_size=3, **options):
+    """write_dataset of this file's toy dataset `t` (CLASSES, 6/3-dim features, the I3D grid)."""
     return write_dataset(
         root,
         dataset="t",
@@ -51,13 +52,18 @@ def _write(root: str, samples, storage_cfg=None, shard_size=3, workers=1):
         visual_dim=6,
         audio_dim=3,
         grid=I3D_GRID,
-        split_items={"train": samples[:5], "validation": samples[5:]},
-        make_sample=_identity,
+        split_items=split_items,
+        make_sample=make_sample,
         shard_size=shard_size,
-        workers=workers,
-        storage_cfg=storage_cfg,
         progress=False,
+        **options,
     )
+
+
+def _write(root: str, samples, storage_cfg=None, shard_size=3, workers=1):
+    """The first 5 samples as train, the rest as validation."""
+    split_items = {"train": samples[:5], "validation": samples[5:]}
+    return _write_splits(root, split_items, shard_size=shard_size, workers=workers, storage_cfg=storage_cfg)
 
 
 def _check_round_trip(root: str, samples, storage_cfg=None):
@@ -150,19 +156,7 @@ def _explode_on_fifth(sample):
 
 def _write_train(root: str, make_sample=_explode_on_fifth, extra: dict | None = None):
     """8 train videos, 3 per shard; by default killed at the fifth video (in the second shard)."""
-    return write_dataset(
-        root,
-        dataset="t",
-        classes=CLASSES,
-        visual_dim=6,
-        audio_dim=3,
-        grid=I3D_GRID,
-        split_items={"train": _samples(8)},
-        make_sample=make_sample,
-        shard_size=3,
-        extra=extra,
-        progress=False,
-    )
+    return _write_splits(root, {"train": _samples(8)}, make_sample, extra=extra)
 
 
 def test_killed_writer_leaves_no_manifest_and_no_partial_shard(tmp_path):
