@@ -316,7 +316,10 @@ def storage_errors(root: str, storage_cfg=None) -> Iterator[None]:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - classified below, re-raised otherwise
-        raise storage_error(exc, root, storage_cfg) or exc
+        error = storage_error(exc, root, storage_cfg)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def storage_error(exc: BaseException, root: str, storage_cfg=None) -> Optional[StorageError]:

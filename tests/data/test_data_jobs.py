@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from helpers import load_script
+
 
 def _job(name):
     return load_script(f"jobs/{name}.py").main
