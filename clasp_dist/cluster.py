@@ -72,19 +72,69 @@ def autoscaler_max_resources() -> dict[str, float] | None:
     return {k: float(v) for k, v in found.items()} if found else None
 
 
+def autoscaler_node_types() -> dict[str, dict[str, float]]:
+    """{node type: resources} of the node types the autoscaler may launch, when it reports them ({} otherwise)."""
+    try:
+        from ray._private import state
+
+        config = state.state.get_cluster_config()
+        groups = list(config.node_group_configs) if config is not None else []
+    except Exception:  # noqa: BLE001 - an older GCS or no autoscaler: no information, not an error
+        return {}
+    return {g.name: {k: float(v) for k, v in g.resources.items()} for g in groups if g.max_count != 0}
+
+
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 """Where `ray up` leaves the autoscaler's config on the head node (where `ray job submit` drivers run)."""
 
 
-def training_cpus(cfg, read_tasks: int) -> float:
-    """CPUs a CPU training run holds at once while it validates: its train workers (train.num_workers x
-    train.cpus_per_worker), the evaluator's actors beside them (eval.num_actors x eval.actor_num_cpus) and
-    `read_tasks` Ray Data read tasks (data.read_num_cpus each)."""
+def training_cpus(cfg, read_tasks: int, evaluator: bool = True) -> float:
+    """CPUs a training run holds at once while it validates: its train workers (train.num_workers x
+    train.cpus_per_worker), with `evaluator` the evaluator's actors beside them (eval.num_actors x
+    eval.actor_num_cpus; a GPU run validates inside its workers) and `read_tasks` Ray Data read tasks
+    (data.read_num_cpus each)."""
     return (
         cfg.train.num_workers * cfg.train.cpus_per_worker
-        + cfg.eval.num_actors * cfg.eval.actor_num_cpus
+        + (cfg.eval.num_actors * cfg.eval.actor_num_cpus if evaluator else 0.0)
         + read_tasks * cfg.data.read_num_cpus
     )
+
+
+def train_worker_resources(cfg) -> dict[str, float]:
+    """What each train worker asks Ray for: train.cpus_per_worker CPUs, one GPU with train.use_gpu, and
+    train.worker_resources."""
+    resources = {"CPU": float(cfg.train.cpus_per_worker), **cfg.train.worker_resources}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1.0
+    return resources
+
+
+def read_room(cfg, node: Mapping[str, float]) -> float | None:
+    """CPUs a node of this type keeps for read tasks once it holds as many train workers as fit on it; None when
+    no train worker fits on it (it is never launched for one)."""
+    wanted = train_worker_resources(cfg)
+    fit = min((float(node.get(key, 0.0)) // amount for key, amount in wanted.items() if amount > 0), default=0)
+    fit = min(fit, cfg.train.num_workers)
+    if fit < 1:
+        return None
+    return float(node.get("CPU", 0.0)) - fit * wanted["CPU"]
+
+
+def crowded_node_types(cfg, node_types: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """{node type: CPUs left} for each node type that an autoscaler may launch for a train worker but that then
+    keeps less than one read task's CPUs (data.read_num_cpus): reads of workers placed there never start."""
+    rooms = {name: read_room(cfg, resources) for name, resources in node_types.items()}
+    return {name: room for name, room in rooms.items() if room is not None and room < cfg.data.read_num_cpus}
+
+
+def yaml_node_types(config: Mapping) -> dict[str, dict[str, float]]:
+    """{worker node type: resources} of a cluster launcher YAML (the head, and types without workers, left out)."""
+    head = config.get("head_node_type")
+    return {
+        name: node_type_resources(spec)
+        for name, spec in (config.get("available_node_types") or {}).items()
+        if name != head and int(spec.get("max_workers", 0)) > 0
+    }
 
 
 def launches_nodes(status: Mapping | None) -> bool:
@@ -131,6 +181,16 @@ def growable_resources(cluster_yaml: str | Path | None = None) -> tuple[dict[str
     if not found:
         return now, "the resources present now"
     return {k: max(now.get(k, 0.0), found.get(k, 0.0)) for k in set(now) | set(found)}, source
+
+
+def read_task_limit(num_paths: int, reachable: Mapping[str, float] | None) -> int | None:
+    """Read tasks at once for `num_paths` shards: one per CPU the cluster can reach (`growable_resources`: the
+    autoscaler's node types x max_workers, not the CPU-0 head alone at start-up), at most one per shard. Decoding is
+    CPU-bound, and fractional read CPUs alone would let Ray start several worker processes per core. None (no cap:
+    Ray Data schedules reads on the CPUs present as it runs) when the cluster may grow by an unknown amount."""
+    if reachable is None:
+        return None
+    return max(1, min(num_paths, int(reachable.get("CPU", 0))))
 
 
 def has_shared_local_disk() -> bool:

@@ -29,12 +29,21 @@ class BatchPlan:
 
 
 def plan_batches(cfg: Config, world_size: int) -> BatchPlan:
-    """global batch = micro * grad_accum * world; the config's train.batch_size must divide evenly.
+    """global batch = micro * grad_accum * world (docs/training.md, batch size).
 
-    deepspeed.micro_batch_size=0 means batch_size / world_size per worker (no accumulation), so one
-    preset serves every worker count that divides its batch.
+    deepspeed.grad_accum=0 keeps train.batch_size as the global batch, which must divide evenly;
+    deepspeed.micro_batch_size=0 then means batch_size / world_size per worker (no accumulation), so one
+    preset serves every worker count that divides its batch. deepspeed.grad_accum >= 1 fixes the per-worker
+    batch instead: the global batch grows with the workers.
     """
     configured = cfg.deepspeed.micro_batch_size
+    if cfg.deepspeed.grad_accum:
+        if configured < 1:
+            raise ValueError(
+                f"deepspeed.grad_accum={cfg.deepspeed.grad_accum} sets a per-worker batch, which needs "
+                f"deepspeed.micro_batch_size >= 1 (it is {configured})"
+            )
+        return BatchPlan(world_size, configured, cfg.deepspeed.grad_accum)
     micro = configured or cfg.train.batch_size // world_size
     per_step = micro * world_size
     if micro < 1 or cfg.train.batch_size % per_step:
@@ -42,9 +51,20 @@ def plan_batches(cfg: Config, world_size: int) -> BatchPlan:
             f"train.batch_size={cfg.train.batch_size} is not a multiple of deepspeed.micro_batch_size={configured} "
             f"{'(= batch_size / num_workers) ' if not configured else ''}x train.num_workers={world_size}; pick "
             f"train.batch_size as a multiple of {per_step if configured else world_size}"
-            f"{', or deepspeed.micro_batch_size=0 (batch_size / num_workers)' if configured else ''}"
+            f"{', or deepspeed.micro_batch_size=0 (batch_size / num_workers)' if configured else ''}, or a "
+            f"per-worker batch (deepspeed.grad_accum >= 1)"
         )
     return BatchPlan(world_size, micro, cfg.train.batch_size // per_step)
+
+
+LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
+"""optim.lr_scaling: the peak lr's factor for a global batch `ratio` times train.batch_size."""
+
+
+def scaled_lr(cfg: Config, plan: BatchPlan) -> float:
+    """The peak learning rate at this plan's global batch: optim.lr, scaled by optim.lr_scaling from the
+    reference batch train.batch_size (optim.lr itself whenever the global batch is train.batch_size)."""
+    return cfg.optim.lr * LR_SCALING[cfg.optim.lr_scaling](plan.global_batch_size / cfg.train.batch_size)
 
 
 def deepspeed_config(cfg: Config, plan: BatchPlan) -> dict:
@@ -145,7 +165,7 @@ def build_engine(
     import deepspeed
 
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas)
+        param_groups(model, cfg.optim.weight_decay), lr=scaled_lr(cfg, plan), betas=tuple(cfg.optim.betas)
     )
     total = steps_per_epoch * cfg.train.epochs
     warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))

@@ -15,7 +15,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import export_inference
-from .cluster import growable_resources, has_shared_local_disk, training_cpus
+from .cluster import (
+    BOOTSTRAP_CONFIG,
+    autoscaler_node_types,
+    crowded_node_types,
+    growable_resources,
+    has_shared_local_disk,
+    read_cluster_yaml,
+    train_worker_resources,
+    training_cpus,
+    yaml_node_types,
+)
 from .config import Config, ConfigError, save_config, to_dict
 from .data.errors import DataError, StorageError
 from .data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
@@ -199,8 +209,10 @@ def check_resource_request(cfg: Config) -> None:
     if reachable is None:  # an autoscaler may add what is asked for: nothing to refuse
         print(f"[clasp-dist] {source}: not checking whether it can provide the workers' resources", flush=True)
         return
-    problem = gpu_shortfall(cfg, reachable.get("GPU", 0.0), source) or cpu_shortfall(
-        cfg, reachable.get("CPU", 0.0), source
+    problem = (
+        gpu_shortfall(cfg, reachable.get("GPU", 0.0), source)
+        or cpu_shortfall(cfg, reachable.get("CPU", 0.0), source)
+        or read_room_shortfall(cfg, known_node_types())
     )
     if problem:
         raise UnsatisfiableRequestError(problem)
@@ -219,25 +231,52 @@ def gpu_shortfall(cfg: Config, gpus: float, source: str) -> str | None:
 
 
 def cpu_shortfall(cfg: Config, cpus: float, source: str) -> str | None:
-    """On CPU, validation during training runs beside the train workers: the evaluator's actors
-    (eval.num_actors x eval.actor_num_cpus) and at least one read task (data.read_num_cpus) need CPUs that the
-    workers (train.num_workers x train.cpus_per_worker) do not hold; the refusal's message, or None. (On GPUs,
-    validation runs inside rank 0.)"""
-    if cfg.train.use_gpu:
-        return None
-    needed = training_cpus(cfg, read_tasks=1)
+    """Beside the train workers (train.num_workers x train.cpus_per_worker), at least one read task
+    (data.read_num_cpus) needs a CPU the workers do not hold, or the first batch never comes; on CPU, validation
+    also starts the evaluator's actors (eval.num_actors x eval.actor_num_cpus) beside them (on GPUs it runs inside
+    the workers). The refusal's message, or None."""
+    evaluator = not cfg.train.use_gpu
+    needed = training_cpus(cfg, read_tasks=1, evaluator=evaluator)
     if needed <= cpus + 1e-9:
         return None
     workers = cfg.train.num_workers * cfg.train.cpus_per_worker
-    validation = needed - workers
+    actors = f"eval.num_actors={cfg.eval.num_actors} x eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + "
     return (
         f"training needs {needed:g} CPUs at once: {workers:g} for the train workers "
         f"(train.num_workers={cfg.train.num_workers} x train.cpus_per_worker={cfg.train.cpus_per_worker:g}) and "
-        f"{validation:g} for validation beside them (eval.num_actors={cfg.eval.num_actors} x "
-        f"eval.actor_num_cpus={cfg.eval.actor_num_cpus:g} + data.read_num_cpus={cfg.data.read_num_cpus:g}), "
+        f"{needed - workers:g} beside them for {'validation' if evaluator else 'data reads'} "
+        f"({actors if evaluator else ''}data.read_num_cpus={cfg.data.read_num_cpus:g}), "
         f"but this Ray cluster can reach {cpus:g} (from {source}) and no autoscaler can add more; training "
-        f"would wait forever at its first validation. Lower train.cpus_per_worker (fractions are fine) or "
-        f"train.num_workers, or give Ray more CPUs."
+        f"would wait forever for {'its first validation' if evaluator else 'its first batch'}. Lower "
+        f"train.cpus_per_worker (fractions are fine) or train.num_workers, or give Ray more CPUs."
+    )
+
+
+def known_node_types() -> dict[str, dict[str, float]]:
+    """The node types this cluster's autoscaler may launch: from the autoscaler, else `ray up`'s bootstrap YAML on
+    the head; {} when neither is readable (a fixed cluster, or one whose node types are unknown here)."""
+    found = autoscaler_node_types()
+    bootstrap = Path(BOOTSTRAP_CONFIG).expanduser()
+    if not found and bootstrap.is_file():
+        found = yaml_node_types(read_cluster_yaml(bootstrap))
+    return found
+
+
+def read_room_shortfall(cfg: Config, node_types: dict[str, dict[str, float]]) -> str | None:
+    """A node type that the autoscaler may launch for train workers but whose CPUs they would all hold: the read
+    tasks of those workers would never start (`clasp_dist.cluster.crowded_node_types`). The refusal's message,
+    or None."""
+    crowded = crowded_node_types(cfg, node_types)
+    if not crowded:
+        return None
+    listed = ", ".join(
+        f"{name} ({node_types[name].get('CPU', 0):g} CPUs, {room:g} left)" for name, room in crowded.items()
+    )
+    return (
+        f"train.cpus_per_worker={cfg.train.cpus_per_worker:g} leaves less than data.read_num_cpus="
+        f"{cfg.data.read_num_cpus:g} CPU for data reads on node types the autoscaler may launch for the train "
+        f"workers: {listed}; the first batch would never come. Lower train.cpus_per_worker below the node's CPUs "
+        f"(docs/training.md, settings by cluster size)."
     )
 
 
@@ -247,9 +286,7 @@ def build_trainer(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": cfg.train.cpus_per_worker, **cfg.train.worker_resources}
-    if cfg.train.use_gpu:
-        resources["GPU"] = 1
+    resources = train_worker_resources(cfg)
     storage = storage_uri(cfg)
     storage_fs = None
     if is_object_store(storage):

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   python jobs/train.py config=unav100_i3d data.root=s3://bucket/unav100_i3d \\
       train.num_workers=8 train.use_gpu=true deepspeed.bf16=true deepspeed.zero_stage=2
   python jobs/train.py model.use_meae=false model.use_atp=false run.name=base   # the base model
+  python jobs/train.py config=unav100_i3d train.use_gpu=true train.num_workers=64 --dry-run   # the plan only
 Rerunning with the same run.name (and run.storage_path) resumes from the last checkpoint; the config must be
 the run's (a new run.name for other settings, run.resume_changes=[train.epochs] for a safe change)."""
 
@@ -28,8 +29,15 @@ the run's (a new run.name for other settings, run.resume_changes=[train.epochs] 
 def main(argv: list[str] | None = None) -> int:
     parser = override_parser(__doc__.strip().splitlines()[0], EXAMPLES, argv)
     parser.add_argument("--debug", action="store_true", help="on a data error, print the full traceback too")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved batch plan, learning rate and resource request, and exit (no Ray, no training)",
+    )
     args = parser.parse_args(argv)
     cfg = config_from_args(args.overrides)
+    if args.dry_run:
+        return dry_run(cfg)
     if args.debug:
         show_data_error_tracebacks()  # Ray's workers' copies of a data error's traceback too
     init_ray()
@@ -53,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"test average mAP {summary.metrics['test']['average'] * 100:.2f} | run directory: {summary.run_dir}")
+    return 0
+
+
+def dry_run(cfg) -> int:
+    from clasp_dist.run_plan import format_run_plan, plan_run
+
+    try:
+        plan = plan_run(cfg)
+    except ValueError as err:  # batch arithmetic that does not work out for this worker count
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_run_plan(cfg, plan))
     return 0
 
 

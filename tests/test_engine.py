@@ -7,7 +7,7 @@ import torch
 
 from clasp_dist.config import load_config
 from clasp_dist.ema import EMA
-from clasp_dist.engine import deepspeed_config, param_groups, plan_batches, warmup_cosine
+from clasp_dist.engine import deepspeed_config, param_groups, plan_batches, scaled_lr, warmup_cosine
 
 
 @pytest.mark.parametrize("batch, micro, world, accum", [(16, 8, 1, 2), (16, 8, 2, 1), (32, 4, 2, 4), (8, 8, 1, 1)])
@@ -24,6 +24,35 @@ def test_batch_plan_rejects_uneven_batches():
     cfg = load_config(["train.batch_size=16", "deepspeed.micro_batch_size=6"])
     with pytest.raises(ValueError, match="train.batch_size"):
         plan_batches(cfg, 1)
+
+
+@pytest.mark.parametrize("world", [1, 8, 16, 64])
+@pytest.mark.parametrize("rule, factor", [("none", lambda r: 1.0), ("linear", lambda r: r), ("sqrt", math.sqrt)])
+def test_a_per_worker_batch_grows_with_the_workers_and_scales_the_lr(world, rule, factor):
+    cfg = load_config(
+        ["train.batch_size=16", "deepspeed.micro_batch_size=4", "deepspeed.grad_accum=2", f"optim.lr_scaling={rule}"]
+    )
+    plan = plan_batches(cfg, world)
+    assert (plan.micro_batch_size, plan.grad_accum, plan.global_batch_size) == (4, 2, 8 * world)
+    assert deepspeed_config(cfg, plan)["train_batch_size"] == 8 * world
+    assert scaled_lr(cfg, plan) == pytest.approx(cfg.optim.lr * factor(8 * world / 16))
+    assert cfg.deepspeed.grad_accum == 2 and cfg.train.batch_size == 16  # derived, never written back
+
+
+def test_the_lr_is_optim_lr_whenever_the_global_batch_is_the_reference_batch():
+    """The default run (config=small, 1 worker, a fixed global batch) keeps its numbers under every rule."""
+    for rule in ("none", "linear", "sqrt"):
+        cfg = load_config([f"optim.lr_scaling={rule}"])
+        plan = plan_batches(cfg, 1)
+        assert (plan.micro_batch_size, plan.grad_accum, plan.global_batch_size) == (8, 2, 16)
+        assert scaled_lr(cfg, plan) == cfg.optim.lr == 2e-3  # exactly, not approximately
+    assert load_config([]).optim.lr_scaling == "none" and load_config([]).deepspeed.grad_accum == 0
+
+
+def test_a_per_worker_batch_needs_a_micro_batch():
+    cfg = load_config(["deepspeed.micro_batch_size=0", "deepspeed.grad_accum=1"])
+    with pytest.raises(ValueError, match="deepspeed.grad_accum=1 sets a per-worker batch"):
+        plan_batches(cfg, 8)
 
 
 def test_deepspeed_config_carries_zero_bf16_clip():

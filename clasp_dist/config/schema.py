@@ -161,6 +161,8 @@ class OptimConfig:
     """EMA decay of the weights used for evaluation (0 disables EMA)."""
     ema_every: NonNegativeInt = 0
     """Optimizer steps between EMA updates, decay applied as decay**k (0 = every step; every 10 under ZeRO-3)."""
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    """Peak lr at a global batch B != train.batch_size: lr x B/batch_size (linear), x its sqrt (sqrt), or lr (none)."""
 
 
 @section
@@ -169,16 +171,18 @@ class DeepSpeedConfig:
     """ZeRO stage."""
     bf16: bool = False
     """bf16 mixed precision (use on GPUs that support it)."""
-    micro_batch_size: int = 8
-    """Videos per worker per forward pass (0 = batch_size / workers); grad accumulation = batch_size / (micro * workers)."""
+    micro_batch_size: NonNegativeInt = 8
+    """Videos per worker per forward pass (0 = batch_size / workers; docs/training.md, batch size)."""
+    grad_accum: NonNegativeInt = 0
+    """Micro-batches per step: 0 = batch_size / (micro x workers), a fixed global batch; N = micro x workers x N."""
 
 
 @section
 class TrainConfig:
     epochs: int = 12
     """Training epochs."""
-    batch_size: int = 16
-    """Global batch size in videos (micro_batch_size * grad_accum * workers)."""
+    batch_size: PositiveInt = 16
+    """Global batch in videos (micro x grad_accum x workers); with deepspeed.grad_accum >= 1, the batch optim.lr is for."""
     seed: int = 0
     """Seed for weights, data order and dropout."""
     num_workers: int = 1

@@ -75,7 +75,7 @@ def read_split(
     """A lazy Ray Dataset of one split's rows (module docstring), one row per video, shard order.
 
     Read tasks reserve ``data_cfg.read_num_cpus`` CPUs each (fractional, so that reads never
-    starve train workers); at most one read task per cluster CPU runs at a time. S3 roots are read
+    starve train workers); at most one read task per CPU the cluster can grow to runs at a time. S3 roots are read
     through a native ``pyarrow.fs.S3FileSystem``.
     """
     import ray.data
@@ -159,13 +159,16 @@ def decode_shard(decoder: SampleDecoder, fileobj, path: str, expected: Optional[
         yield decoder.bad_row(exc.video_id or "?", f"{exc} ({lost})")
 
 
-def _read_concurrency(num_paths: int) -> int:
-    """Concurrent read tasks: one per cluster CPU. Decoding is CPU-bound, and fractional ``num_cpus``
-    alone would let Ray start (and, once idle, kill and restart) several worker processes per core."""
+def _read_concurrency(num_paths: int) -> int | None:
+    """Concurrent read tasks (:func:`clasp_dist.cluster.read_task_limit`), sized from what the cluster can grow
+    to, so that the reads of a run started on a CPU-0 head spread over the GPU nodes that join later."""
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else (os.cpu_count() or 1)
-    return max(1, min(num_paths, cpus))
+    from ..cluster import growable_resources, read_task_limit
+
+    if not ray.is_initialized():
+        return read_task_limit(num_paths, {"CPU": os.cpu_count() or 1})
+    return read_task_limit(num_paths, growable_resources()[0])
 
 
 def check_all_seen(video_ids: Sequence[str], expected: int, skipped: int = 0, split: str = "") -> None:

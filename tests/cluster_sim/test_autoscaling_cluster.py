@@ -83,6 +83,38 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def most_at_once(intervals: list[tuple[int, int]]) -> int:
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, step in edges:  # at equal times an end (-1) sorts before a start: touching intervals do not overlap
+        running += step
+        most = max(most, running)
+    return most
+
+
+def read_task_intervals(cluster: SimCluster, since_ms: int) -> list[tuple[int, int]]:
+    """(start, end) in ms of every finished shard-read task (Ray Data's `ReadShard` operator) started after
+    `since_ms`, from the cluster's task events."""
+    tasks = cluster.ray_json(["list", "tasks", "--detail", "--limit", "10000"])
+    reads = [t for t in tasks if "ReadShard" in (t.get("name") or "") and t.get("end_time_ms")]
+    intervals = [(_cli_time_ms(t["start_time_ms"]), _cli_time_ms(t["end_time_ms"])) for t in reads]
+    return [(start, end) for start, end in intervals if start >= since_ms]
+
+
+def _cli_time_ms(value) -> int:
+    """A task time as `ray list tasks --format json` prints it (a local 'YYYY-MM-DD HH:MM:SS.ffffff') in epoch ms."""
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
+
+
+def test_most_at_once_counts_overlapping_intervals():
+    assert most_at_once([]) == 0
+    assert most_at_once([(0, 10), (10, 20), (20, 30)]) == 1  # one after the other
+    assert most_at_once([(0, 10), (5, 20), (6, 7), (30, 40)]) == 3
+
+
 def test_node_types_come_from_the_aws_yaml():
     import yaml
 
@@ -145,6 +177,13 @@ def test_training_job_scales_out_and_leaves_everything_in_object_storage(sim):
     assert metrics["dataset"]["root"].startswith(f"{bucket}/cache/")
     BASELINE["test_average"] = metrics["test"]["average"]
     print(f"scale-out training job: {wall:.1f} s from submit to success, {len(launched)} node(s) launched")
+
+    # the driver built the train dataset on the CPU-0 head, before any node joined; its reads still ran side by
+    # side on the GPU nodes (sized from the node types, not from the head's CPUs at start-up)
+    reads = read_task_intervals(cluster, int(started * 1000))
+    assert len(reads) >= 6, reads  # the tiny train split's 6 shards, read every epoch
+    assert most_at_once(reads) > 1, (reads, len(launched))
+    print(f"{len(reads)} shard reads, at most {most_at_once(reads)} at once on {len(launched)} node(s)")
 
     try:
         wait_until(lambda: not cluster.worker_nodes(), 120, "the idle worker nodes to be terminated")

@@ -60,3 +60,42 @@ def test_an_autoscaler_that_launches_nodes_is_told_from_a_fixed_cluster():
     assert not launches_nodes(laptop)
     assert launches_nodes(simulated)
     assert not launches_nodes(None) and not launches_nodes({"time": 1.0})  # no report yet: nothing launches
+
+
+def test_reads_are_sized_from_the_node_types_not_the_cpu0_head():
+    from clasp_dist.cluster import read_task_limit
+
+    from .simcluster import simulated_config
+
+    aws = read_cluster_yaml(REPO / "cluster" / "aws.yaml")
+    a10g, a100 = (aws["available_node_types"][t]["max_workers"] for t in ("gpu_a10g_spot", "gpu_a100x8"))
+    assert read_task_limit(10_000, yaml_max_resources(aws)) == a10g * 8 + a100 * 96
+    assert read_task_limit(6, yaml_max_resources(aws)) == 6  # never more tasks than shards
+    sim = simulated_config(0.25, "127.0.0.1:1")  # the simulated cluster: 2 CPUs per A10G node, 4 per A100 node
+    assert read_task_limit(10_000, yaml_max_resources(sim)) == a10g * 2 + a100 * 4
+    assert read_task_limit(6, {"CPU": 0.0}) == 1  # the CPU-0 head alone (what reads were sized from before)
+    assert read_task_limit(6, None) is None  # an autoscaler of unknown size: Ray Data's own limit
+
+
+@pytest.mark.parametrize(
+    "cpus_per_worker, crowded",
+    [(8, {"gpu_a10g_spot": 0.0}), (4, {}), (7.9, {"gpu_a10g_spot": 0.1})],
+)
+def test_node_types_where_train_workers_would_leave_no_cpu_for_reads(cpus_per_worker, crowded):
+    """8 GPU workers at 8 CPUs each fill a g5.2xlarge (8 vCPUs, 1 GPU): an autoscaler that picks it leaves reads no
+    CPU and the first batch never comes; a p4d.24xlarge (96 vCPUs, 8 GPUs) keeps 32. The trainer refuses the run."""
+    from clasp_dist.cluster import crowded_node_types, yaml_node_types
+    from clasp_dist.trainer import read_room_shortfall
+
+    types = yaml_node_types(read_cluster_yaml(REPO / "cluster" / "aws.yaml"))
+    assert set(types) == {"gpu_a10g_spot", "gpu_a100x8"}  # the CPU-0 head runs no worker
+    cfg = load_config(
+        ["config=unav100_i3d", "train.use_gpu=true", "train.num_workers=8", f"train.cpus_per_worker={cpus_per_worker}"]
+    )
+    assert crowded_node_types(cfg, types) == pytest.approx(crowded)
+    problem = read_room_shortfall(cfg, types)
+    assert (problem is None) == (not crowded)
+    if crowded:
+        assert "gpu_a10g_spot (8 CPUs" in problem and "gpu_a100x8" not in problem
+    cpu_run = load_config(["config=tiny", "train.num_workers=8", "train.cpus_per_worker=8"])
+    assert crowded_node_types(cpu_run, {"gpu_a10g_spot": types["gpu_a10g_spot"]}) == {"gpu_a10g_spot": 0.0}

@@ -52,25 +52,57 @@ def test_documented_commands_are_found():
 def test_documented_worker_counts_fit_the_presets(preset, workers, source):
     cfg = load_config([f"config={preset}", f"train.num_workers={workers}"])
     plan = plan_batches(cfg, workers)
-    assert plan.global_batch_size == cfg.train.batch_size
+    per_step = cfg.train.batch_size if not cfg.deepspeed.grad_accum else 16 * workers  # the GPU presets: 16 per GPU
+    assert plan.global_batch_size == per_step
 
 
 @pytest.mark.parametrize("preset", ["unav100_i3d", "unav100_onepeace", "anet13"])
-@pytest.mark.parametrize("workers", [1, 2, 4, 8])
-def test_gpu_presets_serve_every_power_of_two_worker_count(preset, workers):
+@pytest.mark.parametrize("workers", [1, 2, 8, 16, 24, 64])
+def test_gpu_presets_keep_the_per_gpu_batch_on_any_worker_count(preset, workers):
+    """16 videos per GPU on any cluster: the global batch grows with it, the lr by sqrt of the growth (1 GPU: the
+    preset's own batch and lr)."""
+    from clasp_dist.engine import scaled_lr
+
     cfg = load_config([f"config={preset}"])
     plan = plan_batches(cfg, workers)
-    assert plan.grad_accum == 1 and plan.micro_batch_size * workers == cfg.train.batch_size == 16
+    assert (plan.micro_batch_size, plan.grad_accum, plan.global_batch_size) == (16, 1, 16 * workers)
+    assert scaled_lr(cfg, plan) == pytest.approx(cfg.optim.lr * workers**0.5)
+
+
+@pytest.mark.parametrize("workers", [1, 8, 16, 64])
+def test_dry_run_prints_the_plan_without_ray(workers, capsys):
+    """`jobs/train.py config=unav100_i3d train.use_gpu=true train.num_workers=N --dry-run`: the resolved batch
+    plan, learning rate and resource request; no Ray started, nothing written."""
+    import ray
+
+    from jobs.train import main
+
+    assert main(["config=unav100_i3d", "train.use_gpu=true", f"train.num_workers={workers}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"16 per worker x 1 accumulation x {workers} worker(s) = global {16 * workers}" in out, out
+    assert f"learning rate: peak {1e-4 * workers**0.5:.4g} " in out, out
+    assert f"each worker CPU 0.5, GPU 1; at once CPU {0.5 * workers + 0.25:g}, GPU {workers}" in out, out
+    assert not ray.is_initialized()
+
+
+def test_dry_run_refuses_batch_arithmetic_that_does_not_work_out(capsys):
+    from jobs.train import main
+
+    args = ["config=unav100_i3d", "deepspeed.grad_accum=0", "train.num_workers=24", "--dry-run"]
+    assert main(args) == 1
+    assert "train.batch_size=16 is not a multiple" in capsys.readouterr().err
 
 
 def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):
-    """The pre-fix preset (micro 16) with 8 workers fails in run_training before Ray or data is touched."""
+    """A fixed global batch of 16 (deepspeed.grad_accum=0) with micro 16 and 8 workers fails in run_training
+    before Ray or data is touched."""
     from clasp_dist.trainer import run_training
 
     cfg = load_config(
         [
             "config=unav100_i3d",
             "deepspeed.micro_batch_size=16",
+            "deepspeed.grad_accum=0",
             "train.num_workers=8",
             "train.use_gpu=true",
             f"run.output_dir={tmp_path}",
@@ -92,7 +124,7 @@ def test_gpu_bench_trains_what_the_issue_asks_and_fits_the_checks(workers):
 
     cfg = load_config(overrides(parse_args([]), workers, "/data/i3d", cpus=16))
     assert cfg.model.d_model == 512 and cfg.deepspeed.bf16 and engine_zero_stage(cfg) == 2 and cfg.train.use_gpu
-    assert plan_batches(cfg, workers).micro_batch_size * workers == cfg.train.batch_size
+    assert plan_batches(cfg, workers).global_batch_size == 16 * workers  # 16 per GPU
     assert validation_mode(cfg) == "in-process" and validation_config(cfg).eval.actor_num_gpus == 0.0
     assert cfg.eval.actor_num_gpus == 0.5 and cfg.train.eval_every == cfg.train.epochs == 3
 

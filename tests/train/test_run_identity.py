@@ -157,18 +157,22 @@ def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path
         (["train.num_workers=2"], 2, False),  # 1 + 0.75
         (["train.num_workers=2", "train.cpus_per_worker=1"], 2, True),  # every CPU held: validation never starts
         (["train.num_workers=2", "train.cpus_per_worker=1"], 16, False),  # an autoscaler can reach 16
-        (["train.num_workers=2", "train.cpus_per_worker=1", "train.use_gpu=true"], 2, False),  # validation on rank 0
+        (["train.num_workers=2", "train.cpus_per_worker=1", "train.use_gpu=true"], 2, True),  # no CPU left to read
+        (["train.num_workers=2", "train.cpus_per_worker=0.75", "train.use_gpu=true"], 2, False),  # validation on GPU
     ],
 )
-def test_cpu_request_that_starves_validation_is_refused(overrides, cpus, refused):
-    """Train workers that hold every CPU leave none for the evaluator that validation starts beside them:
-    the run would wait forever at its first validation, so it is refused before anything is requested."""
+def test_cpu_request_that_starves_validation_or_reads_is_refused(overrides, cpus, refused):
+    """Train workers that hold every CPU leave none for the evaluator that validation starts beside them (CPU), or
+    for the read tasks that feed them (CPU and GPU): the run would wait forever, so it is refused before anything
+    is requested."""
     from clasp_dist.trainer import cpu_shortfall
 
-    problem = cpu_shortfall(load_config(["config=tiny", *overrides]), cpus, "the test")
+    cfg = load_config(["config=tiny", *overrides])
+    problem = cpu_shortfall(cfg, cpus, "the test")
     assert (problem is not None) == refused, problem
     if refused:
-        assert "train.cpus_per_worker=1" in problem and "can reach 2" in problem and "eval.actor_num_cpus" in problem
+        assert "train.cpus_per_worker=1" in problem and "can reach 2" in problem and "data.read_num_cpus" in problem
+        assert ("eval.actor_num_cpus" in problem) == (not cfg.train.use_gpu)  # GPU runs validate inside the workers
 
 
 @pytest.mark.slow
