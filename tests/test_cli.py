@@ -10,7 +10,7 @@ import pytest
 
 from clasp_dist.cli import main as clasp
 from clasp_dist.cli.common import EXIT_BAD_INPUT, EXIT_PROBLEMS
-from clasp_dist.cli.main import build_parser
+from clasp_dist.cli.app import build_parser
 
 SUBCOMMANDS = ["train", "tune", "evaluate", "predict", "diagnose", "data", "config"]
 LEAVES = [

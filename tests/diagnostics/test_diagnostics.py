@@ -252,7 +252,7 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
 
 
 def test_cli_takes_sweep_folders_and_overrides_in_any_order():
-    from clasp_dist.cli.main import build_parser, collect_overrides
+    from clasp_dist.cli.app import build_parser, collect_overrides
 
     parser = build_parser()
     argv = ["diagnose", "--sweep", "runs/a_s0", "model.global_ratio=1", "--sweep", "b", "decode.x=2"]
