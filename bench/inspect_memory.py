@@ -1,9 +1,9 @@
-"""Peak memory of `jobs/inspect_data.py` on the largest legal samples and on memory bombs (issue 17).
+"""Peak memory of `clasp data inspect` (jobs/inspect_data.py) on the largest legal samples and on memory bombs (issue 17).
 
   ./dev bench/inspect_memory.py [--bomb-gb 4] [--record | --out PATH]   # --record: bench/results/inspect_memory.json
 
 Each case is a fresh dataset root (I3D dims: 2048-d visual, 128-d audio, 25 fps / stride 8 /
-window 24) inspected by `jobs/inspect_data.py` in its own process; the figure is that process's
+window 24) inspected by `clasp data inspect` in its own process; the figure is that process's
 peak resident memory (ru_maxrss), next to a baseline root of one 10 s video. Cases:
 
 * ``unav100_longest``: a 60 s video (UnAV-100's longest), legal;
@@ -179,7 +179,7 @@ def measure(root: Path) -> dict:
     child's own VmHWM (a fork's ru_maxrss would include this bench process's memory)."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(REPO / "jobs" / "inspect_data.py"), str(root)],
+        [sys.executable, "-c", _CHILD, str(REPO / "jobs" / "inspect_data.py"), f"data.root={root}"],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -6,7 +6,7 @@ Reads the trial directories of one or more ablation sweeps (`<sweep>/trials/<tri
 read from its config: the base model (`model.use_atp=false`), the all-anchors control (`model.global_ratio=1`,
 no local anchors) or full CLASP (anything else with ATP on). Writes `regimes.json`, `regimes.md` (per regime:
 each arm's seeds and mean ± std of test average mAP, the margins, whether every full seed beats every base
-seed) and `regimes.png`. Trials that `jobs/diagnose.py --sweep` has diagnosed (<sweep>/diagnostics/<arm>_seed<k>/)
+seed) and `regimes.png`. Trials that `clasp diagnose --sweep` has diagnosed (<sweep>/diagnostics/<arm>_seed<k>/)
 add a table of their mean diagnostics per regime and arm. `--previous` keeps the trials of an earlier `regimes.json` whose trial directories
 are gone (a trial found in a sweep wins over the same regime, arm and seed from there).
 
@@ -50,7 +50,7 @@ DIAGNOSTICS = (
     ("csai.anchor_precision", "anchor precision"),
     ("csai.anchors_on_distractors", "anchors on distractors"),
 )
-"""The jobs/diagnose.py figures shown per regime and arm; `heads.*` is the decoding heads' figure (final.* when the
+"""The `clasp diagnose` figures shown per regime and arm; `heads.*` is the decoding heads' figure (final.* when the
 model has refined heads, else base.*)."""
 
 
@@ -100,7 +100,7 @@ def collect(sweeps: list[Path]) -> list[dict]:
 
 
 def trial_diagnostics(sweep: Path, arm: str, seed: int) -> dict | None:
-    """The figures `jobs/diagnose.py --sweep` wrote for this trial (<sweep>/diagnostics/<arm>_seed<k>/), if any,
+    """The figures `clasp diagnose --sweep` wrote for this trial (<sweep>/diagnostics/<arm>_seed<k>/), if any,
     with `heads.*` added: the decoding heads' figures."""
     path = sweep / "diagnostics" / f"{arm.replace('/', '_')}_seed{seed}" / "diagnostics.json"
     if not path.is_file():
@@ -197,7 +197,7 @@ def diagnostics_markdown(summary: dict) -> list[str]:
         return []
     lines = [
         "",
-        "Diagnostics (`jobs/diagnose.py`, validation; mean over the diagnosed seeds):",
+        "Diagnostics (`clasp diagnose`, validation; mean over the diagnosed seeds):",
         "",
         "| regime | arm | seeds | " + " | ".join(label for _, label in DIAGNOSTICS) + " |",
         "|---|---|---|" + "---|" * len(DIAGNOSTICS),

@@ -10,7 +10,7 @@ A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
 
 `save_checkpoint` writes it (each rank its part) and `restore_checkpoint` reads it back: the layout lives
 only here. `export_inference` copies weights.pt + model.json into a stand-alone directory for
-`jobs/predict.py` and `jobs/evaluate.py --checkpoint`.
+`clasp predict` and `clasp evaluate --checkpoint`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ exception was raised from a task of operator ..."), the split coordinator ("Spli
 the Train worker ("Error in training function:") and the Train controller ("Error in control loop iteration:").
 `filter_forwarded_logs` drops those records from what the driver prints when the exception they end with is a
 data error (`DATA_ERROR_LINE`), before Ray's de-duplication cuts them apart; any other traceback is printed as
-before, and the workers' log files keep everything. `show_data_error_tracebacks()` (`jobs/train.py --debug`)
+before, and the workers' log files keep everything. `show_data_error_tracebacks()` (`clasp train --debug`)
 turns this one filter off.
 """
 
@@ -136,7 +136,7 @@ _data_error_tracebacks_shown = False
 
 
 def show_data_error_tracebacks(shown: bool = True) -> None:
-    """Print Ray's forwarded tracebacks of bad-data failures too (`jobs/train.py --debug`)."""
+    """Print Ray's forwarded tracebacks of bad-data failures too (`clasp train --debug`)."""
     global _data_error_tracebacks_shown
     _data_error_tracebacks_shown = shown
 

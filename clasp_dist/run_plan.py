@@ -1,5 +1,5 @@
 """What a training run will do and ask for, resolved on the driver without Ray, data or a model: the batch plan,
-the peak learning rate, the ZeRO stage and the resource request (`jobs/train.py --dry-run` prints it, before a
+the peak learning rate, the ZeRO stage and the resource request (`clasp train --dry-run` prints it, before a
 cluster is paid for). Every figure comes from the functions the run itself uses; nothing is written back into the
 config."""
 

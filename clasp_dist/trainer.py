@@ -1,6 +1,6 @@
 """Driver side of training: dataset, Ray Train `TorchTrainer` + DeepSpeed workers, best checkpoint, test.
 
-`run_training(cfg)` is what `jobs/train.py` (and each Tune trial) calls. It assumes Ray is
+`run_training(cfg)` is what `clasp train` (and each Tune trial) calls. It assumes Ray is
 initialised (`ray.init()` honours RAY_ADDRESS, so the same code runs under `ray job submit`).
 """
 
@@ -145,7 +145,7 @@ def resolve_dataset(cfg: Config) -> str:
             f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
             f"data.cache_dir={cfg.data.cache_dir!r} on this machine, which this cluster's other nodes cannot read. "
             "Set data.cache_dir=s3://<bucket>/<prefix> (generated there once, then reused by every run) or "
-            "data.root=s3://<bucket>/<prefix> holding a prepared dataset (jobs/prepare_data.py)"
+            "data.root=s3://<bucket>/<prefix> holding a prepared dataset (clasp data prepare)"
         )
     return ensure_dataset(cfg.data, cfg.storage)
 

@@ -429,7 +429,7 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
         if fs.exists(join(base, "tune")):
             raise SweepIdentityError(
                 f"{sweep_uri} holds a Tune experiment without a {SWEEP_RECORD} identity record "
-                "(an older clasp-dist wrote it); give this sweep another --dir"
+                "(an older clasp-dist wrote it); give this sweep another --out"
             )
         if "://" not in sweep_uri:
             fs.makedirs(base, exist_ok=True)
@@ -441,9 +441,9 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
     differs = describe_difference(record["described"], spec.described())
     raise SweepIdentityError(
         f"{sweep_uri} holds another sweep (identity {record['identity']}; this one is {spec.identity()}). They differ "
-        f"in {'; '.join(differs[:8])}{' ...' if len(differs) > 8 else ''}. Give this sweep another --dir, or none "
+        f"in {'; '.join(differs[:8])}{' ...' if len(differs) > 8 else ''}. Give this sweep another --out, or none "
         f"(each sweep then gets <run.storage_path>/sweeps/<sweep>-<identity>), or continue the stored sweep with "
-        f"`jobs/tune.py --resume --dir {sweep_uri}`"
+        f"`clasp tune --resume --out {sweep_uri}`"
     )
 
 
@@ -540,7 +540,7 @@ def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str)
         tree = to_dict(load_config(base + [f"{k}={_yaml(v)}" for k, v in trial_overrides(params).items()]))
         copy = " (a downloaded copy)" if "://" in sweep_uri else ""
         paths["best"].write_text(
-            "# Best trial by validation average mAP; use: jobs/train.py config="
+            "# Best trial by validation average mAP; use: clasp train config="
             + join(sweep_uri, "best.yaml")
             + copy
             + "\n"

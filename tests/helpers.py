@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -78,13 +77,3 @@ def registered_checkpoints(fs, run: str) -> list:
     except FileNotFoundError:
         return []
     return snapshot.get("checkpoint_results") or []
-
-
-def load_script(relative: str, name: str | None = None):
-    """A script of the repository (e.g. `bench/regimes.py`), imported as a module (named `name`, default its stem)
-    so its functions can be tested; every call executes it afresh."""
-    path = REPO / relative
-    spec = importlib.util.spec_from_file_location(name or path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

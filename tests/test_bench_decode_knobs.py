@@ -4,14 +4,14 @@ from __future__ import annotations
 
 
 import pytest
-from helpers import load_script
+import importlib
 
 from clasp_dist.config import load_config
 from clasp_dist.tuning import ABLATION_ARMS
 
 
 def load_knobs():
-    return load_script("bench/decode_knobs.py")
+    return importlib.import_module("bench.decode_knobs")
 
 
 def test_anchor_policy_variants_are_the_control_arm_and_the_preset():

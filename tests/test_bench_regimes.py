@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import yaml
-from helpers import load_script
+import importlib
 
 
 def load_regimes():
-    return load_script("bench/regimes.py")
+    return importlib.import_module("bench.regimes")
 
 
 def write_trial(trial: Path, use_atp: bool, seed: int, test: float, *overrides: str) -> None:

@@ -174,9 +174,10 @@ def chosen_preset(overrides: Iterable[str]) -> str:
     return named[-1] if named else "small"
 
 
-def help_text(overrides: Iterable[str] = ()) -> str:
+def help_text(overrides: Iterable[str] = (), sections: Iterable[str] | None = None) -> str:
     """Presets and every key with the value that will run: the chosen preset (`small` unless `config=NAME`
-    is among `overrides`) with the other overrides applied (the preset alone when they do not validate)."""
+    is among `overrides`) with the other overrides applied (the preset alone when they do not validate);
+    `sections` (e.g. ["data", "storage"]) limits the keys listed to those sections."""
     overrides = [o for o in overrides if "=" in o and not o.startswith("-")]
     preset = chosen_preset(overrides)
     title = f"preset {preset!r}" + (
@@ -192,6 +193,9 @@ def help_text(overrides: Iterable[str] = ()) -> str:
         "",
         f"Override keys (key=value), with the values that will run: {title}:",
     ]
+    wanted = None if sections is None else tuple(f"{name}." for name in sections)
     for key, doc, value in field_docs(cfg):
+        if wanted is not None and not key.startswith(wanted):
+            continue
         lines.append(f"  {key} = {value!r}\n      {doc}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Whole-dataset validation behind ``jobs/inspect_data.py``.
+"""Whole-dataset validation behind ``clasp data inspect``.
 
 Checks the manifest (format, version, dims, counts), optionally every shard's sha256, then decodes
 every sample of every split with the shared :class:`SampleDecoder` (policy ``skip``, so that all

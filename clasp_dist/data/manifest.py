@@ -266,7 +266,7 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
     except FileNotFoundError:
         raise ManifestError(
             f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
-            "(create one with `jobs/prepare_data.py`)"
+            "(create one with `clasp data prepare`)"
         ) from None
     try:
         d = json.loads(raw)

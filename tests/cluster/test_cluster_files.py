@@ -17,14 +17,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from helpers import load_script
+import importlib
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 
 
 def _load_check():
-    return load_script("cluster/check.py", "clasp_cluster_check")
+    return importlib.import_module("cluster.check")
 
 
 check = _load_check()

@@ -289,7 +289,7 @@ def test_tune_sweep_runs_trials_side_by_side_and_resumes_from_s3_after_the_drive
     first = finished[0]
     first_metrics = fs.info(f"{sweep}/trials/{first}/metrics.json")["LastModified"]
 
-    resumed = cluster.submit(["jobs/tune.py", "--resume", "--dir", sweep], timeout=600)
+    resumed = cluster.submit(["jobs/tune.py", "--resume", "--out", sweep], timeout=600)
     assert resumed.returncode == 0 and "resuming sweep" in resumed.stdout, logs(resumed)
     assert fs.info(f"{sweep}/trials/{first}/metrics.json")["LastModified"] == first_metrics  # not run again
     rows = list(csv.DictReader(io.StringIO(fs.cat(f"{sweep}/results.csv").decode())))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,9 +242,8 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [sys.executable, str(repo / "jobs" / "diagnose.py"), "--checkpoint", str(tmp_path / "nope")],
+        [sys.executable, "-m", "clasp_dist.cli", "diagnose", "--checkpoint", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -253,12 +251,11 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
     assert proc.returncode == 2 and "nope/model.json: missing" in proc.stderr
 
 
-def test_cli_tells_sweep_directories_from_the_overrides_after_them():
-    from helpers import load_script
+def test_cli_takes_sweep_folders_and_overrides_in_any_order():
+    from clasp_dist.cli.app import build_parser, collect_overrides
 
-    cli = load_script("jobs/diagnose.py")
-    args = cli.build_parser().parse_args(["--sweep", "runs/a_s0", "b", "model.global_ratio=1", "decode.x=2"])
-    cli.separate_overrides(args)
+    parser = build_parser()
+    argv = ["diagnose", "--sweep", "runs/a_s0", "model.global_ratio=1", "--sweep", "b", "decode.x=2"]
+    args, extra = parser.parse_known_args(argv)
+    collect_overrides(parser, args, extra)
     assert args.sweep == ["runs/a_s0", "b"] and args.overrides == ["model.global_ratio=1", "decode.x=2"]
-    with pytest.raises(SystemExit, match="at least one sweep directory"):
-        cli.separate_overrides(cli.build_parser().parse_args(["--sweep", "model.window=8"]))

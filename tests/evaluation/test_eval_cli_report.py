@@ -1,4 +1,4 @@
-"""jobs/evaluate.py end to end (subprocess), its checkpoint-mode wiring, and the report module."""
+"""`clasp evaluate` end to end (subprocess), its checkpoint-mode wiring, and the report module."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, w
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, evaluate_detection
 from clasp_dist.evaluation.report import format_table, metrics_dict, write_metrics_json
 
-from helpers import load_script
+from clasp_dist.cli import main as clasp
 
 from .helpers import random_case
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "jobs" / "evaluate.py"
 
 
 def make_files(tmp_path: Path, seed: int = 3, subsets=("train", "validation", "test")):
@@ -51,15 +50,19 @@ def make_files(tmp_path: Path, seed: int = 3, subsets=("train", "validation", "t
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-m", "clasp_dist.cli", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
 
 
 def test_cli_end_to_end_matches_metric(tmp_path):
     gt_path, pred_path = make_files(tmp_path)
-    out = tmp_path / "m.json"
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "test", "--json-out", out)
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "test", "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "o" / "metrics_test.json"
     assert "mAP (%)" in proc.stdout and "avg" in proc.stdout
     written = json.loads(out.read_text())
     gt = load_ground_truth(gt_path, "test")
@@ -71,17 +74,17 @@ def test_cli_end_to_end_matches_metric(tmp_path):
 
 def test_cli_custom_thresholds_and_activitynet_default(tmp_path):
     gt_path, pred_path = make_files(tmp_path)
-    out = tmp_path / "m.json"
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--tiou", "0.3,0.5,0.7", "--json-out", out)
+    tiou = "eval.tiou_thresholds=0.3,0.5,0.7"
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, tiou, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert list(json.loads(out.read_text()))[:4] == ["0.3", "0.5", "0.7", "average"]
+    assert list(json.loads((tmp_path / "metrics_test.json").read_text()))[:4] == ["0.3", "0.5", "0.7", "average"]
 
     anet_dir = tmp_path / "anet"
     anet_dir.mkdir()
     gt_path, pred_path = make_files(anet_dir, subsets=("training", "validation", "testing"))
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "testing", "--json-out", out)
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "testing", "--out", anet_dir)
     assert proc.returncode == 0, proc.stderr
-    keys = [k for k in json.loads(out.read_text()) if k[0].isdigit()]
+    keys = [k for k in json.loads((anet_dir / "metrics_testing.json").read_text()) if k[0].isdigit()]
     assert len(keys) == len(ANET_TIOU) == 10 and keys[0] == "0.5" and keys[-1] == "0.95"
 
 
@@ -95,7 +98,7 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     proc = run_cli("--predictions", bad, "--ground-truth", gt_path)
     assert proc.returncode == 2 and "results['v0'][0]: label -3 is neither" in proc.stderr
 
-    proc = run_cli("--predictions", bad, "--ground-truth", gt_path, "--tiou", "0.1:0.9")
+    proc = run_cli("--predictions", bad, "--ground-truth", gt_path, "eval.tiou_thresholds=0.1:0.9")
     assert proc.returncode == 2 and "START:STOP:STEP" in proc.stderr
 
 
@@ -103,14 +106,10 @@ def test_cli_usage_errors_and_help():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "--checkpoint" in proc.stdout and "0.5:0.95:0.05" in proc.stdout
     assert run_cli("--predictions", "p.json").returncode == 2  # half of the files mode
-    proc = run_cli("--checkpoint", "c", "--predictions", "p.json", "--data", "d")
-    assert proc.returncode == 2 and "cannot be combined" in proc.stderr
-    proc = run_cli("--data", "d")
-    assert proc.returncode == 2 and "add --checkpoint" in proc.stderr
-
-
-def load_evaluate_job():
-    return load_script("jobs/evaluate.py", "evaluate_job")
+    proc = run_cli("--checkpoint", "c", "--predictions", "p.json")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "cannot be combined" in proc.stderr
+    proc = run_cli("--predictions", "p.json", "--ground-truth", "g.json", "data.root=d")
+    assert proc.returncode == 2 and "other keys need --checkpoint" in proc.stderr
 
 
 def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
@@ -119,20 +118,19 @@ def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     fake.evaluate_checkpoint = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "clasp_dist.evaluation.distributed", fake)
     monkeypatch.setattr(evaluation_pkg, "distributed", fake, raising=False)
-    rc = load_evaluate_job().main(
+    rc = clasp(
         [
+            "evaluate",
             "--checkpoint",
             "ck",
-            "--data",
-            "root",
+            "data.root=root",
             "--split",
             "validation",
             "--out",
             "o",
             "--plot",
             "3",
-            "--tiou",
-            "0.5:0.95:0.05",
+            "eval.tiou_thresholds=0.5:0.95:0.05",
             "eval.num_actors=2",
         ]
     )
@@ -140,12 +138,11 @@ def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     assert calls == [
         dict(
             checkpoint="ck",
-            data_root="root",
+            data_root=None,
             split="validation",
             out_dir="o",
             plot=3,
-            tiou_thresholds=ANET_TIOU,
-            overrides=["eval.num_actors=2"],
+            overrides=["data.root=root", "eval.num_actors=2", f"eval.tiou_thresholds={list(ANET_TIOU)}"],
         )
     ]
 

@@ -1,5 +1,5 @@
 """The official number on every input: annotation and results files as users have them, scored by
-the reader + metric (Python), by jobs/evaluate.py, and by the official reference (tests/evaluation/reference.py).
+the reader + metric (Python), by `clasp evaluate`, and by the official reference (tests/evaluation/reference.py).
 
 The random files include predictions on videos absent from the split, labels absent from the ground
 truth (unused ids, ids past the list, unknown names), ground-truth ids with gaps, more than 100
@@ -113,19 +113,23 @@ def test_random_cases_exercise_every_policy():
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "jobs/evaluate.py", *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-m", "clasp_dist.cli", "evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
 
 
 def test_cli_scores_the_official_number(tmp_path):
-    """jobs/evaluate.py on the same files: the official number (and the opt-ins change it as documented)."""
+    """`clasp evaluate` on the same files: the official number (and the opt-ins change it as documented)."""
     gt_doc, pred_doc, ref_gt, ref_preds = official_case(4, many_on_one_video=True)
-    gt_path, pred_path, out = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "m.json"
+    gt_path, pred_path, out = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "metrics_test.json"
     gt_path.write_text(json.dumps(gt_doc))
     pred_path.write_text(json.dumps(pred_doc))
     split_videos = [v for v, e in gt_doc["database"].items() if e["subset"] == "test"]
     ref = reference.evaluate(ref_gt, ref_preds, UNAV100_TIOU, split_videos=split_videos)
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "test", "--json-out", out)
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--split", "test", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     written = json.loads(out.read_text())
     np.testing.assert_allclose([written[k] for k in list(written)[:9]], ref["mAP"], atol=1e-12)
@@ -139,8 +143,8 @@ def test_cli_scores_the_official_number(tmp_path):
         pred_path,
         "--ground-truth",
         gt_path,
-        "--json-out",
-        out,
+        "--out",
+        tmp_path,
         "--max-per-video",
         100,
         "--ignore-unknown-videos",
@@ -183,9 +187,9 @@ def test_issue_12_worked_case_through_files_and_cli(tmp_path):
     gt_path, pred_path = tmp_path / "gt.json", tmp_path / "p.json"
     gt_path.write_text(json.dumps(gt_doc))
     pred_path.write_text(json.dumps(pred_doc))
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", tmp_path / "m.json")
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["average"] == pytest.approx(0.375, abs=1e-12)
+    assert json.loads((tmp_path / "metrics_test.json").read_text())["average"] == pytest.approx(0.375, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -240,20 +244,20 @@ def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_i
             }
         )
     )
-    out = tmp_path / "m.json"
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out)
+    out = tmp_path / "metrics_test.json"
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["average"] == pytest.approx(0.2)  # 2 of 10 segments recalled, precision 1
     assert f"NOTE: 8 of the 10 videos of split 'test' have ground truth but no prediction in {pred_path}" in proc.stdout
     assert "--only-predicted-videos" in proc.stdout
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out, "--only-predicted-videos")
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--out", tmp_path, "--only-predicted-videos")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["average"] == pytest.approx(1.0)
     assert "only the 2 predicted videos of 10 (--only-predicted-videos)" in proc.stdout and "NOTE" not in proc.stdout
     empty = json.loads(pred_path.read_text())
     empty["results"]["v2"] = []  # listed without segments: scored, all misses
     pred_path.write_text(json.dumps(empty))
-    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--json-out", out, "--only-predicted-videos")
+    proc = run_cli("--predictions", pred_path, "--ground-truth", gt_path, "--out", tmp_path, "--only-predicted-videos")
     assert json.loads(out.read_text())["average"] == pytest.approx(2 / 3)
     assert f"NOTE: 1 of the 3 scored videos have no segment in {pred_path}" in proc.stdout
 

@@ -3,7 +3,7 @@
 Every root of ``tests/data/hostile.py`` (path traversal, memory bombs, pathological meta.json, values
 that used to pass, duplicates) is refused in every reader with a one-line error naming shard,
 sample and field, or skipped and counted under ``bad_sample_policy=skip``: the Ray-free reader,
-``jobs/inspect_data.py``, the evaluator's reader and (slow) the Ray Data reader used by training.
+``clasp data inspect``, the evaluator's reader and (slow) the Ray Data reader used by training.
 Memory bombs are refused before they grow (tracemalloc peak), hostile manifests are one clear
 ``ManifestError``, floods of missing shards are summarised, and in training a bad sample stops the
 run at once (no retry) with a one-line cause.
@@ -26,7 +26,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
 from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
-from helpers import load_script  # noqa: E402
+from clasp_dist.cli import main as clasp  # noqa: E402
+from clasp_dist.cli.common import EXIT_BAD_INPUT  # noqa: E402
 
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
@@ -68,7 +69,8 @@ def test_ray_free_reader_refuses_or_counts(name, tmp_path):
 
 
 def _inspect_main():
-    return load_script("jobs/inspect_data.py").main
+    """`clasp data inspect ROOT`'s main: argv = [ROOT]."""
+    return lambda argv: clasp(["data", "inspect", f"data.root={argv[0]}", *argv[1:]])
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -272,8 +274,8 @@ def _bad_train_root(tmp_path: Path, tiny_root: str) -> tuple[Path, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
-    """jobs/train.py on a training split with one bad sample: no retry (train.max_failures=3 would take
-    minutes), exit 1, and the last line is the one-line cause naming shard, sample and field: the only line
+    """`clasp train` on a training split with one bad sample: no retry (train.max_failures=3 would take
+    minutes), exit 2 (bad input), and the last line is the one-line cause naming shard, sample and field: the only line
     that names the sample (no copy of its traceback forwarded from Ray's workers above it, no frame of ours)."""
     import os
 
@@ -284,7 +286,9 @@ def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "jobs" / "train.py"),
+            "-m",
+            "clasp_dist.cli",
+            "train",
             "config=tiny",
             "train.epochs=1",
             "train.progress_bar=off",
@@ -301,7 +305,7 @@ def test_train_stops_on_bad_data_without_retry(tiny_root, tmp_path):
     )
     elapsed = time.monotonic() - started
     last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-3000:]
     assert last.startswith("error: rank 0: bad sample: shard ") and "train-000000.tar" in last, last
     assert "field 'meta.json:labels'" in last and "must be a list of integer class ids" in last
     assert "[FailurePolicy] RETRY" not in proc.stderr + proc.stdout
@@ -419,7 +423,7 @@ def test_a_data_error_record_split_across_forwarded_batches_is_dropped_whole():
 
 
 def test_debug_shows_ray_copies_of_a_data_error_traceback(monkeypatch):
-    """`jobs/train.py --debug` (show_data_error_tracebacks) prints every forwarded line, through Ray's own
+    """`clasp train --debug` (show_data_error_tracebacks) prints every forwarded line, through Ray's own
     de-duplicating printer."""
     import ray._private.worker as ray_worker
     from ray._private import ray_logging

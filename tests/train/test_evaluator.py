@@ -127,11 +127,12 @@ def test_evaluate_and_predict_clis_on_a_checkpoint(tiny_run, tiny_root, tmp_path
     done = subprocess.run(
         [
             sys.executable,
-            "jobs/evaluate.py",
+            "-m",
+            "clasp_dist.cli",
+            "evaluate",
             "--checkpoint",
             str(tiny_run.export_dir),
-            "--data",
-            tiny_root,
+            f"data.root={tiny_root}",
             "--split",
             "test",
             "--out",
@@ -153,19 +154,18 @@ def test_evaluate_and_predict_clis_on_a_checkpoint(tiny_run, tiny_root, tmp_path
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     predictions = json.loads((out / "predictions_test.json").read_text())["results"]
     assert {p.stem for p in pngs} <= set(predictions) and all(predictions[p.stem] for p in pngs)
-    preds = tmp_path / "preds.json"
+    preds = tmp_path / "preds" / "predictions_test.json"
     done = subprocess.run(
         [
             sys.executable,
-            "jobs/predict.py",
+            "jobs/predict.py",  # the thin wrapper `ray job submit` runs = `clasp predict`
             "--checkpoint",
             str(tiny_run.export_dir),
-            "--data",
-            tiny_root,
+            f"data.root={tiny_root}",
             "--split",
             "test",
             "--out",
-            str(preds),
+            str(preds.parent),
         ],
         cwd=REPO,
         env=env,

@@ -71,13 +71,13 @@ def test_gpu_presets_keep_the_per_gpu_batch_on_any_worker_count(preset, workers)
 
 @pytest.mark.parametrize("workers", [1, 8, 16, 64])
 def test_dry_run_prints_the_plan_without_ray(workers, capsys):
-    """`jobs/train.py config=unav100_i3d train.use_gpu=true train.num_workers=N --dry-run`: the resolved batch
+    """`clasp train config=unav100_i3d train.use_gpu=true train.num_workers=N --dry-run`: the resolved batch
     plan, learning rate and resource request; no Ray started, nothing written."""
     import ray
 
-    from jobs.train import main
+    from clasp_dist.cli import main
 
-    assert main(["config=unav100_i3d", "train.use_gpu=true", f"train.num_workers={workers}", "--dry-run"]) == 0
+    assert main(["train", "config=unav100_i3d", "train.use_gpu=true", f"train.num_workers={workers}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"16 per worker x 1 accumulation x {workers} worker(s) = global {16 * workers}" in out, out
     assert f"learning rate: peak {1e-4 * workers**0.5:.4g} " in out, out
@@ -86,11 +86,13 @@ def test_dry_run_prints_the_plan_without_ray(workers, capsys):
 
 
 def test_dry_run_refuses_batch_arithmetic_that_does_not_work_out(capsys):
-    from jobs.train import main
+    from clasp_dist.cli import main
 
-    args = ["config=unav100_i3d", "deepspeed.grad_accum=0", "train.num_workers=24", "--dry-run"]
-    assert main(args) == 1
-    assert "train.batch_size=16 is not a multiple" in capsys.readouterr().err
+    args = ["train", "config=unav100_i3d", "deepspeed.grad_accum=0", "train.num_workers=24", "--dry-run"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "train.batch_size=16 is not a multiple" in err
 
 
 def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):

@@ -177,18 +177,22 @@ def test_cpu_request_that_starves_validation_or_reads_is_refused(overrides, cpus
 
 @pytest.mark.slow
 def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
-    """`jobs/train.py` with the run's own config.yaml and another lr: exit 1, the message, no traceback."""
+    """`clasp train` with the run's own config.yaml and another lr: exit 2 (bad input), the message, no traceback."""
     import sys
 
-    from helpers import REPO, job_env, run_job
+    from helpers import job_env, run_job
+
+    from clasp_dist.cli.common import EXIT_BAD_INPUT
 
     args = [
         sys.executable,
-        str(REPO / "jobs" / "train.py"),
+        "-m",
+        "clasp_dist.cli",
+        "train",
         f"config={tiny_run.run_dir / 'config.yaml'}",
         "optim.lr=0.0003",
     ]
     done = run_job(args, job_env(), timeout=120)
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.returncode == EXIT_BAD_INPUT, done.stdout[-2000:] + done.stderr[-2000:]
     assert "error: run.name='tiny' already exists" in done.stderr and "optim.lr" in done.stderr
     assert "Traceback" not in done.stderr

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from clasp_dist.cli.common import EXIT_BAD_INPUT
 from clasp_dist.config import load_config
 from clasp_dist.tuning import (
     SWEEP_RECORD,
@@ -53,7 +54,7 @@ def test_a_different_sweep_is_refused_in_a_folder_that_holds_one_and_names_what_
     with pytest.raises(SweepIdentityError) as err:
         claim_sweep_dir(spec(arms=["full"], grid={"optim.lr": [1e-4, 3e-4]}), folder, resume=False)
     message = str(err.value)
-    assert "space.arm.grid_search" in message and "space.optim.lr" in message and "--resume --dir" in message
+    assert "space.arm.grid_search" in message and "space.optim.lr" in message and "--resume --out" in message
     with pytest.raises(SweepIdentityError, match=r"optim.lr \(0.0005 -> 0.0003\)|optim.lr \(.* -> 0.0003\)"):
         claim_sweep_dir(spec(base=BASE + ["optim.lr=3e-4"]), folder, resume=False)
     assert claim_sweep_dir(None, folder, resume=True) == first  # a bare --resume continues what is stored
@@ -99,14 +100,16 @@ def test_cli_refuses_a_different_sweep_in_an_existing_folder_before_ray_starts(t
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "jobs" / "tune.py"),
+            "-m",
+            "clasp_dist.cli",
+            "tune",
             "--sweep",
             "ablation",
             "--arms",
             "full",
             "--seeds",
             "1",
-            "--dir",
+            "--out",
             str(folder),
             *BASE,
         ],
@@ -116,6 +119,6 @@ def test_cli_refuses_a_different_sweep_in_an_existing_folder_before_ray_starts(t
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1 and "holds another sweep" in done.stderr, done.stderr
+    assert done.returncode == EXIT_BAD_INPUT and "holds another sweep" in done.stderr, done.stderr
     assert "space.arm.grid_search" in done.stderr
     assert not (folder / "tune").exists()

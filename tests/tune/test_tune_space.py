@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from clasp_dist.cli.common import EXIT_BAD_INPUT
 from clasp_dist.config import ConfigError, load_config
 from clasp_dist.tuning import (
     ABLATION_ARMS,
@@ -54,11 +55,13 @@ def test_cli_fails_before_ray_starts(tmp_path):
         done = subprocess.run(
             [
                 sys.executable,
-                str(REPO / "jobs" / "tune.py"),
+                "-m",
+                "clasp_dist.cli",
+                "tune",
                 "--sweep",
                 "ablation",
                 *flags,
-                "--dir",
+                "--out",
                 str(tmp_path / "sweep"),
                 *BASE,
             ],
@@ -68,7 +71,7 @@ def test_cli_fails_before_ray_starts(tmp_path):
             text=True,
             timeout=120,
         )
-        assert done.returncode == 1 and "error: sweep:" in done.stderr, done.stderr
+        assert done.returncode == EXIT_BAD_INPUT and "error: sweep:" in done.stderr, done.stderr
         assert "bogus" in done.stderr or "model.nope" in done.stderr
         assert "ray" not in done.stderr.lower().replace("arm", "")  # no Ray start-up output
         assert not (tmp_path / "sweep").exists()

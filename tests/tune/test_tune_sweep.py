@@ -17,7 +17,7 @@ from helpers import REPO, epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 
-TUNE = [sys.executable, str(REPO / "jobs" / "tune.py")]
+TUNE = [sys.executable, "-m", "clasp_dist.cli", "tune"]
 
 
 def sweep_command(sweep_dir: Path, root: str, *flags: str) -> list[str]:
@@ -28,7 +28,7 @@ def sweep_command(sweep_dir: Path, root: str, *flags: str) -> list[str]:
         *flags,
         "--num-cpus",
         "2",
-        "--dir",
+        "--out",
         str(sweep_dir),
         "config=tiny",
         "train.epochs=1",
@@ -111,7 +111,7 @@ def test_killed_ablation_sweep_resumes_and_writes_results_and_a_trainable_best_c
 
     # the sweep's trials, diagnosed per arm (no Ray): the base arm has no MEAE/CSAI figures
     diag = run_job(
-        [sys.executable, str(REPO / "jobs" / "diagnose.py"), "--sweep", str(sweep_dir), "--videos", "8"],
+        [sys.executable, "-m", "clasp_dist.cli", "diagnose", "--sweep", str(sweep_dir), "--videos", "8"],
         job_env(),
         timeout=120,
     )

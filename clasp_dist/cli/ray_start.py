@@ -1,8 +1,7 @@
-"""Shared command-line plumbing for jobs/: `key=value` overrides, `--help` text, Ray start-up."""
+"""Ray start-up for the commands: join the cluster or start a quiet local one."""
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import logging
@@ -11,31 +10,7 @@ import shutil
 import sys
 import tempfile
 
-from .config import ConfigError, help_text, load_config
-from .quiet_logs import filter_forwarded_logs, quiet_ray_loggers
-
-
-def override_parser(description: str, usage_examples: str, argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """`--help` lists every key with the value that will run for the preset and overrides in `argv`."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"{usage_examples}\n\n{help_text(sys.argv[1:] if argv is None else argv)}",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="config=PRESET selects a preset; any other dotted key overrides a field",
-    )
-    return parser
-
-
-def config_from_args(overrides: list[str]):
-    try:
-        return load_config(overrides)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
+from ..quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
 
 @contextlib.contextmanager
