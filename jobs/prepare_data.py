@@ -4,6 +4,8 @@
                           [--limit-per-split N] [--seed S] [--distractor-rate P] [--workers N]
   prepare_data.py unav100 --annotations JSON --features DIR --feature-set i3d|onepeace --out ROOT
   prepare_data.py anet13  --annotations JSON --features DIR --fps F --feat-stride S --window W --out ROOT
+  prepare_data.py index   ROOT [--classes FILE] [--split NAME=GLOB ...] [--dataset NAME] [--overwrite]
+                          (a folder of existing WebDataset tars: reads them all, writes ROOT/manifest.json)
 
 S3 roots use --endpoint-url/--region or the standard AWS_* environment (AWS_ENDPOINT_URL, credentials).
 gs:// roots use Google's Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's
@@ -19,9 +21,10 @@ import os
 import sys
 import time
 
-from clasp_dist.config import StorageConfig
+from clasp_dist.config import DataConfig, StorageConfig
 from clasp_dist.data import DataError, read_manifest
 from clasp_dist.data.convert import convert_features
+from clasp_dist.data.index import index_dataset, parse_split_patterns, read_class_list
 from clasp_dist.data.grid import Grid
 from clasp_dist.data.synthetic import PROFILES, generate_dataset
 
@@ -31,6 +34,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="writer processes (default: all CPUs)")
     p.add_argument("--shard-size", type=int, default=None, help="videos per shard (default: profile / 256)")
     p.add_argument("--limit-per-split", type=int, default=None, help="at most N videos per split (first N by id)")
+    _storage_args(p)
+
+
+def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
     p.add_argument("--region", default=None, help="S3 bucket region (default: AWS_REGION, else asked from the bucket)")
     p.add_argument("--gcs-endpoint-url", default=None, help="GCS-compatible endpoint (default: STORAGE_EMULATOR_HOST)")
@@ -61,6 +68,25 @@ def parse_args(argv=None) -> argparse.Namespace:
             conv.add_argument("--fps", type=float, required=True)
             conv.add_argument("--feat-stride", type=int, required=True)
             conv.add_argument("--window", type=int, required=True)
+    index = sub.add_parser("index", help="write the manifest of a folder of existing WebDataset tars")
+    index.add_argument("root", help="folder of .tar files: a local path, s3://bucket/prefix or gs://bucket/prefix")
+    index.add_argument(
+        "--classes", default=None, help="class list: JSON list or one name per line (default: label ids)"
+    )
+    index.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="NAME=GLOB",
+        help="tars (paths relative to ROOT) of a split; repeatable (default: the split each file name says)",
+    )
+    index.add_argument("--dataset", default=None, help="dataset name in the manifest (default: the folder's name)")
+    index.add_argument("--overwrite", action="store_true", help="replace an existing manifest.json")
+    index.add_argument("--strict-members", action="store_true", help="refuse samples with other members")
+    index.add_argument(
+        "--max-member-mb", type=float, default=64.0, help="bound on one .npy member (data.max_member_mb)"
+    )
+    _storage_args(index)
     return ap.parse_args(argv)
 
 
@@ -72,6 +98,20 @@ def storage_config(args: argparse.Namespace) -> StorageConfig:
         gcs_endpoint_url=args.gcs_endpoint_url,
         anon=args.anon,
     )
+
+
+def index(args: argparse.Namespace) -> str:
+    storage = storage_config(args)
+    report = index_dataset(
+        args.root,
+        storage_cfg=storage,
+        data_cfg=DataConfig(strict_members=args.strict_members, max_member_mb=args.max_member_mb),
+        classes=read_class_list(args.classes, storage) if args.classes else None,
+        split_patterns=parse_split_patterns(args.split) if args.split else None,
+        dataset=args.dataset,
+        overwrite=args.overwrite,
+    )
+    return report.summary()
 
 
 def run(args: argparse.Namespace) -> str:
@@ -116,6 +156,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     start = time.perf_counter()
+    if args.command == "index":
+        try:
+            print(index(args))
+        except DataError as exc:
+            print(f"prepare_data: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         root = run(args)
         manifest = read_manifest(root, storage_config(args))

@@ -266,7 +266,8 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
     except FileNotFoundError:
         raise ManifestError(
             f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
-            "(create one with `jobs/prepare_data.py`)"
+            "(a folder of WebDataset tars: `jobs/prepare_data.py index ROOT` writes one; "
+            "features: `jobs/prepare_data.py synth|unav100|anet13`)"
         ) from None
     try:
         d = json.loads(raw)

@@ -294,6 +294,11 @@ def _npy_header(raw: bytes, name: str, bad) -> tuple[np.dtype, tuple, int]:
     return dtype, tuple(shape), f.tell()
 
 
+def npy_shape(raw: bytes, name: str, bad) -> tuple:
+    """The shape a ``.npy`` member's header states (checked like the decoder does; nothing allocated)."""
+    return _npy_header(raw, name, bad)[1]
+
+
 def _number(value: Any, field: str, bad) -> float:
     """A finite number > 0 (JSON int or float; not a bool, string, NaN or Infinity)."""
     if not is_finite_number(value) or float(value) <= 0:
