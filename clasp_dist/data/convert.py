@@ -11,7 +11,8 @@ Layouts (one flat folder, ``[T, D]`` arrays per file):
 
 Streams (and the parts of one stream) differing in length by more than ``length_tolerance`` steps are
 an error naming the video; by at most that, they are truncated to the shorter and counted in the
-manifest's ``writer_counts``. A video listed in the annotations without its files is an error unless
+manifest's ``writer_counts``. An evaluation split whose videos carry no segment at all (ActivityNet's
+``testing`` subset) is listed in the manifest's ``unlabelled_splits``. A video listed in the annotations without its files is an error unless
 ``allow_missing`` (then it is left out and counted).
 """
 
@@ -28,7 +29,8 @@ from .annotations import VideoAnnotation, load_annotations
 from .errors import DataError
 from .format import VideoSample
 from .grid import I3D_GRID, ONEPEACE_GRID, Grid
-from .manifest import Manifest
+from .manifest import UNLABELLED_SPLITS, Manifest
+from .splits import EVAL_SPLITS
 from .writer import DEFAULT_SHARD_SIZE, write_dataset
 
 log = logging.getLogger(__name__)
@@ -171,7 +173,10 @@ def convert_features(
                 "feature_set": feature_set,
                 "missing_videos": len(missing),
                 "duplicate_annotations_dropped": ann.duplicates_dropped,
-            }
+            },
+            UNLABELLED_SPLITS: [
+                s for s in EVAL_SPLITS if split_items.get(s) and not any(v.segments for v, _ in split_items[s])
+            ],
         },
     )
 

@@ -8,7 +8,8 @@ refuses first, naming shard, sample and field), and writes the manifest:
 * dimensions and grid come from the first sample (every other sample must agree);
 * the classes come from a class-list file (``classes``), or are the integer ids the samples' labels (and, in
   evaluation splits, segments) use: ``"0" .. "N-1"`` with ``N`` = the largest id + 1;
-* each shard's video count and sha256 (computed while the shard is read: one pass over the bytes).
+* each shard's video count and sha256 (computed while the shard is read: one pass over the bytes);
+* evaluation splits without any ground-truth segment, in ``unlabelled_splits`` (a run's final pass skips them).
 
 Member order within a sample is free (``webdataset``'s writer sorts members by name), and members other
 than the three are skipped unread and counted (``data.strict_members``). Training splits' segments are
@@ -30,7 +31,15 @@ from .errors import BadSampleError, DataError
 from .filesystem import get_fs, join, open_url, storage_errors
 from .format import VERSION
 from .grid import Grid
-from .manifest import MANIFEST_NAME, Manifest, ShardInfo, SplitInfo, unsafe_shard_path_reason, write_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    UNLABELLED_SPLITS,
+    Manifest,
+    ShardInfo,
+    SplitInfo,
+    unsafe_shard_path_reason,
+    write_manifest,
+)
 from .samples import SampleDecoder, npy_shape
 from .splits import EVAL_SPLITS, SPLITS, split_name
 from .tario import iter_tar_samples
@@ -208,6 +217,8 @@ class _Scan:
     layout: Optional[_Layout] = None
     max_class: int = -1
     extra_members: int = 0
+    labelled: set = field(default_factory=set)
+    """Splits with at least one ground-truth segment."""
 
 
 def _index_shard(fs, path: str, rel: str, split: str, scan: _Scan, num_classes: int, data_cfg) -> ShardInfo:
@@ -229,7 +240,10 @@ def _index_shard(fs, path: str, rel: str, split: str, scan: _Scan, num_classes: 
                 ) from None
             videos += 1
             scan.extra_members += row["extra_members"]
-            ids = [int(c) for c in row["labels"]] + [int(s[2]) for s in json.loads(row.get("segments", "[]"))]
+            segments = json.loads(row.get("segments", "[]"))
+            if segments:
+                scan.labelled.add(split)
+            ids = [int(c) for c in row["labels"]] + [int(s[2]) for s in segments]
             scan.max_class = max([scan.max_class, *ids])
         sha = reader.drain()
     return ShardInfo(path=rel, videos=videos, sha256=sha)
@@ -296,7 +310,10 @@ def index_dataset(
         audio_dim=scan.layout.audio_dim,
         grid=scan.layout.grid,
         splits=splits,
-        extra={"indexed": {"classes_from": classes_from, "extra_members": scan.extra_members, "not_indexed": left_out}},
+        extra={
+            "indexed": {"classes_from": classes_from, "extra_members": scan.extra_members, "not_indexed": left_out},
+            UNLABELLED_SPLITS: [s for s in EVAL_SPLITS if s in splits and s not in scan.labelled],
+        },
     )
     write_manifest(root, manifest, storage_cfg)
     return IndexReport(manifest, classes_from, scan.extra_members, left_out)

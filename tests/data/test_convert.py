@@ -10,6 +10,7 @@ import pytest
 from clasp_dist.data import DataError, read_manifest
 from clasp_dist.data.convert import convert_features
 from clasp_dist.data.grid import Grid
+from clasp_dist.data.manifest import final_eval_split
 from clasp_dist.data.source import iter_local_samples
 
 UNAV = {
@@ -152,4 +153,6 @@ def test_anet13(tmp_path):
     assert {k: v.videos for k, v in manifest.splits.items()} == {"train": 1, "validation": 1, "test": 1}
     (val,) = iter_local_samples(str(tmp_path / "out"), "validation", include_segments=True)
     assert val["labels"].tolist() == [0, 1] and json.loads(val["segments"]) == [[0.5, 2.0, 0], [2.5, 4.0, 1]]
-    assert read_manifest(str(tmp_path / "out")).grid == grid
+    read_back = read_manifest(str(tmp_path / "out"))
+    assert read_back.grid == grid
+    assert read_back.extra["unlabelled_splits"] == ["test"] and final_eval_split(read_back) == "validation"
