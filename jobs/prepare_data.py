@@ -4,6 +4,8 @@
                           [--limit-per-split N] [--seed S] [--distractor-rate P] [--workers N]
   prepare_data.py unav100 --annotations JSON --features DIR --feature-set i3d|onepeace --out ROOT
   prepare_data.py anet13  --annotations JSON --features DIR --fps F --feat-stride S --window W --out ROOT
+  (unav100/anet13 file names: --prefix P, --visual-suffix S, --audio-suffix S, or --combined-suffix S
+   --split-dim DV for one file per video holding both streams; --classes FILE: an explicit class list)
   prepare_data.py index   ROOT [--classes FILE] [--split NAME=GLOB ...] [--dataset NAME] [--overwrite]
                           (a folder of existing WebDataset tars: reads them all, writes ROOT/manifest.json)
 
@@ -23,7 +25,7 @@ import time
 
 from clasp_dist.config import DataConfig, StorageConfig
 from clasp_dist.data import DataError, read_manifest
-from clasp_dist.data.convert import convert_features
+from clasp_dist.data.convert import FEATURE_SETS, convert_features, custom_layout
 from clasp_dist.data.index import index_dataset, parse_split_patterns, read_class_list
 from clasp_dist.data.grid import Grid
 from clasp_dist.data.synthetic import PROFILES, generate_dataset
@@ -62,6 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         conv.add_argument("--features", required=True, help="folder of per-video .npy files")
         conv.add_argument("--allow-missing", action="store_true", help="leave out annotated videos without features")
         conv.add_argument("--length-tolerance", type=int, default=1, help="steps truncated (and counted); more = error")
+        conv.add_argument("--classes", default=None, help="explicit class list (JSON list or one name per line)")
+        conv.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
+        conv.add_argument("--visual-suffix", action="append", default=[], help="visual file suffix (repeat: concat)")
+        conv.add_argument("--audio-suffix", action="append", default=[], help="audio file suffix (repeat: concat)")
+        conv.add_argument("--combined-suffix", default=None, help="one file per video, visual then audio (e.g. .npy)")
+        conv.add_argument("--split-dim", type=int, default=None, help="visual width of a combined file")
         if name == "unav100":
             conv.add_argument("--feature-set", choices=("i3d", "onepeace"), required=True)
         else:
@@ -134,6 +142,14 @@ def run(args: argparse.Namespace) -> str:
         feature_set, grid, dataset = args.feature_set, None, f"unav100-{args.feature_set}"
     else:
         feature_set, grid, dataset = "anet", Grid(args.fps, args.feat_stride, args.window), "anet13"
+    layout = custom_layout(
+        FEATURE_SETS[feature_set],
+        prefix=args.prefix,
+        visual_suffixes=args.visual_suffix,
+        audio_suffixes=args.audio_suffix,
+        combined_suffix=args.combined_suffix,
+        split_dim=args.split_dim,
+    )
     convert_features(
         args.annotations,
         args.features,
@@ -148,6 +164,8 @@ def run(args: argparse.Namespace) -> str:
         allow_missing=args.allow_missing,
         length_tolerance=args.length_tolerance,
         progress=progress,
+        layout=layout,
+        classes=read_class_list(args.classes, storage) if args.classes else None,
     )
     return args.out
 
