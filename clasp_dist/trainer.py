@@ -36,6 +36,7 @@ from .run_identity import (
     finished_message,
     record_changes,
 )
+from .tracking import log_final_to_tensorboard
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -374,6 +375,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         "checkpoint": ckpt.path,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log_final_to_tensorboard(run_dir, cfg, metrics)
     if publish_run_files(cfg, run_dir):
         log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")
     return TrainingSummary(run_dir, export_dir, metrics)
