@@ -118,3 +118,14 @@ def test_index_command_on_s3(s3_bucket, tmp_path, capsys):
     assert not verify_checksums(root, m)
     assert prepare_data.main(["index", root]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_evaluation_split_without_segments_is_recorded_unlabelled(tmp_path):
+    from clasp_dist.data.manifest import final_eval_split
+
+    (tmp_path / "train-0.tar").write_bytes(tar_bytes([("t", good_members("t", segments=None))]))
+    (tmp_path / "val-0.tar").write_bytes(tar_bytes([("v", good_members("v"))]))
+    (tmp_path / "test-0.tar").write_bytes(tar_bytes([("x", good_members("x", segments=()))]))
+    index_dataset(str(tmp_path))
+    m = read_manifest(str(tmp_path))
+    assert m.extra["unlabelled_splits"] == ["test"] and final_eval_split(m) == "validation"
