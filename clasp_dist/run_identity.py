@@ -177,11 +177,12 @@ def registered_result(cfg: Config):
 
 
 def finished_message(cfg: Config, run_dir: Path, epochs_done: int, metrics: dict) -> str:
-    test = metrics.get("test", {}).get("average")
-    score = f"test avg mAP {test * 100:.2f}; " if isinstance(test, (int, float)) else ""
+    final = metrics.get("final") or {"split": "test", **metrics.get("test", {})}  # runs from before "final"
+    split, average = final.get("split", "test"), final.get("average")
+    score = f"{split} avg mAP {average * 100:.2f}; " if isinstance(average, (int, float)) else ""
     return (
         f"[clasp-dist] run {cfg.run.name!r} is finished ({epochs_done} of {cfg.train.epochs} epochs trained): "
-        f"{score}results in {run_dir} (metrics.json, test/, export/). Nothing to train. To train it longer: "
+        f"{score}results in {run_dir} (metrics.json, {split}/, export/). Nothing to train. To train it longer: "
         f"train.epochs=N run.resume_changes=[train.epochs]; to train again: a new run.name."
     )
 

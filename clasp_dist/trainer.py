@@ -29,7 +29,7 @@ from .cluster import (
 from .config import Config, ConfigError, save_config, to_dict
 from .data.errors import DataError, StorageError
 from .data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
-from .data.manifest import DatasetInfo, read_manifest
+from .data.manifest import DatasetInfo, final_eval_split, read_manifest
 from .data.roots import ensure_dataset
 from .data.source import read_split
 from .data.splits import SPLITS
@@ -46,6 +46,7 @@ from .run_identity import (
     finished_message,
     record_changes,
 )
+from .tracking import log_final_to_tensorboard
 from .train_loop import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -155,6 +156,7 @@ def dataset_info(root: str, cfg: Config) -> tuple[DatasetInfo, object]:
     for split in SPLITS:
         if split not in manifest.splits:
             raise ValueError(f"{root}/manifest.json: no {split!r} split; training needs train, validation and test")
+    final_eval_split(manifest)  # a dataset without any ground truth fails here, not after training
     info = DatasetInfo.from_manifest(manifest)
     return info, manifest
 
@@ -391,10 +393,17 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         f"[clasp-dist] best checkpoint: epoch {best_metrics.get('epoch', -1) + 1} "
         f"(val mAP {best_metrics.get('val_average', NOT_VALIDATED) * 100:.2f}); evaluating on test"
     )
-    test_result = evaluate_checkpoint(str(export_dir), root, "test", out_dir=str(run_dir / "test"))
-    log(format_table(test_result, title=f"test split, best checkpoint (epoch {best_metrics.get('epoch', -1) + 1})"))
+    final_split = final_eval_split(manifest)
+    if final_split != "test":
+        log(
+            f"[clasp-dist] the test split has no ground truth (manifest: unlabelled_splits); final pass on {final_split}"
+        )
+    test_result = evaluate_checkpoint(str(export_dir), root, final_split, out_dir=str(run_dir / final_split))
+    title = f"{final_split} split, best checkpoint (epoch {best_metrics.get('epoch', -1) + 1})"
+    log(format_table(test_result, title=title))
     metrics = {
-        "test": metrics_dict(test_result),
+        **({"test": metrics_dict(test_result)} if final_split == "test" else {}),
+        "final": {"split": final_split, **metrics_dict(test_result)},
         "validation": {k[len("val_map@") :]: v for k, v in best_metrics.items() if k.startswith("val_map@")}
         | {"average": best_metrics.get("val_average")},
         "best_epoch": best_metrics.get("epoch"),
@@ -403,6 +412,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
         "checkpoint": ckpt.path,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log_final_to_tensorboard(run_dir, cfg, metrics)
     if publish_run_files(cfg, run_dir):
         log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")
     return TrainingSummary(run_dir, export_dir, metrics)

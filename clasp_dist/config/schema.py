@@ -53,6 +53,8 @@ class DataConfig:
     """... or this fraction of that count, whichever is larger (T is checked before the array is allocated)."""
     max_member_mb: PositiveFloat = 64.0
     """Bound on one .npy tar member (MiB), read from the tar header before the member is; larger is refused."""
+    strict_members: bool = False
+    """Refuse samples carrying members other than visual.npy/audio.npy/meta.json (default: skip them unread, counted)."""
     read_num_cpus: NonNegativeFloat = 0.25
     """CPUs reserved per Ray Data read/decode task (fractional so reads never starve train workers)."""
     shuffle_buffer: int = 64

@@ -198,15 +198,19 @@ def parse_annotations(
     )
 
 
-def load_annotations(path: Optional[str | Path] = None, splits: Sequence[str] = SPLITS) -> Annotations:
+def load_annotations(
+    path: Optional[str | Path] = None, splits: Sequence[str] = SPLITS, classes: Optional[Sequence[str]] = None
+) -> Annotations:
     """Parse an annotation file for the data plane (default: the packaged UnAV-100 copy); videos sorted
-    by id. Class ids must be 0..N-1 here: shards and manifests index classes by id."""
+    by id. Class ids must be 0..N-1 here: shards and manifests index classes by id. ``classes`` is an explicit
+    class list (ids = positions) for a file covering only some of them; a label outside it is an error."""
     path = Path(path) if path else packaged_unav100_path()
     try:
         document, where = read_document(path)
     except OSError as exc:
         raise DataError(f"annotations {str(path)!r}: unreadable ({type(exc).__name__}: {exc})") from None
-    ann = parse_annotations(document, str(path), splits)
+    table = ClassTable(tuple(classes), tuple(range(len(classes)))) if classes else None
+    ann = parse_annotations(document, str(path), splits, classes=table)
     if ann.class_ids != tuple(range(len(ann.classes))):
         raise AnnotationError(
             f"annotations {str(path)!r}: label ids are not 0..{len(ann.classes) - 1} "

@@ -113,10 +113,11 @@ def batch_from_columns(
     n = len(columns["video_id"])
     errors = columns.get("error", [""] * n)
     truncated = columns.get("truncated_steps", [0] * n)
+    extra = columns.get("extra_members", [0] * n)
     keep = [i for i in range(n) if not errors[i]]
     if stats is not None:
         for i in range(n):
-            stats.record(str(errors[i]) if errors[i] else "", int(truncated[i]))
+            stats.record(str(errors[i]) if errors[i] else "", int(truncated[i]), int(extra[i]))
     if not keep:
         return None
 

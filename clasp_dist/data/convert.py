@@ -9,26 +9,36 @@ Layouts (one flat folder, ``[T, D]`` arrays per file):
 * ActivityNet 1.3: ``<vid>_visual.npy`` + ``<vid>_audio.npy`` (any dims, taken from the first video),
   also found with ActivityNet's ``v_`` prefix (``v_<vid>_visual.npy``); the grid is an argument.
 
+Other code bases name their files differently: :func:`custom_layout` changes a layout's file-name prefix and
+suffixes, or reads one file per video holding both streams concatenated on the feature axis, split at the visual
+dimension (ActionFormer-style folders of ``v_<id>.npy``). The feature folder may be local, ``s3://`` or ``gs://``.
+An explicit class list (``classes``) fixes the classes and their ids when the annotation file covers only some of
+them (every label must be in the list).
+
 Streams (and the parts of one stream) differing in length by more than ``length_tolerance`` steps are
 an error naming the video; by at most that, they are truncated to the shorter and counted in the
-manifest's ``writer_counts``. A video listed in the annotations without its files is an error unless
+manifest's ``writer_counts``. An evaluation split whose videos carry no segment at all (ActivityNet's
+``testing`` subset) is listed in the manifest's ``unlabelled_splits``. A video listed in the annotations without its files is an error unless
 ``allow_missing`` (then it is left out and counted).
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-from dataclasses import dataclass
+import posixpath
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
 
 from .annotations import VideoAnnotation, load_annotations
 from .errors import DataError
+from .filesystem import get_fs, join, open_url, storage_errors
 from .format import VideoSample
 from .grid import I3D_GRID, ONEPEACE_GRID, Grid
-from .manifest import Manifest
+from .manifest import UNLABELLED_SPLITS, Manifest
+from .splits import EVAL_SPLITS
 from .writer import DEFAULT_SHARD_SIZE, write_dataset
 
 log = logging.getLogger(__name__)
@@ -45,6 +55,46 @@ class FeatureLayout:
     grid: Optional[Grid]
     prefixes: tuple[str, ...] = ("",)
     """File-name prefixes tried before the video id."""
+    combined: Optional[str] = None
+    """Suffix of one file per video holding visual then audio features concatenated (split at ``visual_dim``)."""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The file suffixes every video needs."""
+        return (self.combined,) if self.combined else self.visual + self.audio
+
+
+def custom_layout(
+    base: FeatureLayout,
+    *,
+    prefix: Optional[str] = None,
+    visual_suffixes: Sequence[str] = (),
+    audio_suffixes: Sequence[str] = (),
+    combined_suffix: Optional[str] = None,
+    split_dim: Optional[int] = None,
+) -> FeatureLayout:
+    """``base`` with other file names: a fixed ``prefix`` before the video id, other suffixes per stream (several
+    are concatenated), or one ``combined_suffix`` file per video split at ``split_dim`` (its visual width)."""
+    layout = base
+    if prefix is not None:
+        layout = replace(layout, prefixes=(prefix,))
+    if visual_suffixes or audio_suffixes:
+        if combined_suffix:
+            raise DataError("give either per-stream suffixes or one combined suffix, not both")
+        layout = replace(
+            layout,
+            visual=tuple(visual_suffixes) or layout.visual,
+            audio=tuple(audio_suffixes) or layout.audio,
+            visual_dim=None,
+            audio_dim=None,
+        )
+    if combined_suffix:
+        if not split_dim or split_dim < 1:
+            raise DataError("a combined feature file needs the visual width to split it at (--split-dim >= 1)")
+        layout = replace(layout, combined=combined_suffix, visual_dim=split_dim, audio_dim=None)
+    elif split_dim:
+        raise DataError("--split-dim only applies to a combined feature file (--combined-suffix)")
+    return layout
 
 
 FEATURE_SETS = {
@@ -58,14 +108,25 @@ def _stem(features_dir: str, names: set[str], layout: FeatureLayout, video_id: s
     """The path prefix under which all of a video's files exist, or None."""
     for prefix in layout.prefixes:
         stem = prefix + video_id
-        if all(stem + suffix in names for suffix in layout.visual + layout.audio):
-            return os.path.join(features_dir, stem)
+        if all(stem + suffix in names for suffix in layout.files):
+            return join(features_dir, stem)
     return None
 
 
-def _load(path: str, video_id: str) -> np.ndarray:
+def _list_names(features_dir: str, storage_cfg) -> set[str]:
+    """File names in a feature folder (local, s3:// or gs://)."""
+    fs, base = get_fs(features_dir, storage_cfg)
+    with storage_errors(features_dir, storage_cfg):
+        try:
+            return {posixpath.basename(p.rstrip("/")) for p in fs.ls(base, detail=False)}
+        except FileNotFoundError:
+            raise DataError(f"feature folder {features_dir!r} does not exist") from None
+
+
+def _load(path: str, video_id: str, storage_cfg=None) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        with storage_errors(path, storage_cfg), open_url(path, "rb", storage_cfg) as f:
+            array = np.load(io.BytesIO(f.read()), allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"video {video_id!r}: cannot read {path} ({exc})") from None
     if array.ndim != 2 or array.dtype.kind != "f":
@@ -96,15 +157,20 @@ class FeatureSampler:
     visual_dim: int
     audio_dim: int
     length_tolerance: int = 1
+    storage_cfg: object = None
 
     def __call__(self, item: tuple[VideoAnnotation, str]) -> VideoSample:
         ann, stem = item
-        suffixes = self.layout.visual + self.layout.audio
-        parts = [_load(stem + s, ann.video_id) for s in suffixes]
-        parts, diff = _aligned(parts, suffixes, ann.video_id, self.length_tolerance)
-        n_vis = len(self.layout.visual)
-        visual = np.concatenate(parts[:n_vis], axis=1)  # [T, Dv]
-        audio = np.concatenate(parts[n_vis:], axis=1)  # [T, Da]
+        if self.layout.combined:
+            both = _load(stem + self.layout.combined, ann.video_id, self.storage_cfg)  # [T, Dv + Da]
+            visual, audio, diff = both[:, : self.visual_dim], both[:, self.visual_dim :], 0  # [T, Dv], [T, Da]
+        else:
+            suffixes = self.layout.files
+            parts = [_load(stem + s, ann.video_id, self.storage_cfg) for s in suffixes]
+            parts, diff = _aligned(parts, suffixes, ann.video_id, self.length_tolerance)
+            n_vis = len(self.layout.visual)
+            visual = np.concatenate(parts[:n_vis], axis=1)  # [T, Dv]
+            audio = np.concatenate(parts[n_vis:], axis=1)  # [T, Da]
         for name, array, dim in (("visual", visual, self.visual_dim), ("audio", audio, self.audio_dim)):
             if array.shape[1] != dim:
                 raise DataError(f"video {ann.video_id!r}: {name} features are {array.shape[1]}-d, expected {dim}")
@@ -126,18 +192,23 @@ def convert_features(
     allow_missing: bool = False,
     length_tolerance: int = 1,
     progress: bool = True,
+    layout: Optional[FeatureLayout] = None,
+    classes: Optional[Sequence[str]] = None,
 ) -> Manifest:
-    """Convert an official feature folder + annotation JSON into a shard dataset under ``out_root``."""
+    """Convert an official feature folder + annotation JSON into a shard dataset under ``out_root``.
+
+    ``layout`` (from :func:`custom_layout`) replaces the feature set's file names; ``classes`` is an explicit
+    class list (ids = positions) for an annotation file covering only some classes."""
     if feature_set not in FEATURE_SETS:
         raise DataError(f"unknown feature set {feature_set!r} (choose from {', '.join(FEATURE_SETS)})")
-    layout = FEATURE_SETS[feature_set]
+    layout = layout or FEATURE_SETS[feature_set]
     grid = grid or layout.grid
     if grid is None:
         raise DataError(f"feature set {feature_set!r} needs its grid (fps, feat_stride, window)")
-    ann = load_annotations(annotations)
+    ann = load_annotations(annotations, classes=classes)
     if ann.duplicates_dropped:
         log.info("dropped %d duplicate annotations", ann.duplicates_dropped)
-    names = set(os.listdir(features_dir))
+    names = _list_names(features_dir, storage_cfg)
     split_items, missing = {}, []
     for split, videos in ann.limited({s: limit_per_split for s in ann.splits}).items():
         items = [(v, _stem(features_dir, names, layout, v.video_id)) for v in videos]
@@ -146,13 +217,13 @@ def convert_features(
     if missing and not allow_missing:
         raise DataError(
             f"{len(missing)} annotated videos have no (complete) feature files in {features_dir}, "
-            f"e.g. {missing[:5]} (expected {'/'.join(layout.visual + layout.audio)} per video); "
+            f"e.g. {missing[:5]} (expected {'/'.join(layout.files)} per video); "
             "pass --allow-missing to leave them out"
         )
     if missing:
         log.warning("left out %d annotated videos without feature files, e.g. %s", len(missing), missing[:5])
-    visual_dim, audio_dim = _dims(layout, split_items)
-    sampler = FeatureSampler(layout, visual_dim, audio_dim, length_tolerance)
+    visual_dim, audio_dim = _dims(layout, split_items, storage_cfg)
+    sampler = FeatureSampler(layout, visual_dim, audio_dim, length_tolerance, storage_cfg)
     return write_dataset(
         out_root,
         dataset=dataset,
@@ -171,19 +242,31 @@ def convert_features(
                 "feature_set": feature_set,
                 "missing_videos": len(missing),
                 "duplicate_annotations_dropped": ann.duplicates_dropped,
-            }
+            },
+            UNLABELLED_SPLITS: [
+                s for s in EVAL_SPLITS if split_items.get(s) and not any(v.segments for v, _ in split_items[s])
+            ],
         },
     )
 
 
-def _dims(layout: FeatureLayout, split_items: dict) -> tuple[int, int]:
+def _dims(layout: FeatureLayout, split_items: dict, storage_cfg=None) -> tuple[int, int]:
     if layout.visual_dim and layout.audio_dim:
         return layout.visual_dim, layout.audio_dim
-    first = next((stem for items in split_items.values() for _, stem in items), None)
+    first = next(((ann, stem) for items in split_items.values() for ann, stem in items), None)
     if first is None:
         raise DataError("no video with feature files to take the feature dims from")
+    ann, stem = first
 
     def width(suffixes):
-        return sum(int(np.load(first + s, mmap_mode="r", allow_pickle=False).shape[1]) for s in suffixes)
+        return sum(int(_load(stem + s, ann.video_id, storage_cfg).shape[1]) for s in suffixes)
 
+    if layout.combined:
+        total = width((layout.combined,))
+        if total <= layout.visual_dim:
+            raise DataError(
+                f"video {ann.video_id!r}: {stem + layout.combined} is {total}-d, not more than the visual width "
+                f"{layout.visual_dim} it is split at (--split-dim)"
+            )
+        return layout.visual_dim, total - layout.visual_dim
     return layout.visual_dim or width(layout.visual), layout.audio_dim or width(layout.audio)

@@ -67,6 +67,7 @@ class DatasetReport:
             "manifest",
             "skipped",
             "truncated",
+            "extra members",
             "mean T",
             "labels/vid",
             "events",
@@ -80,6 +81,7 @@ class DatasetReport:
                 s.manifest_videos,
                 s.stats.skipped,
                 s.stats.truncated,
+                s.stats.extra_members,
                 f"{s.steps / max(1, s.videos):.1f}",
                 f"{s.labels / max(1, s.videos):.2f}",
                 s.events if s.name in EVAL_SPLITS else "-",
@@ -135,11 +137,11 @@ def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: Sp
     decoded = 0
     try:
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
-            for raw in iter_tar_samples(f, path, expected, decoder.max_member_bytes):
+            for raw in iter_tar_samples(f, path, expected, decoder.max_member_bytes, decoder.strict_members):
                 decoded += 1
                 _check_weak_supervision(raw, rep, path)
                 row = decoder(raw)
-                rep.stats.record(row["error"], row["truncated_steps"])
+                rep.stats.record(row["error"], row["truncated_steps"], row["extra_members"])
                 if not row["error"]:
                     _tally(row, rep)
     except BadShardError as exc:

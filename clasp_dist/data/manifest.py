@@ -28,7 +28,7 @@ from .errors import ChecksumError, ManifestError, short_repr
 from .filesystem import atomic_write, get_fs, join, storage_errors
 from .format import FORMAT, VERSION, is_int
 from .grid import Grid
-from .splits import SPLITS, unknown_split
+from .splits import EVAL_SPLITS, SPLITS, unknown_split
 
 MANIFEST_NAME = "manifest.json"
 MAX_LISTED = 5
@@ -245,6 +245,33 @@ def unsafe_shard_path_reason(path: str) -> Optional[str]:
     return None
 
 
+# ------------------------------------------------------------------------------- splits with ground truth
+UNLABELLED_SPLITS = "unlabelled_splits"
+"""Manifest key listing the evaluation splits without ground truth (ActivityNet's ``testing`` subset)."""
+
+
+def unlabelled_splits(manifest: Manifest) -> list[str]:
+    """The evaluation splits the manifest says carry no ground-truth segments (written by the converters
+    and by ``index``)."""
+    names = manifest.extra.get(UNLABELLED_SPLITS, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ManifestError(f"manifest: {UNLABELLED_SPLITS!r} must be a list of split names, got {short_repr(names)}")
+    return names
+
+
+def final_eval_split(manifest: Manifest) -> str:
+    """The split of a run's final pass: the last evaluation split (``test``, then ``validation``) that holds
+    videos with ground truth."""
+    unlabelled = unlabelled_splits(manifest)
+    for name in reversed(EVAL_SPLITS):
+        if name in manifest.splits and manifest.splits[name].videos and name not in unlabelled:
+            return name
+    raise ManifestError(
+        f"dataset {manifest.dataset!r}: no evaluation split with ground truth (unlabelled: {unlabelled or 'none'}; "
+        f"splits: {', '.join(manifest.splits)})"
+    )
+
+
 # ------------------------------------------------------------------------------------ reading, writing
 def manifest_path(root: str) -> str:
     return join(root, MANIFEST_NAME)
@@ -266,7 +293,8 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
     except FileNotFoundError:
         raise ManifestError(
             f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
-            "(create one with `clasp data prepare`)"
+            "(a folder of WebDataset tars: `clasp data index data.root=ROOT` writes one; "
+            "features: `clasp data prepare synth|unav100|anet13`)"
         ) from None
     try:
         d = json.loads(raw)

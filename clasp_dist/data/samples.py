@@ -53,6 +53,7 @@ ROW_COLUMNS = (
     "window",
     "error",
     "truncated_steps",
+    "extra_members",
 )
 DEFAULT_MAX_MEMBER_BYTES = 64 << 20
 """64 MiB per ``.npy``: a 1-hour video at 2048-d float16 is 46 MiB; UnAV-100's longest (60 s) is 0.8 MiB."""
@@ -79,6 +80,8 @@ class SampleDecoder:
     """... or this fraction of that count, whichever is larger."""
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
     """Bound on a ``.npy`` member's size, checked from the tar header before reading it."""
+    strict_members: bool = False
+    """Refuse samples with members other than visual.npy/audio.npy/meta.json (default: skip and count them)."""
 
     def __call__(self, sample: dict) -> dict:
         shard, key = str(sample.get("__url__", "?")), str(sample.get("__key__", "?"))
@@ -91,7 +94,7 @@ class SampleDecoder:
 
     def rows(self, fileobj, shard: str, expected: Optional[int] = None) -> Iterator[dict]:
         """Decoded rows of one shard stream (bad rows included under ``skip``); archive damage raises."""
-        for raw in iter_tar_samples(fileobj, shard, expected, self.max_member_bytes):
+        for raw in iter_tar_samples(fileobj, shard, expected, self.max_member_bytes, self.strict_members):
             yield self(raw)
 
     def decode(self, sample: dict, shard: str, key: str) -> dict:
@@ -132,6 +135,7 @@ class SampleDecoder:
             "window": meta["window"],
             "error": "",
             "truncated_steps": truncated,
+            "extra_members": int(sample.get("__extra__", 0)),
         }
         if self.include_segments:
             row["segments"] = meta["segments"]
@@ -151,6 +155,7 @@ class SampleDecoder:
             "window": 0,
             "error": message,
             "truncated_steps": 0,
+            "extra_members": 0,
         }
         if self.include_segments:
             row["segments"] = "[]"
@@ -289,6 +294,11 @@ def _npy_header(raw: bytes, name: str, bad) -> tuple[np.dtype, tuple, int]:
     return dtype, tuple(shape), f.tell()
 
 
+def npy_shape(raw: bytes, name: str, bad) -> tuple:
+    """The shape a ``.npy`` member's header states (checked like the decoder does; nothing allocated)."""
+    return _npy_header(raw, name, bad)[1]
+
+
 def _number(value: Any, field: str, bad) -> float:
     """A finite number > 0 (JSON int or float; not a bool, string, NaN or Infinity)."""
     if not is_finite_number(value) or float(value) <= 0:
@@ -311,13 +321,16 @@ class SkipStats:
     seen: int = 0
     skipped: int = 0
     truncated: int = 0
+    extra_members: int = 0
+    """Members other than visual.npy/audio.npy/meta.json skipped unread (WebDataset's .cls, .txt, ...)."""
     messages: list[str] = field(default_factory=list)
     max_messages: int = 20
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record(self, error: str, truncated_steps: int = 0) -> None:
+    def record(self, error: str, truncated_steps: int = 0, extra_members: int = 0) -> None:
         with self._lock:
             self.seen += 1
+            self.extra_members += extra_members
             if error:
                 self.skipped += 1
                 self._note(error, f"skipped {error}")
@@ -347,7 +360,8 @@ class SkipStats:
     def summary(self) -> str:
         return (
             f"split {self.split or '?'}: {self.seen} samples read, {self.skipped} skipped "
-            f"({100 * self.fraction:.2f}%), {self.truncated} truncated by <= tolerance steps"
+            f"({100 * self.fraction:.2f}%), {self.truncated} truncated by <= tolerance steps, "
+            f"{self.extra_members} extra members skipped"
         )
 
     def check(self, max_fraction: float) -> None:
@@ -363,6 +377,7 @@ class SkipStats:
             self.seen += other.seen
             self.skipped += other.skipped
             self.truncated += other.truncated
+            self.extra_members += other.extra_members
             self.messages.extend(other.messages[: max(0, self.max_messages - len(self.messages))])
 
     def __getstate__(self):

@@ -5,7 +5,8 @@ the same :class:`~clasp_dist.data.samples.SampleDecoder`, for local roots and ``
 
 Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`` float16 ``[T, Da]``,
 ``labels`` int64 ``[n]``, ``duration``, ``num_steps``, ``fps``, ``feat_stride``, ``window``, ``error``
-(``""``; with ``bad_sample_policy=skip`` a skipped sample's message), ``truncated_steps`` and, only when
+(``""``; with ``bad_sample_policy=skip`` a skipped sample's message), ``truncated_steps``,
+``extra_members`` (members other than the three skipped unread; ``data.strict_members``) and, only when
 ``include_segments`` (never for ``train``), ``segments`` (JSON ``[[s, e, cls], ...]``).
 
 Skipped samples: ``iter_local_samples`` drops them itself and counts them in the ``stats`` it is given
@@ -56,6 +57,7 @@ def make_decoder(manifest: Manifest, data_cfg, include_segments: bool, policy: O
         step_tolerance=data_cfg.step_count_tolerance,
         step_tolerance_fraction=data_cfg.step_count_tolerance_fraction,
         max_member_bytes=int(data_cfg.max_member_mb * 2**20),
+        strict_members=data_cfg.strict_members,
     )
 
 
@@ -208,6 +210,8 @@ def iter_local_samples(
         stats.check(data_cfg.max_skipped_fraction)
     if stats.skipped or stats.truncated:
         log.warning("data: %s", stats.summary())
+    elif stats.extra_members:
+        log.info("data: %s", stats.summary())
 
 
 def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: SkipStats, root, storage_cfg):
@@ -216,7 +220,7 @@ def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: Ski
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
             for row in decoder.rows(f, path, expected):
                 decoded += 1
-                stats.record(row["error"], row["truncated_steps"])
+                stats.record(row["error"], row["truncated_steps"], row["extra_members"])
                 if not row["error"]:
                     yield row
     except BadShardError as exc:

@@ -10,7 +10,9 @@ It bounds memory before reading anything:
 * a member must be a regular file (no links, directories, devices, sparse members); its size is
   read from the tar header and checked against a bound (``data.max_member_mb`` for ``.npy``,
   :data:`META_MAX_BYTES` for ``meta.json``) before its data is read; members other than
-  ``visual.npy``/``audio.npy``/``meta.json`` are never read at all;
+  ``visual.npy``/``audio.npy``/``meta.json`` (a WebDataset sample's ``.cls``, ``.txt``, ``.json``...) are
+  bounded like the others but never read: they are skipped and counted in the sample's ``__extra__``
+  (with ``strict_members`` they make the sample bad, ``data.strict_members``);
 * a member repeated inside one sample, or a key seen earlier in the shard (the same video twice),
   makes that sample bad; reading stops with :class:`BadShardError` past the manifest's count.
 
@@ -89,7 +91,11 @@ class _Sniffed:
 
 
 def iter_tar_samples(
-    fileobj, shard: str, expected: Optional[int] = None, max_member_bytes: int = 64 << 20
+    fileobj,
+    shard: str,
+    expected: Optional[int] = None,
+    max_member_bytes: int = 64 << 20,
+    strict_members: bool = False,
 ) -> Iterator[dict]:
     """Group a tar stream's members into raw samples like WebDataset, with the bounds above.
 
@@ -100,7 +106,7 @@ def iter_tar_samples(
     """
     pending, yielded = None, 0
     try:
-        for sample in _group_members(fileobj, shard, max_member_bytes):
+        for sample in _group_members(fileobj, shard, max_member_bytes, strict_members):
             if pending is not None:
                 yield pending
                 yielded += 1
@@ -126,7 +132,7 @@ def iter_tar_samples(
         yield pending
 
 
-def _group_members(fileobj, shard: str, max_member_bytes: int) -> Iterator[dict]:
+def _group_members(fileobj, shard: str, max_member_bytes: int, strict_members: bool) -> Iterator[dict]:
     current: Optional[dict] = None
     seen: set[str] = set()
     try:
@@ -145,7 +151,10 @@ def _group_members(fileobj, shard: str, max_member_bytes: int) -> Iterator[dict]
                     if key in seen:
                         _flag(current, "key", "the same video appears twice in this shard")
                 _check_stored_size(stream.offset - info.offset_data, info, suffix, shard, key, max_member_bytes)
-                problem = _member_problem(info, suffix, current, max_member_bytes)
+                problem = _member_problem(info, suffix, current, strict_members)
+                if problem == _EXTRA:
+                    current["__extra__"] = current.get("__extra__", 0) + 1  # skipped unread, counted
+                    continue
                 if problem is not None:
                     _flag(current, suffix, problem)  # its data is skipped, never read
                     continue
@@ -188,15 +197,23 @@ def _flag(sample: dict, field: str, reason: str) -> None:
     sample.setdefault("__problem__", (field, reason))
 
 
-def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, max_member_bytes: int) -> Optional[str]:
-    """Why this member's data must not be read (None = read it)."""
+_EXTRA = "extra member"
+
+
+def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, strict_members: bool) -> Optional[str]:
+    """Why this member's data must not be read (None = read it; ``_EXTRA`` = another member, skipped)."""
     if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
         return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (SPEC 2.2)"
     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _TYPE_NAMES.get(info.type, f"type {info.type!r}")
         return f"tar member is a {kind}, not a regular file (SPEC 2.2)"
+    if suffix not in MEMBERS and not strict_members:
+        return _EXTRA
     if suffix not in MEMBERS:
-        return "unexpected member (only visual.npy, audio.npy, meta.json are allowed; never read or unpickled)"
+        return (
+            "unexpected member (data.strict_members=true: only visual.npy, audio.npy, meta.json are allowed; "
+            "never read or unpickled)"
+        )
     if suffix in sample:
         return "member appears twice in this sample"
     return None

@@ -15,6 +15,7 @@ import pytest
 from clasp_dist.config import DataConfig
 from clasp_dist.data import BadSampleError, BadShardError, SkipStats, TooManySkippedError
 from clasp_dist.data.format import npy_bytes
+from clasp_dist.data.samples import ROW_COLUMNS
 from clasp_dist.data.source import iter_local_samples
 from clasp_dist.data.inspection import inspect_dataset
 from data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars
@@ -46,8 +47,6 @@ CASES = {
         "unreadable",
     ),
     "object_npy": (dict(**{"audio.npy": _npy_raw(np.array([{"x": 1}], dtype=object))}), "audio.npy", "unreadable"),
-    "pickled_member": (dict(**{"extra.pkl": pickle.dumps({"evil": 1})}), "extra.pkl", "unexpected member"),
-    "torch_member": (dict(**{"weights.pt": b"\x80\x02}q\x00."}), "weights.pt", "unexpected member"),
     "nan": (dict(**{"visual.npy": npy_bytes(np.full((6, DV), np.nan, np.float16))}), "visual.npy", "NaN/Inf"),
     "inf": (dict(**{"audio.npy": npy_bytes(np.full((6, DA), np.inf, np.float16))}), "audio.npy", "NaN/Inf"),
     "wrong_dims": (
@@ -107,6 +106,29 @@ def test_bad_sample_skipped_and_counted(tmp_path, case):
     assert "'bad'" in stats.messages[0] and repr(field) in stats.messages[0]
     report = inspect_dataset(str(root))
     assert not report.ok and any("'bad'" in p for p in report.all_problems())
+
+
+EXTRA_MEMBERS = {"extra.pkl": pickle.dumps({"evil": 1}), "weights.pt": b"\x80\x02}q\x00.", "cls": b"3"}
+
+
+def test_extra_members_are_skipped_unread_and_counted(tmp_path):
+    root = one_sample_dataset(tmp_path, _members(**EXTRA_MEMBERS), vid="bad", with_good_neighbours=2)
+    stats = SkipStats(split="validation")
+    rows = _read(root, ERROR, stats)
+    assert sorted(r["video_id"] for r in rows) == ["bad", "good0", "good1"]
+    assert (stats.seen, stats.skipped, stats.extra_members) == (3, 0, 3)
+    assert "3 extra members skipped" in stats.summary()
+    assert sorted(next(r for r in rows if r["video_id"] == "bad")) == sorted(ROW_COLUMNS + ("segments",))
+    report = inspect_dataset(str(root))
+    assert report.ok and sum(s.stats.extra_members for s in report.splits) == 3
+
+
+@pytest.mark.parametrize("member", sorted(EXTRA_MEMBERS))
+def test_strict_members_refuses_an_extra_member(tmp_path, member):
+    root = one_sample_dataset(tmp_path, _members(**{member: EXTRA_MEMBERS[member]}), vid="bad", with_good_neighbours=2)
+    with pytest.raises(BadSampleError, match="unexpected member .*strict_members") as info:
+        _read(root, DataConfig(bad_sample_policy="error", strict_members=True))
+    assert (info.value.video_id, info.value.field) == ("bad", member)
 
 
 def test_too_many_skipped_fails(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from clasp_dist.data import DataError, read_manifest
 from clasp_dist.data.convert import convert_features
 from clasp_dist.data.grid import Grid
+from clasp_dist.data.manifest import final_eval_split
 from clasp_dist.data.source import iter_local_samples
 
 UNAV = {
@@ -152,4 +154,99 @@ def test_anet13(tmp_path):
     assert {k: v.videos for k, v in manifest.splits.items()} == {"train": 1, "validation": 1, "test": 1}
     (val,) = iter_local_samples(str(tmp_path / "out"), "validation", include_segments=True)
     assert val["labels"].tolist() == [0, 1] and json.loads(val["segments"]) == [[0.5, 2.0, 0], [2.5, 4.0, 1]]
-    assert read_manifest(str(tmp_path / "out")).grid == grid
+    read_back = read_manifest(str(tmp_path / "out"))
+    assert read_back.grid == grid
+    assert read_back.extra["unlabelled_splits"] == ["test"] and final_eval_split(read_back) == "validation"
+
+
+# ------------------------------------------------------------------ features as other code bases store them
+ANET = {
+    "database": {
+        "aaa": {"subset": "training", "duration": 5.0, "annotations": [{"segment": [1.0, 3.0], "label": "Zumba"}]},
+        "bbb": {"subset": "validation", "duration": 6.0, "annotations": [{"segment": [0.5, 2.0], "label": "Archery"}]},
+    }
+}
+ANET_GRID = ["--fps", "15", "--feat-stride", "16", "--window", "16"]
+
+
+def _prepare(argv):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
+    import prepare_data
+
+    return prepare_data.main(argv + ["--workers", "1", "--quiet"])
+
+
+def _combined_folder(write, steps=7, dv=12, da=5):
+    """ActionFormer-style: one v_<id>.npy per video holding visual then audio; returns {vid: array}."""
+    arrays = {}
+    for i, vid in enumerate(ANET["database"]):
+        arrays[vid] = np.random.default_rng(i).standard_normal((steps, dv + da)).astype(np.float32)
+        buf = io.BytesIO()
+        np.save(buf, arrays[vid])
+        write(f"v_{vid}.npy", buf.getvalue())
+    return arrays
+
+
+def _check_combined(root, arrays, dv=12):
+    m = read_manifest(root)
+    assert (m.visual_dim, m.audio_dim) == (dv, 5)
+    (row,) = iter_local_samples(root, "train")
+    expected = arrays["aaa"].astype(np.float16)
+    assert np.array_equal(row["visual"], expected[:, :dv]) and np.array_equal(row["audio"], expected[:, dv:])
+
+
+def test_actionformer_style_combined_files(tmp_path):
+    (tmp_path / "ann.json").write_text(json.dumps(ANET))
+    (tmp_path / "feats").mkdir()
+    arrays = _combined_folder(lambda name, data: (tmp_path / "feats" / name).write_bytes(data))
+    out = str(tmp_path / "out")
+    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", str(tmp_path / "feats"), "--out", out]
+    assert _prepare(argv + ANET_GRID + ["--prefix", "v_", "--combined-suffix", ".npy", "--split-dim", "12"]) == 0
+    _check_combined(out, arrays)
+    assert _prepare(argv + ANET_GRID + ["--combined-suffix", ".npy", "--split-dim", "17"]) == 2  # nothing left
+
+
+def test_feature_folder_in_object_storage(s3_bucket, tmp_path):
+    from clasp_dist.data.filesystem import get_fs, join
+
+    fs, base = get_fs(f"{s3_bucket}/feats")
+    arrays = _combined_folder(lambda name, data: fs.pipe(join(base, name), data))
+    (tmp_path / "ann.json").write_text(json.dumps(ANET))
+    out = str(tmp_path / "out")
+    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", f"{s3_bucket}/feats", "--out", out]
+    assert _prepare(argv + ANET_GRID + ["--prefix", "v_", "--combined-suffix", ".npy", "--split-dim", "12"]) == 0
+    _check_combined(out, arrays)
+
+
+def test_prefix_and_per_stream_suffixes_with_an_explicit_class_list(tmp_path, capsys):
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for i, vid in enumerate(ANET["database"]):
+        _npy(feats / f"feat_{vid}_rgb.npy", 7, 6, i)
+        _npy(feats / f"feat_{vid}_flow.npy", 7, 4, 10 + i)
+        _npy(feats / f"feat_{vid}_vggish.npy", 7, 3, 20 + i)
+    (tmp_path / "ann.json").write_text(json.dumps(ANET))
+    (tmp_path / "classes.txt").write_text("Applying sunscreen\nArchery\nBaking cookies\nZumba\n")
+    out = str(tmp_path / "out")
+    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", str(feats), "--out", out]
+    argv += ANET_GRID + ["--prefix", "feat_", "--visual-suffix", "_rgb.npy", "--visual-suffix", "_flow.npy"]
+    argv += ["--audio-suffix", "_vggish.npy"]
+    assert _prepare(argv + ["--classes", str(tmp_path / "classes.txt")]) == 0
+    m = read_manifest(out)
+    assert m.classes == ["Applying sunscreen", "Archery", "Baking cookies", "Zumba"] and (
+        m.visual_dim,
+        m.audio_dim,
+    ) == (
+        10,
+        3,
+    )
+    (row,) = iter_local_samples(out, "train")
+    assert row["labels"].tolist() == [3]  # Zumba's position in the explicit list
+    expected = np.concatenate([np.load(feats / "feat_aaa_rgb.npy"), np.load(feats / "feat_aaa_flow.npy")], axis=1)
+    assert np.array_equal(row["visual"], expected.astype(np.float16))
+    (tmp_path / "few.txt").write_text("Archery\n")
+    assert _prepare(argv + ["--classes", str(tmp_path / "few.txt"), "--out", str(tmp_path / "out2")]) == 2
+    assert "unknown label 'Zumba'" in capsys.readouterr().err

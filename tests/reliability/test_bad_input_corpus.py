@@ -227,9 +227,9 @@ case(
     names=SAMPLE + ("field 'visual.npy'", "unreadable"),
 )
 case(
-    "sample_pickled_member",
+    "sample_pickled_member",  # extra members are skipped unread by default; strict_members refuses them
     layer="data",
-    call=read_split,
+    call=lambda ctx: read_split(ctx, DataConfig(bad_sample_policy="error", strict_members=True)),
     raises=BadSampleError,
     build=sample_dataset(**{"extra.pkl": pickle.dumps({"evil": 1})}),
     names=SAMPLE + ("field 'extra.pkl'",),

@@ -196,3 +196,13 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
     assert done.returncode == EXIT_BAD_INPUT, done.stdout[-2000:] + done.stderr[-2000:]
     assert "error: run.name='tiny' already exists" in done.stderr and "optim.lr" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_finished_message_names_the_final_split(tmp_path):
+    from clasp_dist.run_identity import finished_message
+
+    cfg = load_config(["config=tiny"])
+    anet = finished_message(cfg, tmp_path, 2, {"final": {"split": "validation", "average": 0.25}})
+    assert "validation avg mAP 25.00" in anet and "validation/" in anet
+    older = finished_message(cfg, tmp_path, 2, {"test": {"average": 0.125}})  # a run from before "final"
+    assert "test avg mAP 12.50" in older and "test/" in older
