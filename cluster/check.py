@@ -549,6 +549,47 @@ def first_contact_findings(config: dict, provider: str | None, types: dict, head
     return out
 
 
+_TAG_CONDITIONS = {
+    "ec2:RunInstances": ("aws:RequestTag/ray-cluster-name",),
+    "ec2:TerminateInstances": ("ec2:ResourceTag/ray-cluster-name",),
+    "ec2:CreateTags": ("ec2:ResourceTag/ray-cluster-name", "ec2:CreateAction"),
+}
+"""EC2 calls of the autoscaler that touch instances, and the condition keys that tie them to one cluster (Ray
+tags every instance it launches with `ray-cluster-name`; CreateTags may also be limited to RunInstances' own)."""
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def aws_head_policy_findings(policy: dict, cluster_name: str, cache_stopped_nodes: bool = False) -> list[str]:
+    """The head's autoscaler policy (docs/cluster.md): instance calls scoped by the cluster's tag, no
+    Start/StopInstances unless stopped nodes are reused, nothing but Describe on every resource, PassRole on
+    named roles only."""
+    out = []
+    for i, st in enumerate(_listed(policy.get("Statement") or [])):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in _listed(st.get("Action") or [])]
+        resources = [str(r) for r in _listed(st.get("Resource") or [])]
+        conditions = {k: v for op in (st.get("Condition") or {}).values() for k, v in op.items()}
+        for action in actions:
+            where = f"Statement[{i}] {action}"
+            if action in ("ec2:StartInstances", "ec2:StopInstances", "ec2:*") and not cache_stopped_nodes:
+                out.append(f"{where}: not needed with cache_stopped_nodes: false (idle nodes are terminated)")
+            if action == "iam:PassRole" and any(r == "*" or r.endswith(":role/*") for r in resources):
+                out.append(f"{where}: PassRole on every role; name the worker role")
+            if action.startswith("ec2:") and not action.startswith("ec2:Describe") and "*" in resources:
+                out.append(f"{where} on Resource '*': scope it to this cluster's instances")
+            keys = _TAG_CONDITIONS.get(action)
+            if keys and any(r == "*" or ":instance/" in r for r in resources):
+                tagged = [k for k in keys if k in conditions]
+                value = conditions.get(keys[0])
+                if not tagged or (tagged[0] == keys[0] and value != cluster_name):
+                    out.append(f"{where}: instances not limited to the tag ray-cluster-name={cluster_name}")
+    return out
+
+
 def _is_gpu_type(provider: str | None, nt: dict) -> bool:
     if (nt.get("resources") or {}).get("GPU", 0) > 0:
         return True

@@ -4,7 +4,9 @@ launchers is what the installed Ray does."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -58,3 +60,122 @@ def test_check_without_arguments_passes_on_a_filled_in_copy(tmp_path):
     proc = _check(repo, env)
     assert proc.returncode == 1 and "gcp.yaml: line" in proc.stdout and "placeholder to fill in" in proc.stdout
     assert "check.py" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------- documented paths vs. permissions
+
+_POLICY = re.compile(
+    r"put-role-policy --role-name (\S+) --policy-name (\S+) --policy-document \\\n\s*'(\{.*?\})'\n", re.S
+)
+_URI_ARGS = re.compile(
+    r"(run\.storage_path|data\.cache_dir|data\.root|--dir|--out|--data|--checkpoint)[= ]((?:s3|gs)://[^\s`'\")\\]+)"
+)
+WRITES = {"run.storage_path", "data.cache_dir", "--dir", "--out"}
+"""Arguments whose path the job writes (checkpoints, run files, the generated dataset, a sweep, outputs)."""
+RAYJOB_BUCKETS = {"REPLACE_ME-bucket": "my-bucket", "REPLACE_ME-runs-bucket": "my-runs-bucket"}
+"""rayjob.yaml's placeholders: the data and runs buckets of the docs (its header says which is which)."""
+
+
+def documented_policies(docs: str) -> dict[tuple[str, str], dict]:
+    """Every inline IAM policy of the docs' `aws iam put-role-policy` commands, by (role, policy name)."""
+    return {
+        (role, name): json.loads(body.replace("<account-id>", ACCOUNT)) for role, name, body in _POLICY.findall(docs)
+    }
+
+
+def allowed_prefixes(docs: str) -> tuple[list[str], list[str]]:
+    """(readable, writable) object prefixes of the workers: the AWS policy's s3 actions, the GCS bucket roles."""
+    readable, writable = [], []
+    for st in documented_policies(docs)[("clasp-ray-worker", "clasp-s3")]["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        for arn in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
+            if arn.endswith("/*"):
+                prefix = "s3://" + arn.removeprefix("arn:aws:s3:::")[:-1]
+                if "s3:GetObject" in actions:
+                    readable.append(prefix)
+                if "s3:PutObject" in actions:
+                    writable.append(prefix)
+    for bucket, role in re.findall(r"buckets add-iam-policy-binding (gs://\S+) --role roles/storage\.(\w+)", docs):
+        readable.append(bucket + "/")
+        if role == "objectAdmin":
+            writable.append(bucket + "/")
+    return readable, writable
+
+
+def documented_uris(docs: str, rayjob: str) -> list[tuple[str, str]]:
+    """(argument, uri) of every object-storage path the docs' commands and rayjob.yaml's entrypoint use."""
+    for placeholder, bucket in sorted(RAYJOB_BUCKETS.items(), key=lambda kv: -len(kv[0])):
+        rayjob = rayjob.replace(f"s3://{placeholder}/", f"s3://{bucket}/")
+    return [(arg, uri) for arg, uri in _URI_ARGS.findall(docs + "\n" + rayjob) if "://..." not in uri]
+
+
+def permission_violations(docs: str, rayjob: str) -> list[str]:
+    readable, writable = allowed_prefixes(docs)
+    out = []
+    for arg, uri in documented_uris(docs, rayjob):
+        allowed = writable if arg in WRITES else readable
+        if not any(uri.startswith(prefix) for prefix in allowed):
+            out.append(f"{arg}={uri}: {'written' if arg in WRITES else 'read'} outside {allowed}")
+    return out
+
+
+def test_documented_commands_write_only_where_the_documented_policy_allows():
+    rayjob = (ROOT / "cluster" / "kuberay" / "rayjob.yaml").read_text()
+    uris = documented_uris(DOCS, rayjob)
+    assert {arg for arg, _ in uris} >= {"run.storage_path", "data.cache_dir", "data.root", "--dir", "--checkpoint"}
+    assert sum(1 for arg, uri in uris if uri.startswith("gs://")) >= 2
+    readable, writable = allowed_prefixes(DOCS)
+    assert writable and not any(p in writable for p in readable if "my-bucket/" in p)  # the data bucket: read only
+    assert permission_violations(DOCS, rayjob) == []
+    # Broken on purpose: a checkpoint path, a cache and the RayJob's runs in the read-only data bucket.
+    for broken_docs, broken_job in [
+        (
+            DOCS.replace("run.storage_path=s3://my-runs-bucket/clasp-runs", "run.storage_path=s3://my-bucket/x", 1),
+            rayjob,
+        ),
+        (DOCS.replace("data.cache_dir=s3://my-runs-bucket/", "data.cache_dir=s3://my-bucket/"), rayjob),
+        (DOCS, rayjob.replace("REPLACE_ME-runs-bucket", "REPLACE_ME-bucket")),
+        (DOCS.replace("gs://<runs-bucket>/clasp-runs", "gs://<data-bucket>/clasp-runs"), rayjob),
+    ]:
+        assert permission_violations(broken_docs, broken_job), "a write outside the runs bucket went unnoticed"
+
+
+def test_the_head_role_is_scoped_to_the_cluster_tag():
+    import yaml
+
+    from helpers import load_script
+
+    check = load_script("cluster/check.py", "clasp_cluster_check")
+    aws = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    policy = documented_policies(DOCS)[("clasp-ray-head", "clasp-autoscaler")]
+    assert aws["provider"]["cache_stopped_nodes"] is False
+    assert check.aws_head_policy_findings(policy, aws["cluster_name"]) == []
+    actions = {
+        a for st in policy["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    assert {"ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateTags", "iam:PassRole"} <= actions
+    broken = [
+        # the first round's policy: every instance of the region
+        {
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": "us-west-2"}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": "ec2:StopInstances",
+            "Resource": "arn:aws:ec2:us-west-2:1:instance/*",
+            "Condition": {"StringEquals": {"ec2:ResourceTag/ray-cluster-name": aws["cluster_name"]}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": "ec2:TerminateInstances",
+            "Resource": "arn:aws:ec2:us-west-2:1:instance/*",
+            "Condition": {"StringEquals": {"ec2:ResourceTag/ray-cluster-name": "another-cluster"}},
+        },
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},
+    ]
+    for statement in broken:
+        assert check.aws_head_policy_findings({"Statement": [statement]}, aws["cluster_name"]), statement
+    assert "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com" in DOCS
