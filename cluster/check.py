@@ -69,6 +69,8 @@ ALL_PORTS = (0, 65535)
 PLACEHOLDER = "REPLACE_ME"
 MAX_JOB_TTL_S = 600
 """Longest a RayJob's finished cluster (GPU pods) may be kept."""
+RAY_GCP_ACCOUNT = "ray-autoscaler-sa-v1"
+"""The service account Ray's GCP launcher creates with project-wide roles on every `ray up`; no node runs as it."""
 PLACEHOLDERS = (PLACEHOLDER, "registry.example.com")
 """Strings that mark a value still to fill in: the account/project/bucket ids and the example registry."""
 
@@ -475,6 +477,19 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
                     "opens SSH to the whole internet"
                 )
     if provider == "gcp":
+        zone = str(config["provider"].get("availability_zone", ""))
+        if re.search(r"[,\s]", zone.strip()):
+            out.append(
+                f"provider.availability_zone={zone!r}: Ray's GCP launcher creates every node in one zone; "
+                "name one (docs/cluster.md: moving a cluster to another zone)"
+            )
+        for name, nt in types.items():
+            emails = [str(a.get("email", "")) for a in (nt.get("node_config") or {}).get("serviceAccounts") or []]
+            if any(e.startswith(RAY_GCP_ACCOUNT + "@") for e in emails):
+                out.append(
+                    f"gcp node type {name!r} runs as {RAY_GCP_ACCOUNT}, which `ray up` grants project-wide "
+                    "compute and storage admin; use clasp-ray-head / clasp-ray-worker"
+                )
         for name, nt in types.items():
             nc = nt.get("node_config", {})
             if not nc.get("networkInterfaces") or not (nc.get("tags") or {}).get("items"):

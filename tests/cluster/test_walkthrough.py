@@ -179,3 +179,57 @@ def test_the_head_role_is_scoped_to_the_cluster_tag():
     for statement in broken:
         assert check.aws_head_policy_findings({"Statement": [statement]}, aws["cluster_name"]), statement
     assert "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com" in DOCS
+
+
+# ---------------------------------------------------------------------------- what Ray's GCP launcher does
+
+
+def _ray_gcp_source(name: str) -> str:
+    import ray
+
+    return (Path(ray.__file__).parent / "autoscaler" / "_private" / "gcp" / name).read_text()
+
+
+def test_the_docs_say_what_ray_up_does_to_the_gcp_project():
+    """Ray 2.60's bootstrap always runs its IAM step (no `if` around it), creating the account the docs name with
+    the roles they list, and keeps a binding write for missing roles only; the docs disable the account."""
+    import ast
+
+    from ray.autoscaler._private.gcp import config as gcp_config
+
+    assert gcp_config.DEFAULT_SERVICE_ACCOUNT_ID == "ray-autoscaler-sa-v1"
+    for role in gcp_config.DEFAULT_SERVICE_ACCOUNT_ROLES:
+        assert f"`{role}`" in DOCS, role
+    tree = ast.parse(_ray_gcp_source("config.py"))
+    bootstrap = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "bootstrap_gcp")
+    unconditional = [
+        c.func.id
+        for stmt in bootstrap.body
+        if isinstance(stmt, ast.Assign)
+        for c in [stmt.value]
+        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+    ]
+    assert "_configure_iam_role" in unconditional
+    assert "if already_configured:" in _ray_gcp_source("config.py")
+    assert "gcloud iam service-accounts disable ray-autoscaler-sa-v1@<project>.iam.gserviceaccount.com" in DOCS
+    # One zone: the compute resource gets the provider's availability_zone as it is, for every node.
+    assert 'self.provider_config["availability_zone"],' in _ray_gcp_source("node_provider.py")
+
+
+def test_gcp_zone_list_and_rays_own_account_are_refused():
+    import copy
+
+    import yaml
+
+    from helpers import load_script
+
+    check = load_script("cluster/check.py", "clasp_cluster_check")
+    gcp = yaml.safe_load(_fill((ROOT / "cluster" / "gcp.yaml").read_text(), "gcp.yaml"))
+    assert not [f for f in check.autoscaler_findings(gcp) if "zone" in f or "ray-autoscaler" in f]
+    zones = copy.deepcopy(gcp)
+    zones["provider"]["availability_zone"] = "us-central1-a,us-central1-c"
+    assert any("one zone" in f for f in check.autoscaler_findings(zones))
+    ray_account = copy.deepcopy(gcp)
+    node_config = ray_account["available_node_types"]["gpu_a100_1x"]["node_config"]
+    node_config["serviceAccounts"][0]["email"] = f"ray-autoscaler-sa-v1@{PROJECT}.iam.gserviceaccount.com"
+    assert any("ray-autoscaler-sa-v1" in f for f in check.autoscaler_findings(ray_account))
