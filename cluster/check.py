@@ -620,6 +620,14 @@ def _containers(template: dict) -> list[dict]:
     return list(((template or {}).get("spec") or {}).get("containers") or [])
 
 
+def _gpus_per_pod(template: dict) -> int:
+    limits = ((_containers(template) or [{}])[0].get("resources") or {}).get("limits") or {}
+    try:
+        return int(str(limits.get("nvidia.com/gpu", 0)))
+    except ValueError:
+        return 0
+
+
 def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
     out = []
     spec = (template or {}).get("spec") or {}
@@ -661,22 +669,42 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
 
 
 def _restricted_findings(where: str, template: dict) -> list[str]:
-    """Restricted Pod Security: non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
+    """Restricted Pod Security: non-root, no escalation, no capabilities, RuntimeDefault seccomp, a read-only root
+    filesystem, no host namespaces or host paths."""
     out = []
     spec = (template or {}).get("spec") or {}
     pod_sc = spec.get("securityContext") or {}
-    for c in _containers(template):
-        sc = c.get("securityContext") or {}
-        name = f"{where}: container {c.get('name')!r}"
-        if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
-        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-            out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
-        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
-            out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
-        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            out.append(f"{name}: seccompProfile.type must be RuntimeDefault")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            out.append(f"{where}: {key}: true shares the node's namespaces; never on a Ray pod")
+    for v in spec.get("volumes") or []:
+        if "hostPath" in v:
+            out.append(f"{where}: volume {v.get('name')!r} is a hostPath (the node's filesystem); use an emptyDir")
+    for c in _containers(template) + list(spec.get("initContainers") or []):
+        out += security_context_findings(
+            f"{where}: container {c.get('name')!r}", c.get("securityContext") or {}, pod_sc
+        )
+    return out
+
+
+def security_context_findings(name: str, sc: dict, pod_sc: dict | None = None) -> list[str]:
+    """One container's securityContext (with its pod's) against the Restricted profile and a read-only root."""
+    out, pod_sc = [], pod_sc or {}
+    if sc.get("privileged"):
+        out.append(f"{name}: securityContext.privileged must not be set")
+    if (sc.get("capabilities") or {}).get("add"):
+        out.append(f"{name}: securityContext.capabilities.add {sc['capabilities']['add']}: add no capabilities")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        out.append(f"{name}: securityContext.readOnlyRootFilesystem must be true (writable emptyDir mounts instead)")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
+    if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+        out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+        out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        out.append(f"{name}: seccompProfile.type must be RuntimeDefault")
     return out
 
 
@@ -691,11 +719,8 @@ _GPU_NODE_LABELS = (
 def _placement_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
     spec = (template or {}).get("spec") or {}
     if gpu:
-        if not any(k in (spec.get("nodeSelector") or {}) for k in _GPU_NODE_LABELS):
-            return [
-                f"{where}: no GPU-model nodeSelector ({' / '.join(_GPU_NODE_LABELS[:2])}); an auto-provisioner "
-                "may pick a more expensive GPU"
-            ]
+        if not any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
+            return [f"{where}: no toleration of the nvidia.com/gpu taint; GPU nodes would refuse the pod"]
         return []
     out = []
     if any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
@@ -720,6 +745,10 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
     out = []
     if spec.get("enableInTreeAutoscaling") is not True:
         out.append(f"{where}.enableInTreeAutoscaling must be true")
+    out += security_context_findings(
+        f"{where}.autoscalerOptions (the sidecar KubeRay injects)",
+        (spec.get("autoscalerOptions") or {}).get("securityContext") or {},
+    )
     if (spec.get("authOptions") or {}).get("mode") != "token":
         out.append(f"{where}.authOptions.mode must be token (Ray token authentication)")
     head = spec.get("headGroupSpec")
@@ -747,6 +776,11 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
             if key not in g:
                 out.append(f"{gw}.{key} is missing")
         out += _pod_findings(gw, g.get("template"), gpu=True)
+        if _gpus_per_pod(g.get("template")) >= 8 and int(g.get("maxReplicas", 0) or 0) > 1:
+            out.append(
+                f"{gw}.maxReplicas={g.get('maxReplicas')}: 8-GPU pods on several nodes all-reduce over plain TCP; "
+                "keep 1 unless the nodes have EFA / GPUDirect-TCPX"
+            )
         out += _restricted_findings(gw, g.get("template"))
         out += _placement_findings(gw, g.get("template"), gpu=True)
         worker_sa = ((g.get("template") or {}).get("spec") or {}).get("serviceAccountName")
@@ -847,6 +881,17 @@ def kuberay_findings(doc: dict) -> list[str]:
                 f"spec.ttlSecondsAfterFinished={ttl!r}: keep a finished job's cluster minutes, not "
                 f"longer (<= {MAX_JOB_TTL_S})"
             )
+        if spec.get("submissionMode", "K8sJobMode") == "K8sJobMode":
+            template = spec.get("submitterPodTemplate")
+            if not isinstance(template, dict):
+                out.append(
+                    "spec.submitterPodTemplate is missing: KubeRay's default submitter pod has no security context "
+                    "(refused under Restricted Pod Security) and no label a NetworkPolicy can admit"
+                )
+            else:
+                out += _restricted_findings("spec.submitterPodTemplate", template)
+                if not ((template.get("metadata") or {}).get("labels") or {}):
+                    out.append("spec.submitterPodTemplate.metadata.labels: label the submitter for the NetworkPolicy")
         if "rayClusterSpec" in spec:
             out += _cluster_spec_findings("spec.rayClusterSpec", spec["rayClusterSpec"])
         elif not spec.get("clusterSelector"):
@@ -855,6 +900,11 @@ def kuberay_findings(doc: dict) -> list[str]:
         out.append(f"unsupported KubeRay kind {kind!r}")
     out += yaml_image_findings(doc)
     return out
+
+
+def _selects_by_label(selector: Any) -> bool:
+    """A label selector that selects something narrower than everything (an empty selector matches all)."""
+    return isinstance(selector, dict) and bool(selector.get("matchLabels") or selector.get("matchExpressions"))
 
 
 def manifest_policy_findings(doc: Any) -> list[str]:
@@ -867,7 +917,17 @@ def manifest_policy_findings(doc: Any) -> list[str]:
         out.append(f"Service type {(doc['spec'])['type']}: expose Ray only through port-forward/SSH tunnels")
     if kind in ("Ingress", "Gateway", "HTTPRoute"):
         out.append(f"{kind}: the Ray dashboard/job API must not be exposed")
+    if kind == "Namespace":
+        labels = (doc.get("metadata") or {}).get("labels") or {}
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            out.append("Namespace: label pod-security.kubernetes.io/enforce: restricted (Pod Security admission)")
     if kind == "NetworkPolicy":
+        if not _selects_by_label((doc.get("spec") or {}).get("podSelector")):
+            out.append("spec.podSelector selects every pod of the namespace; select the Ray pods by label")
+        for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
+            for j, src in enumerate(rule.get("from") or []):
+                if "namespaceSelector" in src and not _selects_by_label(src["namespaceSelector"]):
+                    out.append(f"spec.ingress[{i}].from[{j}]: namespaceSelector admits every namespace; name one")
         for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
             sources = rule.get("from")
             if not sources:

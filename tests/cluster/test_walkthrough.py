@@ -233,3 +233,38 @@ def test_gcp_zone_list_and_rays_own_account_are_refused():
     node_config = ray_account["available_node_types"]["gpu_a100_1x"]["node_config"]
     node_config["serviceAccounts"][0]["email"] = f"ray-autoscaler-sa-v1@{PROJECT}.iam.gserviceaccount.com"
     assert any("ray-autoscaler-sa-v1" in f for f in check.autoscaler_findings(ray_account))
+
+
+# ---------------------------------------------------------------------------- the files' own commands and names
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.replace("\\\n", " ").split())
+
+
+def test_the_files_commands_and_names_are_the_docs():
+    """Every command a cluster file's header gives is in the docs word for word, every cluster/ path the docs
+    name exists, and the names the docs' commands use are the manifests' own."""
+    import yaml
+
+    docs = _normalised(DOCS)
+    commands = []
+    for path in sorted((ROOT / "cluster").rglob("*.yaml")):
+        for line in path.read_text().splitlines():
+            m = re.match(r"#\s+((?:kubectl|ray|bash|python|gcloud|aws)\s.*?)(?:\s{2,}#.*)?$", line)
+            if m:
+                commands.append((path.name, _normalised(m.group(1))))
+    assert len(commands) >= 5
+    for name, command in commands:
+        assert command in docs, f"{name}: `{command}` is not in docs/cluster.md"
+    for rel in set(re.findall(r"(?<![\w/])(cluster/[\w./-]+\.(?:yaml|sh|py|txt)|cluster/Dockerfile)", DOCS)):
+        assert (ROOT / rel).is_file(), rel
+    for rel in re.findall(r"requirements/[\w.-]+\.txt", DOCS):
+        assert (ROOT / rel).is_file(), rel
+    rayjob = next(d for d in yaml.safe_load_all((ROOT / "cluster/kuberay/rayjob.yaml").read_text()) if d)
+    raycluster = next(d for d in yaml.safe_load_all((ROOT / "cluster/kuberay/raycluster.yaml").read_text()) if d)
+    assert f"job/{rayjob['metadata']['name']}" in docs and f"rayjob {rayjob['metadata']['name']}" in docs
+    assert f"svc/{raycluster['metadata']['name']}-head-svc" in docs
+    assert f"-n {rayjob['metadata']['namespace']} " in docs
+    aws = yaml.safe_load((ROOT / "cluster/aws.yaml").read_text())
+    assert f'"aws:RequestTag/ray-cluster-name":"{aws["cluster_name"]}"' in DOCS.replace(" ", "")
