@@ -22,13 +22,14 @@ from typing import Mapping
 
 INSTANCE_RESOURCES: dict[str, dict[str, float]] = {
     "m6i.2xlarge": {"CPU": 8},
-    "g5.2xlarge": {"CPU": 8, "GPU": 1},
-    "p4d.24xlarge": {"CPU": 96, "GPU": 8},
+    "g5.2xlarge": {"CPU": 8, "GPU": 1, "accelerator_type:A10G": 1},
+    "p4d.24xlarge": {"CPU": 96, "GPU": 8, "accelerator_type:A100": 1},
     "n2-standard-8": {"CPU": 8},
     "a2-highgpu-1g": {"CPU": 12, "GPU": 1},
     "a2-highgpu-8g": {"CPU": 96, "GPU": 8},
 }
-"""CPUs and GPUs Ray detects on the instance types of cluster/*.yaml (when a node type's `resources` is empty)."""
+"""CPUs and GPUs Ray detects on the instance types of cluster/*.yaml (when a node type's `resources` is empty), and
+the `accelerator_type:<GPU>` marker Ray's AWS launcher adds to EC2 GPU types (a trial pins its node type with it)."""
 
 
 def node_type_resources(node_type: Mapping) -> dict[str, float]:

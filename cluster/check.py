@@ -69,6 +69,8 @@ ALL_PORTS = (0, 65535)
 PLACEHOLDER = "REPLACE_ME"
 MAX_JOB_TTL_S = 600
 """Longest a RayJob's finished cluster (GPU pods) may be kept."""
+RAY_GCP_ACCOUNT = "ray-autoscaler-sa-v1"
+"""The service account Ray's GCP launcher creates with project-wide roles on every `ray up`; no node runs as it."""
 PLACEHOLDERS = (PLACEHOLDER, "registry.example.com")
 """Strings that mark a value still to fill in: the account/project/bucket ids and the example registry."""
 
@@ -475,6 +477,19 @@ def autoscaler_findings(config: dict, text: str | None = None) -> list[str]:
                     "opens SSH to the whole internet"
                 )
     if provider == "gcp":
+        zone = str(config["provider"].get("availability_zone", ""))
+        if re.search(r"[,\s]", zone.strip()):
+            out.append(
+                f"provider.availability_zone={zone!r}: Ray's GCP launcher creates every node in one zone; "
+                "name one (docs/cluster.md: moving a cluster to another zone)"
+            )
+        for name, nt in types.items():
+            emails = [str(a.get("email", "")) for a in (nt.get("node_config") or {}).get("serviceAccounts") or []]
+            if any(e.startswith(RAY_GCP_ACCOUNT + "@") for e in emails):
+                out.append(
+                    f"gcp node type {name!r} runs as {RAY_GCP_ACCOUNT}, which `ray up` grants project-wide "
+                    "compute and storage admin; use clasp-ray-head / clasp-ray-worker"
+                )
         for name, nt in types.items():
             nc = nt.get("node_config", {})
             if not nc.get("networkInterfaces") or not (nc.get("tags") or {}).get("items"):
@@ -549,6 +564,47 @@ def first_contact_findings(config: dict, provider: str | None, types: dict, head
     return out
 
 
+_TAG_CONDITIONS = {
+    "ec2:RunInstances": ("aws:RequestTag/ray-cluster-name",),
+    "ec2:TerminateInstances": ("ec2:ResourceTag/ray-cluster-name",),
+    "ec2:CreateTags": ("ec2:ResourceTag/ray-cluster-name", "ec2:CreateAction"),
+}
+"""EC2 calls of the autoscaler that touch instances, and the condition keys that tie them to one cluster (Ray
+tags every instance it launches with `ray-cluster-name`; CreateTags may also be limited to RunInstances' own)."""
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def aws_head_policy_findings(policy: dict, cluster_name: str, cache_stopped_nodes: bool = False) -> list[str]:
+    """The head's autoscaler policy (docs/cluster.md): instance calls scoped by the cluster's tag, no
+    Start/StopInstances unless stopped nodes are reused, nothing but Describe on every resource, PassRole on
+    named roles only."""
+    out = []
+    for i, st in enumerate(_listed(policy.get("Statement") or [])):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in _listed(st.get("Action") or [])]
+        resources = [str(r) for r in _listed(st.get("Resource") or [])]
+        conditions = {k: v for op in (st.get("Condition") or {}).values() for k, v in op.items()}
+        for action in actions:
+            where = f"Statement[{i}] {action}"
+            if action in ("ec2:StartInstances", "ec2:StopInstances", "ec2:*") and not cache_stopped_nodes:
+                out.append(f"{where}: not needed with cache_stopped_nodes: false (idle nodes are terminated)")
+            if action == "iam:PassRole" and any(r == "*" or r.endswith(":role/*") for r in resources):
+                out.append(f"{where}: PassRole on every role; name the worker role")
+            if action.startswith("ec2:") and not action.startswith("ec2:Describe") and "*" in resources:
+                out.append(f"{where} on Resource '*': scope it to this cluster's instances")
+            keys = _TAG_CONDITIONS.get(action)
+            if keys and any(r == "*" or ":instance/" in r for r in resources):
+                tagged = [k for k in keys if k in conditions]
+                value = conditions.get(keys[0])
+                if not tagged or (tagged[0] == keys[0] and value != cluster_name):
+                    out.append(f"{where}: instances not limited to the tag ray-cluster-name={cluster_name}")
+    return out
+
+
 def _is_gpu_type(provider: str | None, nt: dict) -> bool:
     if (nt.get("resources") or {}).get("GPU", 0) > 0:
         return True
@@ -562,6 +618,14 @@ def _is_gpu_type(provider: str | None, nt: dict) -> bool:
 
 def _containers(template: dict) -> list[dict]:
     return list(((template or {}).get("spec") or {}).get("containers") or [])
+
+
+def _gpus_per_pod(template: dict) -> int:
+    limits = ((_containers(template) or [{}])[0].get("resources") or {}).get("limits") or {}
+    try:
+        return int(str(limits.get("nvidia.com/gpu", 0)))
+    except ValueError:
+        return 0
 
 
 def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
@@ -605,22 +669,42 @@ def _pod_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
 
 
 def _restricted_findings(where: str, template: dict) -> list[str]:
-    """Restricted Pod Security: non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
+    """Restricted Pod Security: non-root, no escalation, no capabilities, RuntimeDefault seccomp, a read-only root
+    filesystem, no host namespaces or host paths."""
     out = []
     spec = (template or {}).get("spec") or {}
     pod_sc = spec.get("securityContext") or {}
-    for c in _containers(template):
-        sc = c.get("securityContext") or {}
-        name = f"{where}: container {c.get('name')!r}"
-        if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
-        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-            out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
-        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
-            out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
-        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            out.append(f"{name}: seccompProfile.type must be RuntimeDefault")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            out.append(f"{where}: {key}: true shares the node's namespaces; never on a Ray pod")
+    for v in spec.get("volumes") or []:
+        if "hostPath" in v:
+            out.append(f"{where}: volume {v.get('name')!r} is a hostPath (the node's filesystem); use an emptyDir")
+    for c in _containers(template) + list(spec.get("initContainers") or []):
+        out += security_context_findings(
+            f"{where}: container {c.get('name')!r}", c.get("securityContext") or {}, pod_sc
+        )
+    return out
+
+
+def security_context_findings(name: str, sc: dict, pod_sc: dict | None = None) -> list[str]:
+    """One container's securityContext (with its pod's) against the Restricted profile and a read-only root."""
+    out, pod_sc = [], pod_sc or {}
+    if sc.get("privileged"):
+        out.append(f"{name}: securityContext.privileged must not be set")
+    if (sc.get("capabilities") or {}).get("add"):
+        out.append(f"{name}: securityContext.capabilities.add {sc['capabilities']['add']}: add no capabilities")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        out.append(f"{name}: securityContext.readOnlyRootFilesystem must be true (writable emptyDir mounts instead)")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        out.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
+    if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+        out.append(f"{name}: securityContext.capabilities.drop must contain ALL")
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+        out.append(f"{name}: runAsNonRoot must be true (pod or container securityContext)")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        out.append(f"{name}: seccompProfile.type must be RuntimeDefault")
     return out
 
 
@@ -635,11 +719,8 @@ _GPU_NODE_LABELS = (
 def _placement_findings(where: str, template: dict, *, gpu: bool) -> list[str]:
     spec = (template or {}).get("spec") or {}
     if gpu:
-        if not any(k in (spec.get("nodeSelector") or {}) for k in _GPU_NODE_LABELS):
-            return [
-                f"{where}: no GPU-model nodeSelector ({' / '.join(_GPU_NODE_LABELS[:2])}); an auto-provisioner "
-                "may pick a more expensive GPU"
-            ]
+        if not any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
+            return [f"{where}: no toleration of the nvidia.com/gpu taint; GPU nodes would refuse the pod"]
         return []
     out = []
     if any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations") or []):
@@ -664,6 +745,10 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
     out = []
     if spec.get("enableInTreeAutoscaling") is not True:
         out.append(f"{where}.enableInTreeAutoscaling must be true")
+    out += security_context_findings(
+        f"{where}.autoscalerOptions (the sidecar KubeRay injects)",
+        (spec.get("autoscalerOptions") or {}).get("securityContext") or {},
+    )
     if (spec.get("authOptions") or {}).get("mode") != "token":
         out.append(f"{where}.authOptions.mode must be token (Ray token authentication)")
     head = spec.get("headGroupSpec")
@@ -691,6 +776,11 @@ def _cluster_spec_findings(where: str, spec: dict) -> list[str]:
             if key not in g:
                 out.append(f"{gw}.{key} is missing")
         out += _pod_findings(gw, g.get("template"), gpu=True)
+        if _gpus_per_pod(g.get("template")) >= 8 and int(g.get("maxReplicas", 0) or 0) > 1:
+            out.append(
+                f"{gw}.maxReplicas={g.get('maxReplicas')}: 8-GPU pods on several nodes all-reduce over plain TCP; "
+                "keep 1 unless the nodes have EFA / GPUDirect-TCPX"
+            )
         out += _restricted_findings(gw, g.get("template"))
         out += _placement_findings(gw, g.get("template"), gpu=True)
         worker_sa = ((g.get("template") or {}).get("spec") or {}).get("serviceAccountName")
@@ -791,6 +881,17 @@ def kuberay_findings(doc: dict) -> list[str]:
                 f"spec.ttlSecondsAfterFinished={ttl!r}: keep a finished job's cluster minutes, not "
                 f"longer (<= {MAX_JOB_TTL_S})"
             )
+        if spec.get("submissionMode", "K8sJobMode") == "K8sJobMode":
+            template = spec.get("submitterPodTemplate")
+            if not isinstance(template, dict):
+                out.append(
+                    "spec.submitterPodTemplate is missing: KubeRay's default submitter pod has no security context "
+                    "(refused under Restricted Pod Security) and no label a NetworkPolicy can admit"
+                )
+            else:
+                out += _restricted_findings("spec.submitterPodTemplate", template)
+                if not ((template.get("metadata") or {}).get("labels") or {}):
+                    out.append("spec.submitterPodTemplate.metadata.labels: label the submitter for the NetworkPolicy")
         if "rayClusterSpec" in spec:
             out += _cluster_spec_findings("spec.rayClusterSpec", spec["rayClusterSpec"])
         elif not spec.get("clusterSelector"):
@@ -799,6 +900,11 @@ def kuberay_findings(doc: dict) -> list[str]:
         out.append(f"unsupported KubeRay kind {kind!r}")
     out += yaml_image_findings(doc)
     return out
+
+
+def _selects_by_label(selector: Any) -> bool:
+    """A label selector that selects something narrower than everything (an empty selector matches all)."""
+    return isinstance(selector, dict) and bool(selector.get("matchLabels") or selector.get("matchExpressions"))
 
 
 def manifest_policy_findings(doc: Any) -> list[str]:
@@ -811,7 +917,17 @@ def manifest_policy_findings(doc: Any) -> list[str]:
         out.append(f"Service type {(doc['spec'])['type']}: expose Ray only through port-forward/SSH tunnels")
     if kind in ("Ingress", "Gateway", "HTTPRoute"):
         out.append(f"{kind}: the Ray dashboard/job API must not be exposed")
+    if kind == "Namespace":
+        labels = (doc.get("metadata") or {}).get("labels") or {}
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            out.append("Namespace: label pod-security.kubernetes.io/enforce: restricted (Pod Security admission)")
     if kind == "NetworkPolicy":
+        if not _selects_by_label((doc.get("spec") or {}).get("podSelector")):
+            out.append("spec.podSelector selects every pod of the namespace; select the Ray pods by label")
+        for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
+            for j, src in enumerate(rule.get("from") or []):
+                if "namespaceSelector" in src and not _selects_by_label(src["namespaceSelector"]):
+                    out.append(f"spec.ingress[{i}].from[{j}]: namespaceSelector admits every namespace; name one")
         for i, rule in enumerate((doc.get("spec") or {}).get("ingress") or []):
             sources = rule.get("from")
             if not sources:
@@ -890,10 +1006,16 @@ def placeholder_lines(text: str) -> list[str]:
     ]
 
 
+def holds_placeholders(path: Path) -> bool:
+    """Deployment files, whose placeholders the user fills in (YAML, Dockerfiles); this checker's own source
+    and the docs name the placeholders without being filled in."""
+    return path.suffix in (".yaml", ".yml") or path.name == "Dockerfile"
+
+
 def placeholders(root: Path = CLUSTER_DIR) -> list[str]:
     found = []
     for p in cluster_files(root):
-        if p.suffix in (".yaml", ".yml") or p.name == "Dockerfile":
+        if holds_placeholders(p):
             found += [f"{p.relative_to(root.parent)}: {line}" for line in placeholder_lines(p.read_text())]
     return found
 
@@ -1014,7 +1136,7 @@ def main(argv: list[str]) -> int:
     findings = []
     for p in paths:
         findings += [f"{p}: {f}" for f in check_file(p)]
-        if not args.template and p.is_file():
+        if not args.template and p.is_file() and holds_placeholders(p):
             findings += [f"{p}: {f}" for f in placeholder_lines(p.read_text(errors="replace"))]
     if not args.no_repo_scan:
         findings += repo_token_findings()

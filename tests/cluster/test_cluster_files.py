@@ -709,7 +709,27 @@ def test_kuberay_hardening_rules_each_break_on_purpose(rel):
         ),
         "seccompProfile",
     )
-    assert _has(findings(lambda s: worker_pod(s).pop("nodeSelector")), "GPU-model nodeSelector")
+    assert _has(findings(lambda s: worker_pod(s).pop("tolerations")), "toleration of the nvidia.com/gpu taint")
+    assert "nodeSelector" not in worker_pod(_cluster_spec(base))  # GPUs by request + toleration (scale from zero)
+    worker_sc = lambda s: worker_pod(s)["containers"][0]["securityContext"]  # noqa: E731
+    assert _has(findings(lambda s: worker_sc(s).update(privileged=True)), "privileged")
+    assert _has(findings(lambda s: worker_sc(s).update(capabilities={"drop": ["ALL"], "add": ["NET_ADMIN"]})), "add")
+    assert _has(findings(lambda s: worker_sc(s).pop("readOnlyRootFilesystem")), "readOnlyRootFilesystem")
+    assert _has(findings(lambda s: head_pod(s).update(hostNetwork=True)), "hostNetwork")
+    assert _has(findings(lambda s: head_pod(s).update(hostPID=True)), "hostPID")
+    assert _has(
+        findings(lambda s: worker_pod(s)["volumes"].append({"name": "h", "hostPath": {"path": "/var/run"}})),
+        "hostPath",
+    )
+    assert _has(findings(lambda s: s["autoscalerOptions"].pop("securityContext")), "autoscalerOptions", "runAsNonRoot")
+    assert _has(
+        findings(lambda s: s["autoscalerOptions"]["securityContext"].update(readOnlyRootFilesystem=False)),
+        "autoscalerOptions",
+        "readOnlyRootFilesystem",
+    )
+    eight = next(i for i, g in enumerate(_cluster_spec(base)["workerGroupSpecs"]) if g["groupName"] == "gpu-8x")
+    assert _cluster_spec(base)["workerGroupSpecs"][eight]["maxReplicas"] == 1
+    assert _has(findings(lambda s: s["workerGroupSpecs"][eight].update(maxReplicas=2)), "maxReplicas=2", "TCP")
     assert _has(findings(lambda s: worker_pod(s)["containers"][0].pop("env")), "AWS_DEFAULT_REGION")
     assert _has(findings(lambda s: head_pod(s).pop("affinity")), "off GPU nodes")
     assert _has(
@@ -724,6 +744,15 @@ def test_kuberay_hardening_rules_each_break_on_purpose(rel):
         doc = copy.deepcopy(base)
         doc["spec"]["ttlSecondsAfterFinished"] = 3600
         assert _has(check.kuberay_findings(doc), "ttlSecondsAfterFinished")
+        doc = copy.deepcopy(base)
+        doc["spec"].pop("submitterPodTemplate")
+        assert _has(check.kuberay_findings(doc), "submitterPodTemplate is missing")
+        doc = copy.deepcopy(base)
+        doc["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["securityContext"].pop("allowPrivilegeEscalation")
+        assert _has(check.kuberay_findings(doc), "submitterPodTemplate", "allowPrivilegeEscalation")
+        doc = copy.deepcopy(base)
+        doc["spec"]["submitterPodTemplate"]["spec"]["hostNetwork"] = True
+        assert _has(check.kuberay_findings(doc), "submitterPodTemplate", "hostNetwork")
 
 
 def _security_docs() -> list[dict]:
@@ -747,6 +776,12 @@ def test_service_accounts_and_network_policy_live_in_their_own_manifest():
 def test_network_policy_rule_breaks_on_purpose():
     policy = copy.deepcopy(next(d for d in _security_docs() if d["kind"] == "NetworkPolicy"))
     assert check.manifest_policy_findings(policy) == []
+    select_all = copy.deepcopy(policy)
+    select_all["spec"]["podSelector"] = {}
+    assert _has(check.manifest_policy_findings(select_all), "selects every pod")
+    any_namespace = copy.deepcopy(policy)
+    any_namespace["spec"]["ingress"][0]["from"][-1]["namespaceSelector"] = {}
+    assert _has(check.manifest_policy_findings(any_namespace), "every namespace")
     policy["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "10.0.0.0/8"}})
     assert _has(check.manifest_policy_findings(policy), "podSelector only")
     policy["spec"]["ingress"] = [{}]
@@ -816,3 +851,34 @@ def test_crd_field_check_breaks_on_purpose(rel):
     assert _has(
         findings(lambda d, s: s["workerGroupSpecs"][0]["template"]["spec"].update(nodeselector={})), "nodeselector"
     )
+
+
+def _submitter_admitted(policy: dict, rayjob: dict) -> bool:
+    """Whether a podSelector of the policy's ingress matches the labels the submitter pod carries: those of
+    rayjob.yaml's submitterPodTemplate (KubeRay v1.5.1/v1.6.2 add no label of theirs to that pod; the Job
+    controller adds only job-name and controller-uid ones)."""
+    labels = rayjob["spec"]["submitterPodTemplate"]["metadata"]["labels"]
+    return any(
+        "namespaceSelector" not in src
+        and (src.get("podSelector") or {}).get("matchLabels")
+        and all(labels.get(k) == v for k, v in src["podSelector"]["matchLabels"].items())
+        for rule in policy["spec"]["ingress"]
+        for src in rule.get("from") or []
+    )
+
+
+def test_the_network_policy_admits_the_submitter_pod_and_the_namespace_enforces_restricted():
+    docs = {d["kind"]: d for d in _security_docs()}
+    policy, rayjob = docs["NetworkPolicy"], _kuberay("kuberay/rayjob.yaml")
+    assert _submitter_admitted(policy, rayjob)
+    broken = copy.deepcopy(policy)  # the first round's selector: a label of the Job object, not of its pod
+    for src in broken["spec"]["ingress"][0]["from"]:
+        if src.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "clasp-ray-submitter":
+            src["podSelector"]["matchLabels"] = {"ray.io/originated-from-crd": "RayJob"}
+    assert not _submitter_admitted(broken, rayjob)
+    namespace = docs["Namespace"]
+    assert namespace["metadata"]["name"] == policy["metadata"]["namespace"] == rayjob["metadata"]["namespace"]
+    assert check.manifest_policy_findings(namespace) == []
+    namespace = copy.deepcopy(namespace)
+    namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "baseline"
+    assert _has(check.manifest_policy_findings(namespace), "restricted")

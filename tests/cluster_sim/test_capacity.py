@@ -16,7 +16,12 @@ def test_the_aws_yaml_can_grow_to_its_node_types_times_max_workers():
     a10g, a100 = (aws["available_node_types"][t]["max_workers"] for t in ("gpu_a10g_spot", "gpu_a100x8"))
     grown = yaml_max_resources(aws)
     # the head is CPU 0 in the YAML; g5.2xlarge has 8 CPUs and 1 GPU, p4d.24xlarge 96 CPUs and 8 GPUs
-    assert grown == {"CPU": a10g * 8 + a100 * 96, "GPU": a10g * 1 + a100 * 8}
+    assert grown == {
+        "CPU": a10g * 8 + a100 * 96,
+        "GPU": a10g * 1 + a100 * 8,
+        "accelerator_type:A10G": a10g,  # Ray's AWS launcher marks each GPU type with its model
+        "accelerator_type:A100": a100,
+    }
     gpu_trial = load_config(["config=tiny", "train.use_gpu=true", "train.num_workers=1"])
     assert max_concurrent_trials(gpu_trial, grown) == a10g + 8 * a100  # one GPU each; the head alone: 1
 
