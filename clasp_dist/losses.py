@@ -1,7 +1,9 @@
 """CLASP training loss (SPEC 4.2, 4.5): L = L_base + lambda_p * L_prop.
 
 L_base = BCE(video_a, y) + BCE(video_v, y) on the base MIL video logits; L_prop is the same on the
-refined video logits (0 when ATP is off). BCE-with-logits, mean over videos and classes, float32.
+refined video logits (0 when ATP is off). With unimodal MEAE heads, L += lambda_u * L_uni, the same
+BCE on the unimodal heads' video logits (video-level labels only, like every term). BCE-with-logits,
+mean over videos and classes, float32.
 The named terms stay detached tensors on the loss's device: reading them is a host sync, which the
 training loop does once per log interval (`LossMeter`), never per micro-batch.
 """
@@ -22,21 +24,24 @@ def _bce(logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
+def _pair_loss(video_a: Tensor, video_v: Tensor, labels: Tensor, name: str, suffix: str, terms: dict) -> Tensor:
+    """BCE(video_a) + BCE(video_v) of one pair of heads, recorded in `terms` as name, bce_a<suffix>, bce_v<suffix>."""
+    bce_a = _bce(video_a, labels)
+    bce_v = _bce(video_v, labels)
+    terms[name], terms[f"bce_a{suffix}"], terms[f"bce_v{suffix}"] = bce_a + bce_v, bce_a, bce_v
+    return terms[name]
+
+
 def compute_loss(
     out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(total loss tensor, named detached 0-d terms). `mask` is accepted for the contract; MIL already honours it."""
-    bce_a = _bce(out.video_a, labels)
-    bce_v = _bce(out.video_v, labels)
-    base = bce_a + bce_v
-    terms = {"loss_base": base, "bce_a": bce_a, "bce_v": bce_v}
-    total = base
+    terms: dict[str, Tensor] = {}
+    total = _pair_loss(out.video_a, out.video_v, labels, "loss_base", "", terms)
     if out.video_a_ref is not None:
-        bce_a_ref = _bce(out.video_a_ref, labels)
-        bce_v_ref = _bce(out.video_v_ref, labels)
-        prop = bce_a_ref + bce_v_ref
-        total = base + cfg.lambda_p * prop
-        terms.update(loss_prop=prop, bce_a_ref=bce_a_ref, bce_v_ref=bce_v_ref)
+        total = total + cfg.lambda_p * _pair_loss(out.video_a_ref, out.video_v_ref, labels, "loss_prop", "_ref", terms)
+    if out.video_a_uni is not None:
+        total = total + cfg.lambda_u * _pair_loss(out.video_a_uni, out.video_v_uni, labels, "loss_uni", "_uni", terms)
     terms["loss"] = total
     return total, {k: v.detach() for k, v in terms.items()}
 

@@ -34,11 +34,15 @@ ABLATION_ARMS: dict[str, dict[str, Any]] = {
     "full/argmax": {"model.discrepancy": "argmax"},
     "full/no-confidence": {"model.anchor_score": "agreement"},
     "full/thresholded": {"model.propagation": "thresholded", "model.prop_threshold": 0.3},
+    "full/unimodal": {"model.meae_evidence": "unimodal"},
+    "full/unimodal-confidence": {"model.meae_evidence": "unimodal", "model.meae_confidence": "unimodal"},
     "control/all-anchors": {"model.csai_global": True, "model.csai_local": False, "model.global_ratio": 1},
 }
 """The SPEC 4 ablations; `full` is the preset's CLASP (global + local anchors, MLP fusion, attention).
 `control/all-anchors` makes every valid step an anchor (top ceil(T/1)): the same ATP layer and refined
-heads with no anchor selection, which separates what the anchors add from what the extra layer adds."""
+heads with no anchor selection, which separates what the anchors add from what the extra layer adds.
+`full/unimodal` computes MEAE's agreement from heads on the encoder's features before the cross-modal block
+(`-confidence`: its confidence too)."""
 
 CORE_ARMS = ["base", "meae+global+atp", "meae+local+atp", "full"]
 

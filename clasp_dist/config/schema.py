@@ -103,6 +103,10 @@ class ModelConfig:
     """MEAE discrepancy: mean |sig(Sa)-sig(Sv)| over K, JS over softmax(K + bg), or argmax mismatch."""
     anchor_score: Literal["agreement_confidence", "agreement"] = "agreement_confidence"
     """Anchor score alpha_t: s_t * e_t, or agreement s_t alone."""
+    meae_evidence: Literal["fused", "unimodal"] = "fused"
+    """Heads MEAE's agreement compares: the base heads (after the cross-modal block) or unimodal heads before it."""
+    meae_confidence: Literal["fused", "unimodal"] = "fused"
+    """Heads MEAE's confidence e_t reads: the base heads, or the unimodal heads before the cross-modal block."""
     inference_class_threshold: float = 0.1
     """At inference, MEAE's class set K = base-predicted classes with probability >= this (top-1 at least)."""
     csai_global: bool = True
@@ -138,11 +142,18 @@ class ModelConfig:
     def clasp_enabled(self) -> bool:
         return self.use_meae and self.use_atp
 
+    @property
+    def unimodal_heads(self) -> bool:
+        """Whether the model builds per-stream heads on the encoder's unimodal features (for MEAE)."""
+        return self.use_meae and "unimodal" in (self.meae_evidence, self.meae_confidence)
+
 
 @section
 class LossConfig:
     lambda_p: float = 1.0
     """Weight of the propagation loss: L = L_base + lambda_p * L_prop."""
+    lambda_u: float = 1.0
+    """Weight of the unimodal heads' MIL loss L_uni (added only when the model has unimodal heads)."""
 
 
 @section

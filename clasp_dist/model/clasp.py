@@ -1,5 +1,9 @@
 """CLASP: encoder -> base weak classifier -> MEAE -> CSAI -> anchor fusion -> ATP -> refined heads.
 
+MEAE reads the base heads (after the encoder's cross-modal block), or, with model.meae_evidence /
+model.meae_confidence = unimodal, extra per-stream heads on the encoder's features before that block,
+trained by their own MIL loss (losses.py), so that each stream's evidence comes from its own modality.
+
 Every module is switched by ModelConfig: the base model (use_meae=False, use_atp=False) builds
 only the encoder and the base classifier; MEAE/CSAI have no parameters; anchor fusion, ATP and the
 refined heads exist only when use_atp is on.
@@ -38,6 +42,15 @@ class CLASP(nn.Module):
             self.fusion = AnchorFusion(d, cfg.anchor_fusion)
             self.atp = AnchorPropagation(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.propagation, cfg.prop_threshold)
             self.refined = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
+        if cfg.unimodal_heads:  # built last: the other modules' initial weights do not depend on it
+            self.unimodal = WeakClassifier(d, num_classes, cfg.mil_pooling, cfg.mil_ratio, cfg.cls_prior)
+
+    @staticmethod
+    def _meae_heads(out: ModelOutput, evidence: str) -> tuple[Tensor, Tensor]:
+        """(audio, visual) CAS logits [B, T, C] that MEAE reads: the base heads ('fused') or the unimodal ones."""
+        if evidence == "unimodal":
+            return out.cas_a_uni, out.cas_v_uni
+        return out.cas_a, out.cas_v
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -55,14 +68,22 @@ class CLASP(nn.Module):
         # From a parameter, never a buffer: DeepSpeed bf16 casts parameters and leaves buffers in fp32.
         dtype = self.compute_dtype
         visual, audio = visual.to(dtype), audio.to(dtype)
-        a, v = self.encoder(visual, audio, mask)  # [B, T, d] each
+        a_uni, v_uni = self.encoder.unimodal(visual, audio, mask)  # [B, T, d] each, one modality each
+        a, v = self.encoder.cross_modal(a_uni, v_uni, mask)  # [B, T, d] each
         cas_a, cas_v, video_a, video_v = self.base(a, v, mask)  # [B, T, C] x2, [B, C] x2
         out = ModelOutput(cas_a=cas_a, cas_v=cas_v, video_a=video_a, video_v=video_v)
         if not cfg.use_meae:
             return out
+        if cfg.unimodal_heads:
+            out.cas_a_uni, out.cas_v_uni, out.video_a_uni, out.video_v_uni = self.unimodal(a_uni, v_uni, mask)
         K = class_set(labels, video_a, video_v, cfg.inference_class_threshold)  # [B, C]
         out.agreement, out.anchor_score = mutual_event_agreement(
-            cas_a, cas_v, mask, K, cfg.discrepancy, cfg.anchor_score
+            *self._meae_heads(out, cfg.meae_evidence),
+            mask,
+            K,
+            cfg.discrepancy,
+            cfg.anchor_score,
+            conf_cas=None if cfg.meae_confidence == cfg.meae_evidence else self._meae_heads(out, cfg.meae_confidence),
         )  # [B, T] x2
         if not self.use_csai:
             return out

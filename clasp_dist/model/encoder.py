@@ -187,6 +187,11 @@ class AVEncoder(nn.Module):
         self.cross_a = AttentionBlock(d, n_heads, ffn_mult, dropout, cross=True)  # query visual, kv/residual audio
 
     def forward(self, visual: Tensor, audio: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        a, v = self.unimodal(visual, audio, mask)  # [B, T, d] each
+        return self.cross_modal(a, v, mask)
+
+    def unimodal(self, visual: Tensor, audio: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(a, v) [B, T, d] each before the cross-modal block: each depends on its own modality only."""
         T = visual.shape[1]
         if T > self.max_len:
             raise ValueError(f"sequence of {T} steps exceeds model.max_len={self.max_len}")
@@ -196,6 +201,10 @@ class AVEncoder(nn.Module):
         for blk_v, blk_a in zip(self.self_v, self.self_a):
             v = blk_v(v, mask)  # [B, T, d]
             a = blk_a(a, mask)  # [B, T, d]
+        return a, v
+
+    def cross_modal(self, a: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The cross-modal block on unimodal (a, v): each stream queried by the other -> (a', v') [B, T, d]."""
         v_out = self.cross_v(v, mask, query=a)  # [B, T, d]
         a_out = self.cross_a(a, mask, query=v)  # [B, T, d]
         return a_out, v_out

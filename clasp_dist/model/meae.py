@@ -6,7 +6,8 @@ classes), the discrepancy D_t between audio and visual predictions:
   js      Jensen-Shannon divergence (base 2, so in [0, 1]) of softmax over (K logits + a background logit 0)
   argmax  1 if the argmax over K + background differs between the modalities, else 0
 agreement s_t = 1 - D_t; confidence e_t = max_{c in K} sqrt(P_a P_v); anchor score alpha_t = s_t e_t
-(or s_t alone). Padded steps get agreement 0 and anchor score 0.
+(or s_t alone). Padded steps get agreement 0 and anchor score 0. The caller chooses which heads' logits
+each term reads (the base heads, or unimodal heads before the encoder's cross-modal block).
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ def mutual_event_agreement(
     K: Tensor,
     discrepancy: str = "l1",
     anchor_score: str = "agreement_confidence",
+    conf_cas: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """cas_a, cas_v [B, T, C] logits, mask [B, T] bool, K [B, C] bool -> (agreement, alpha) [B, T] float32."""
+    """cas_a, cas_v [B, T, C] logits, mask [B, T] bool, K [B, C] bool -> (agreement, alpha) [B, T] float32.
+
+    The confidence e_t reads `conf_cas` (audio, visual logits [B, T, C]) when given, else cas_a and cas_v.
+    """
     sa = cas_a.detach().float()  # [B, T, C]
     sv = cas_v.detach().float()  # [B, T, C]
     Kf = K.unsqueeze(1).float()  # [B, 1, C]
@@ -71,6 +76,8 @@ def mutual_event_agreement(
         raise ValueError(f"unknown discrepancy {discrepancy!r}")
     agreement = (1.0 - D) * mask.float()  # [B, T]
     if anchor_score == "agreement_confidence":
+        if conf_cas is not None:
+            pa, pv = (torch.sigmoid(x.detach().float()) for x in conf_cas)  # [B, T, C] each
         conf = torch.sqrt(pa * pv).masked_fill(~K.unsqueeze(1), 0.0).amax(-1)  # [B, T]
         alpha = agreement * conf
     elif anchor_score == "agreement":

@@ -14,8 +14,9 @@ class ModelOutput:
     """Per-step class activation sequences and video logits, base and refined.
 
     cas_* are logits [B, T, C] (padded steps hold arbitrary values: always read them with the mask);
-    video_* are MIL logits [B, C] in float32. Refined fields are None when ATP is off; agreement,
-    anchor_score and anchor_mask are None when MEAE (resp. CSAI) is off.
+    video_* are MIL logits [B, C] in float32. Refined fields are None when ATP is off; *_uni fields
+    are None unless MEAE reads unimodal heads; agreement, anchor_score and anchor_mask are None when MEAE (resp.
+    CSAI) is off.
     """
 
     cas_a: Tensor  # [B, T, C]
@@ -26,6 +27,10 @@ class ModelOutput:
     cas_v_ref: Optional[Tensor] = None  # [B, T, C]
     video_a_ref: Optional[Tensor] = None  # [B, C]
     video_v_ref: Optional[Tensor] = None  # [B, C]
+    cas_a_uni: Optional[Tensor] = None  # [B, T, C] unimodal heads (before the cross-modal block), for MEAE
+    cas_v_uni: Optional[Tensor] = None  # [B, T, C]
+    video_a_uni: Optional[Tensor] = None  # [B, C]
+    video_v_uni: Optional[Tensor] = None  # [B, C]
     agreement: Optional[Tensor] = None  # [B, T] s_t in [0, 1], 0 on padded steps
     anchor_score: Optional[Tensor] = None  # [B, T] alpha_t, 0 on padded steps
     anchor_mask: Optional[Tensor] = None  # [B, T] bool, never True on padded steps
