@@ -68,9 +68,9 @@ _POLICY = re.compile(
     r"put-role-policy --role-name (\S+) --policy-name (\S+) --policy-document \\\n\s*'(\{.*?\})'\n", re.S
 )
 _URI_ARGS = re.compile(
-    r"(run\.storage_path|data\.cache_dir|data\.root|--dir|--out|--data|--checkpoint)[= ]((?:s3|gs)://[^\s`'\")\\]+)"
+    r"(run\.storage_path|data\.cache_dir|data\.root|--out|--data|--checkpoint)[= ]((?:s3|gs)://[^\s`'\")\\]+)"
 )
-WRITES = {"run.storage_path", "data.cache_dir", "--dir", "--out"}
+WRITES = {"run.storage_path", "data.cache_dir", "--out"}
 """Arguments whose path the job writes (checkpoints, run files, the generated dataset, a sweep, outputs)."""
 RAYJOB_BUCKETS = {"REPLACE_ME-bucket": "my-bucket", "REPLACE_ME-runs-bucket": "my-runs-bucket"}
 """rayjob.yaml's placeholders: the data and runs buckets of the docs (its header says which is which)."""
@@ -122,7 +122,7 @@ def permission_violations(docs: str, rayjob: str) -> list[str]:
 def test_documented_commands_write_only_where_the_documented_policy_allows():
     rayjob = (ROOT / "cluster" / "kuberay" / "rayjob.yaml").read_text()
     uris = documented_uris(DOCS, rayjob)
-    assert {arg for arg, _ in uris} >= {"run.storage_path", "data.cache_dir", "data.root", "--dir", "--checkpoint"}
+    assert {arg for arg, _ in uris} >= {"run.storage_path", "data.cache_dir", "data.root", "--out", "--checkpoint"}
     assert sum(1 for arg, uri in uris if uri.startswith("gs://")) >= 2
     readable, writable = allowed_prefixes(DOCS)
     assert writable and not any(p in writable for p in readable if "my-bucket/" in p)  # the data bucket: read only
@@ -143,9 +143,7 @@ def test_documented_commands_write_only_where_the_documented_policy_allows():
 def test_the_head_role_is_scoped_to_the_cluster_tag():
     import yaml
 
-    from helpers import load_script
-
-    check = load_script("cluster/check.py", "clasp_cluster_check")
+    from cluster import check
     aws = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
     policy = documented_policies(DOCS)[("clasp-ray-head", "clasp-autoscaler")]
     assert aws["provider"]["cache_stopped_nodes"] is False
@@ -221,9 +219,7 @@ def test_gcp_zone_list_and_rays_own_account_are_refused():
 
     import yaml
 
-    from helpers import load_script
-
-    check = load_script("cluster/check.py", "clasp_cluster_check")
+    from cluster import check
     gcp = yaml.safe_load(_fill((ROOT / "cluster" / "gcp.yaml").read_text(), "gcp.yaml"))
     assert not [f for f in check.autoscaler_findings(gcp) if "zone" in f or "ray-autoscaler" in f]
     zones = copy.deepcopy(gcp)
