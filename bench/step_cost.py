@@ -293,6 +293,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     root = dataset(args)
     started = time.time()
+    out = output_path(args, "step_cost.json")
     result = {
         "preset": "unav100_i3d",
         "precision": "bf16",
@@ -310,10 +311,9 @@ def main(argv=None) -> int:
             t0 = time.time()
             result.update(measure(args, root))
             print(f"[step_cost] {part}: {time.time() - t0:.0f} s", flush=True)
-    result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    result["total_s"] = round(time.time() - started, 1)
-    out = output_path(args, "step_cost.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
+            result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+            result["total_s"] = round(time.time() - started, 1)
+            out.write_text(json.dumps(result, indent=1) + "\n")  # after each part: a run cut short keeps them
     print(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return 0
