@@ -4,7 +4,9 @@
     python bench/gpu_step.py --data ROOT          # a prepared dataset instead of the generated one
     ./dev bench/gpu_step.py --cpu                 # the same script on CPU, small: checks the script, not the GPU
 
-Two stages, each written to the JSON as soon as it ends (a call cut short still returns what it measured):
+First a preflight: the Python version and every package the training path imports, with their versions,
+printed and in the JSON; the script stops at once, naming each package that does not import.
+Then two stages, each written to the JSON as soon as it ends (a call cut short still returns what it measured):
   1. model cost: `bench/model_cost.py --device cuda --bf16` (forward + loss + backward, d=256 and 512, no Ray);
   2. training: the `unav100_i3d` preset (d=512) in bf16 with ZeRO-2 on 1 GPU (and 2 when present), on a
      generated i3d-profile dataset of --limit videos per split (cached under --workdir), --epochs epochs per
@@ -53,6 +55,28 @@ MODEL_COST_CPU = [
     "1",
 ]
 """The --cpu check of stage 1: the same code on a model small enough for a 2-core machine."""
+
+
+CARRIED = ("torch", "numpy", "ray", "deepspeed", "pydantic", "pyarrow", "fsspec", "yaml", "tensorboard")
+"""Every package the training path imports: a device machine must import each before the bench spends time."""
+
+
+def preflight() -> dict:
+    """Python version and each carried package's version, printed; exits naming every package that fails to
+    import (a wheel that did not travel costs seconds here, not the whole device call)."""
+    import importlib
+    import platform
+
+    found, missing = {"python": platform.python_version()}, []
+    for name in CARRIED:
+        try:
+            found[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except Exception as err:  # noqa: BLE001 - report every failure, then stop
+            missing.append(f"{name} ({type(err).__name__}: {err})")
+    print("[gpu_step] preflight: " + ", ".join(f"{k} {v}" for k, v in found.items()), flush=True)
+    if missing:
+        sys.exit("[gpu_step] preflight failed: cannot import " + "; ".join(missing))
+    return found
 
 
 def worker_cpus(args, workers: int, cpus: int) -> float:
@@ -146,6 +170,7 @@ def train_figures(args, root: str, workers: int, cpus: int) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    versions = preflight()
     import torch
 
     gpus = torch.cuda.device_count()
@@ -162,6 +187,7 @@ def main(argv=None) -> None:
         "zero_stage": 2,
         "preset": "unav100_i3d",
         "stages_done": [],
+        "preflight": versions,
     }
 
     def save(stage: str) -> None:

@@ -5,12 +5,13 @@ A checkpoint directory (one per report, merged across ranks by Ray Train) holds:
   train_state.json      epoch, global step, best validation score, format version
   ema.pt                EMA shadow weights (tensors only; loaded with weights_only=True)
   rng_rank{R}.pt        each rank's torch (CPU, and CUDA on a GPU) / numpy / python RNG states
-  weights.pt            consolidated fp32 inference weights (EMA when enabled)
+  weights.pt            consolidated fp32 inference weights, only when they are not the EMA (optim.ema_decay=0
+                        or eval.use_ema=false): with the EMA, ema.pt holds them and a second copy is not written
   model.json            resolved config + dataset description: everything needed to rebuild the model
 
 `save_checkpoint` writes it (each rank its part) and `restore_checkpoint` reads it back: the layout lives
-only here. `export_inference` copies weights.pt + model.json into a stand-alone directory for
-`clasp predict` and `clasp evaluate --checkpoint`.
+only here. `export_inference` writes weights.pt (built from ema.pt when the checkpoint has none) +
+model.json into a stand-alone directory for `clasp predict` and `clasp evaluate --checkpoint`.
 """
 
 from __future__ import annotations
@@ -166,18 +167,20 @@ def save_checkpoint(
     state: TrainState,
     cfg: Config,
     info: DatasetInfo,
-    weights: dict,
-    ema=None,
+    weights: dict | None,
+    ema_state: dict | None = None,
 ) -> None:
     """This rank's part of one checkpoint directory (the layout above): every rank writes its DeepSpeed
-    shards and RNG states; rank 0 also the EMA, the inference weights, model.json and train_state.json."""
+    shards and RNG states; rank 0 also the EMA (`ema_state`: `EMA.state_dict()`, gathered on every rank
+    beforehand), the inference weights unless they are the EMA, model.json and train_state.json."""
     directory = Path(directory)
     engine.save_checkpoint(str(directory / DS_SUBDIR), tag=DS_TAG, save_latest=False)
     save_tensors(directory / f"rng_rank{rank}.pt", rng_state(device))
     if rank == 0:
-        if ema is not None:
-            save_tensors(directory / "ema.pt", ema.state_dict())
-        save_tensors(directory / "weights.pt", weights)
+        if ema_state is not None:
+            save_tensors(directory / "ema.pt", ema_state)
+        if ema_state is None or not cfg.eval.use_ema:
+            save_tensors(directory / "weights.pt", weights)
         save_model_description(directory, cfg, info)
         save_train_state(directory, state)
 
@@ -220,10 +223,23 @@ def load_inference_model(
     if overrides:
         cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
     model = build_model(cfg, info)
-    weights = load_tensors(directory / "weights.pt")
+    weights = stored_inference_weights(directory, model)
     check_weights_match(weights, model, str(directory / "weights.pt"))
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, info
+
+
+def stored_inference_weights(directory: Path, model: torch.nn.Module) -> dict:
+    """A checkpoint's or export's inference weights: weights.pt, else (a checkpoint trained with the EMA)
+    the averaged floats of ema.pt with `model`'s non-float entries."""
+    directory = Path(directory)
+    if (directory / "weights.pt").exists() or not (directory / "ema.pt").exists():
+        return load_tensors(directory / "weights.pt")
+    shadow = load_tensors(directory / "ema.pt").get("shadow")
+    if not isinstance(shadow, dict):
+        raise CheckpointError(f"{directory / 'ema.pt'}: no 'shadow' weights in it")
+    full = {k: v for k, v in model.state_dict().items() if not v.dtype.is_floating_point}
+    return {**full, **shadow}
 
 
 def _previous_export(out: Path) -> Path:
@@ -240,7 +256,8 @@ def resolve_export(directory: Path) -> Path:
 
 
 def export_inference(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
-    """Copy the consolidated weights and description into `out_dir`, replacing it as a whole.
+    """Write the inference weights (weights.pt: the checkpoint's own, or built from its ema.pt) and the
+    description into `out_dir`, replacing it as a whole.
 
     The copy goes to `<out>.tmp`; then `<out>` is renamed to `<out>.old`, `<out>.tmp` to `<out>`, and
     `<out>.old` removed. A process killed at any point leaves either the previous export or the new
@@ -252,8 +269,15 @@ def export_inference(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
         os.replace(old, out)  # a previous export was killed between its renames: restore it first
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("weights.pt", "model.json"):
-        shutil.copy2(src / name, tmp / name)
+    shutil.copy2(src / "model.json", tmp / "model.json")
+    if (src / "weights.pt").exists():
+        shutil.copy2(src / "weights.pt", tmp / "weights.pt")
+    else:
+        cfg, info = load_model_description(src)
+        model = build_model(cfg, info)
+        weights = stored_inference_weights(src, model)
+        check_weights_match(weights, model, str(src / "ema.pt"))
+        save_tensors(tmp / "weights.pt", weights)
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         os.replace(out, old)

@@ -117,8 +117,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
     for epoch in range(state.epoch + 1, cfg.train.epochs):
         stats = _run_epoch(engine, ema, _epoch_batches(shard, ctx, epoch), ctx, epoch, writer, state.global_step)
         state = TrainState(epoch, stats["global_step"], state.best_val, state.best_epoch)
-        weights = _inference_weights(engine, ema, cfg)  # once per epoch: validated and checkpointed alike
-        val = _maybe_validate(weights, ctx, epoch)
+        validating, checkpointing = validation_due(cfg, epoch), checkpoint_due(cfg, epoch)
+        # whole weights only where needed, once for both (collectives every rank joins under bf16 ZeRO)
+        ema_state = ema.state_dict() if ema is not None and (validating or checkpointing) else None
+        weights = _inference_weights(engine, ema, cfg, ema_state) if validating or checkpointing else None
+        val = _maybe_validate(weights, ctx, epoch) if validating else None
         if val is not None and val["val_average"] > state.best_val:
             state = TrainState(epoch, state.global_step, val["val_average"], epoch)
         metrics = {
@@ -129,7 +132,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "epoch": epoch,
         }
         _log_epoch(ctx, metrics, writer)
-        _save_and_report(engine, ema, weights, ctx, state, metrics)
+        _save_and_report(engine, ema_state, weights, ctx, state, metrics, checkpointing)
     if writer is not None:
         writer.close()
 
@@ -275,11 +278,12 @@ def collective_tensor(values: list[int], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64, device=device)
 
 
-def _inference_weights(engine, ema: EMA | None, cfg: Config) -> dict:
+def _inference_weights(engine, ema: EMA | None, cfg: Config, ema_state: dict | None = None) -> dict:
     """fp32 CPU state dict for evaluation/export, from the fp32 master weights (never the bf16 module
-    copy): EMA weights when enabled. A collective on every rank under bf16 and ZeRO-3."""
+    copy): EMA weights when enabled (from `ema_state`, `ema.state_dict()`, when given). A collective on
+    every rank under bf16 and ZeRO-3."""
     if ema is not None and cfg.eval.use_ema:
-        return ema.weights_for(engine.module)
+        return ema.weights_for(engine.module, ema_state)
     full = {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items() if not v.dtype.is_floating_point}
     full.update({k: v.cpu().clone() for k, v in fp32_weights(engine.module).items()})
     return full
@@ -306,10 +310,19 @@ def validate(weights: dict, ctx: LoopContext, split: str = "validation"):
     return evaluate_weights(weights, cfg, ctx.info, ctx.data_root, split)
 
 
+def validation_due(cfg: Config, epoch: int) -> bool:
+    """Validate after this epoch: every train.eval_every epochs and after the last."""
+    return epoch == cfg.train.epochs - 1 or (epoch + 1) % cfg.train.eval_every == 0
+
+
+def checkpoint_due(cfg: Config, epoch: int) -> bool:
+    """Checkpoint after this epoch: every train.checkpoint_every epochs, every validated epoch (the best one
+    must be exportable) and the last."""
+    return validation_due(cfg, epoch) or (epoch + 1) % cfg.train.checkpoint_every == 0
+
+
 def _maybe_validate(weights: dict, ctx: LoopContext, epoch: int) -> dict | None:
-    cfg = ctx.cfg
-    last = epoch == cfg.train.epochs - 1
-    if not (last or (epoch + 1) % cfg.train.eval_every == 0):
+    if not validation_due(ctx.cfg, epoch):
         return None
     with evaluation_warnings_quiet():  # the test pass after training reports them, once
         result = validate(weights, ctx) if ctx.rank == 0 else None
@@ -364,10 +377,20 @@ def _log_epoch(ctx: LoopContext, metrics: dict, writer) -> None:
 
 
 def _save_and_report(
-    engine, ema: EMA | None, weights: dict, ctx: LoopContext, state: TrainState, metrics: dict
+    engine,
+    ema_state: dict | None,
+    weights: dict | None,
+    ctx: LoopContext,
+    state: TrainState,
+    metrics: dict,
+    checkpointing: bool = True,
 ) -> None:
+    """Report the epoch's metrics, with a checkpoint when `checkpointing` (checkpoint_due)."""
     import ray.train
 
+    if not checkpointing:
+        ray.train.report(metrics)
+        return
     with tempfile.TemporaryDirectory(prefix="clasp-ckpt-") as tmp:
-        save_checkpoint(Path(tmp), engine, ctx.rank, ctx.device, state, ctx.cfg, ctx.info, weights, ema)
+        save_checkpoint(Path(tmp), engine, ctx.rank, ctx.device, state, ctx.cfg, ctx.info, weights, ema_state)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

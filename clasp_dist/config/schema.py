@@ -210,6 +210,8 @@ class TrainConfig:
     """Placement of the workers over nodes (Ray placement group strategy; STRICT_SPREAD = one per node)."""
     eval_every: int = 2
     """Evaluate on validation every N epochs (and after the last)."""
+    checkpoint_every: PositiveInt = 1
+    """Checkpoint every N epochs, and at every validated epoch and the last (resume restarts after the latest)."""
     torch_threads: int = 0
     """torch intra-op threads per worker (0 = int(cpus_per_worker), at least 1)."""
     max_failures: int = 1

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Batch:
-    visual: torch.Tensor  # [B, T, Dv] float32, zero-padded
-    audio: torch.Tensor  # [B, T, Da] float32, zero-padded
+    visual: torch.Tensor  # [B, T, Dv] floating, the stored dtype (fp16 or fp32; the model casts on its device)
+    audio: torch.Tensor  # [B, T, Da] floating, the stored dtype, zero-padded
     mask: torch.Tensor  # [B, T] bool, True = valid step
     labels: torch.Tensor  # [B, C] float32 multi-hot video labels
     video_id: list[str]
@@ -46,14 +46,16 @@ class Batch:
     def __len__(self) -> int:
         return len(self.video_id)
 
-    def to(self, device) -> "Batch":
-        """The batch on `device`. To a GPU: from page-locked memory, asynchronously (the copy overlaps the
-        previous step's kernels; CUDA orders it before any kernel that reads it on the same stream)."""
+    def to(self, device, only: Optional[Sequence[str]] = None) -> "Batch":
+        """The batch on `device` (only the tensors named in `only`, when given: the rest stay on the host).
+        To a GPU: from page-locked memory, asynchronously (the copy overlaps the previous step's kernels;
+        CUDA orders it before any kernel that reads it on the same stream)."""
         device = torch.device(device)
         to_gpu = device.type == "cuda"
         moved = {
             name: (t.pin_memory() if to_gpu and not t.is_pinned() else t).to(device, non_blocking=to_gpu)
             for name, t in self._tensors().items()
+            if only is None or name in only
         }
         return replace(self, **moved)
 
@@ -65,9 +67,16 @@ class Batch:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
+MODEL_INPUTS = ("visual", "audio", "mask", "labels")
+"""The Batch tensors a training step reads; the float64 timing metadata stays on the host."""
+
+
 def _pad(arrays: Sequence[np.ndarray], length: int) -> np.ndarray:
-    """Stack ``[T_i, D]`` arrays into a fresh float32 ``[B, length, D]`` (copies: Ray's arrays are read-only)."""
-    out = np.zeros((len(arrays), length, arrays[0].shape[1]), dtype=np.float32)  # [B, T, D]
+    """Stack ``[T_i, D]`` arrays into a fresh ``[B, length, D]`` in their stored floating dtype (fp16 stays
+    fp16: half the host copy, the model casts on its device; copies: Ray's arrays are read-only)."""
+    dtype = np.result_type(*arrays)
+    dtype = dtype if dtype.kind == "f" else np.float32
+    out = np.zeros((len(arrays), length, arrays[0].shape[1]), dtype=dtype)  # [B, T, D]
     for i, a in enumerate(arrays):
         out[i, : a.shape[0]] = a
     return out
@@ -206,7 +215,7 @@ def iter_train_batches(
         batch_size=batch_size, collate_fn=collate, drop_last=False, prefetch_batches=prefetch_batches, **kwargs
     ):
         if batch is not None:
-            yield batch.to(device) if device is not None else batch
+            yield batch.to(device, only=MODEL_INPUTS) if device is not None else batch
     _finish(stats, max_skipped_fraction)
 
 

@@ -143,7 +143,7 @@ def test_tensor_file_killed_mid_write_keeps_previous_file(tmp_path):
 @pytest.mark.slow
 def test_torn_checkpoint_directory_is_never_resumed_from_or_chosen(ray_session, tiny_root, tmp_path):
     """A run is stopped after its first (registered) checkpoint; a later, half-written checkpoint
-    directory (weights.pt cut short, no DeepSpeed state, newest timestamp) is left in its storage,
+    directory (ema.pt cut short, no DeepSpeed state, newest timestamp) is left in its storage,
     as a process killed during the upload would leave it. Rerunning the run resumes from the
     registered checkpoint, finishes, and never picks the torn directory."""
     from clasp_dist.trainer import run_training
@@ -154,7 +154,8 @@ def test_torn_checkpoint_directory_is_never_resumed_from_or_chosen(ray_session, 
     torn = storage / "checkpoint_2999-01-01_00-00-00.000000"
     shutil.copytree(storage / good, torn)
     shutil.rmtree(torn / "deepspeed")
-    (torn / "weights.pt").write_bytes((torn / "weights.pt").read_bytes()[:100])
+    weights = torn / "ema.pt"  # the inference weights of a run with the EMA (no separate weights.pt)
+    weights.write_bytes(weights.read_bytes()[:100])
     (torn / "train_state.json").write_text('{"epoch": 5')
 
     second = run_training(
