@@ -157,8 +157,8 @@ def open_url(url: str, mode: str = "rb", storage_cfg=None, **kwargs):
 @contextlib.contextmanager
 def local_copy(url: str, names: Optional[tuple[str, ...]] = None, storage_cfg=None) -> Iterator[str]:
     """A local directory holding the files of ``url``: the path itself when local, else a temporary download
-    of its files (only ``names`` when given, e.g. a checkpoint's model.json and weights.pt, not its
-    optimizer shards), removed on exit."""
+    of its files (only ``names`` when given, e.g. a checkpoint's model.json and its weights, not its
+    optimizer shards: the first name must exist, the others are fetched where they exist), removed on exit."""
     if not is_object_store(url):
         yield url
         return
@@ -168,6 +168,8 @@ def local_copy(url: str, names: Optional[tuple[str, ...]] = None, storage_cfg=No
     with tempfile.TemporaryDirectory(prefix="clasp-download-") as tmp:
         with storage_errors(url, storage_cfg):
             found = [join(base, n) for n in names] if names else fs.find(base)
+            if names and fs.exists(found[0]):
+                found = [found[0]] + [path for path in found[1:] if fs.exists(path)]
             if not found or (names and not fs.exists(found[0])):
                 raise FileNotFoundError(f"{url}: nothing to read there ({', '.join(names or ())})")
             for remote in found:

@@ -293,7 +293,8 @@ def evaluate_weights(weights: dict, cfg: Config, info: DatasetInfo, root: str, s
 def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
     """The checkpoint's model and resolved config, with `key=value` overrides applied to both (e.g.
     eval.num_actors, model.window): the model in this process and the one the Ray actors rebuild agree."""
-    with local_copy(checkpoint, names=("model.json", "weights.pt")) as directory:  # s3:// and gs:// too
+    # s3:// and gs:// too; a checkpoint trained with the EMA keeps its inference weights in ema.pt only
+    with local_copy(checkpoint, names=("model.json", "weights.pt", "ema.pt")) as directory:
         return load_inference_model(directory, overrides=overrides)
 
 

@@ -216,6 +216,15 @@ def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoi
         assert os.listdir(directory) == ["model.json"]
     with pytest.raises(FileNotFoundError, match="nothing to read"):
         load_for_evaluation(f"{gcs_bucket}/runs/x/no-such-export", [])
+    # a raw checkpoint trained with the EMA has no weights.pt: its inference weights are ema.pt's shadow
+    shadow = {k: v + 1.0 for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    save_tensors(tmp_path / "ema.pt", {"shadow": shadow})
+    raw = base.rsplit("/", 1)[0] + "/checkpoint_000001"
+    fs.put_file(str(export / "model.json"), f"{raw}/model.json")
+    fs.put_file(str(tmp_path / "ema.pt"), f"{raw}/ema.pt")
+    loaded, _, _ = load_for_evaluation(f"{gcs_bucket}/runs/x/checkpoint_000001", [])
+    for key, value in shadow.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
 
 
 def test_refused_credentials_fail_fast_and_are_not_printed(
