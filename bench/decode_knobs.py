@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clasp_dist.data.roots import ensure_dataset  # noqa: E402
-from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score  # noqa: E402
+from clasp_dist.inference.predict import load_for_evaluation, predict_local, score  # noqa: E402
 from clasp_dist.tuning import ABLATION_ARMS, arm_settings  # noqa: E402
 
 VARIANTS = {

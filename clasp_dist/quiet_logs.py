@@ -118,7 +118,9 @@ def filter_forwarded_logs() -> None:
     ray_worker.print_worker_logs = print_worker_logs
 
 
-DATA_ERROR_LINE = re.compile(r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|trainer\.TrainingDataError): ")
+DATA_ERROR_LINE = re.compile(
+    r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|training\.driver\.TrainingDataError): "
+)
 """The exception line of a bad-data failure: a data-plane error other than an unreachable storage, or training's
 `TrainingDataError` (the errors `trainer.data_error_line` reports as one line)."""
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:\([\w.]+\))?(?::\s|$)")

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("error: --videos must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # here, not at the top: torch loads only after the arguments parse, so --help stays fast
-    from clasp_dist.checkpoint import CheckpointError
+    from clasp_dist.training.checkpoint import CheckpointError
     from clasp_dist.data.errors import DataError
 
     try:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     # imports here, not at the top: torch loads only after the arguments parse, so --help stays fast
-    from clasp_dist.diagnostics.run import diagnose_checkpoint, format_figures
+    from clasp_dist.diagnostics.diagnose import diagnose_checkpoint, format_figures
     from clasp_dist.diagnostics.sweep import diagnose_sweep, figures_markdown
 
     if args.sweep:

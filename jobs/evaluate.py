@@ -182,7 +182,7 @@ def run_files_mode(args: argparse.Namespace) -> int:
 def run_checkpoint_mode(args: argparse.Namespace) -> int:
     """Delegates to the distributed evaluator (Ray), imported only here."""
     from clasp_dist.cli import init_ray
-    from clasp_dist.evaluation import distributed
+    from clasp_dist.inference import predict as distributed
     from clasp_dist.evaluation.metric import DetectionResult, parse_tiou_thresholds
 
     init_ray()

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # here, not at the top: torch and Ray load only after the arguments parse, so --help stays fast
     from clasp_dist.cli import init_ray
-    from clasp_dist.evaluation.distributed import predict_checkpoint
+    from clasp_dist.inference.predict import predict_checkpoint
 
     init_ray()
     count, n_segments = predict_checkpoint(args.checkpoint, args.data, args.split, args.out, args.overrides)

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     # here, not at the top: torch and the data package load after the config, so --help stays fast
     from clasp_dist.data.errors import DataError
     from clasp_dist.config import ConfigError
-    from clasp_dist.run_identity import RunIdentityError
-    from clasp_dist.trainer import TrainingDataError, UnsatisfiableRequestError, run_training
+    from clasp_dist.training.run_identity import RunIdentityError
+    from clasp_dist.training.driver import TrainingDataError, UnsatisfiableRequestError, run_training
 
     try:
         summary = run_training(cfg)

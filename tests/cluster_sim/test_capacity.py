@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_dist.cluster import read_cluster_yaml, yaml_max_resources
+from clasp_dist.training.capacity import read_cluster_yaml, yaml_max_resources
 from clasp_dist.config import load_config
 from clasp_dist.tuning import max_concurrent_trials
 
@@ -52,7 +52,7 @@ def test_an_autoscaler_that_launches_nodes_is_told_from_a_fixed_cluster():
     `ray.init()`): a fixed cluster maps each node to a read-only mirror type named after the node's id."""
     from ray.autoscaler._private.util import format_readonly_node_type
 
-    from clasp_dist.cluster import launches_nodes
+    from clasp_dist.training.capacity import launches_nodes
 
     node = "54214d79543a6e693fe970348192ceaf3fcc3bda8052157a559746c0"
     laptop = {"autoscaler_report": {"node_type_mapping": {node: format_readonly_node_type(node)}, "legacy": True}}

@@ -10,7 +10,7 @@ import pytest
 from clasp_dist.data import DataError, read_manifest
 from clasp_dist.data.convert import convert_features
 from clasp_dist.data.grid import Grid
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 
 UNAV = {
     "database": {

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clasp_dist.config import DecodeConfig
-from clasp_dist.decode import (
+from clasp_dist.inference.segments import (
     decode_outputs,
     find_runs,
     oic_scores,

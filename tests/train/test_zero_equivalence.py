@@ -28,10 +28,10 @@ def _rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine, fp32_weights, plan_batches
-    from clasp_dist.train_loop import LoopContext, _run_epoch, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.training.engine import build_engine, fp32_weights, plan_batches
+    from clasp_dist.training.worker import LoopContext, _run_epoch, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     os.environ.update(
         RANK=str(rank),

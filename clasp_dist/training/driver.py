@@ -15,19 +15,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import export_inference
-from .cluster import growable_resources, has_shared_local_disk, training_cpus
-from .config import Config, ConfigError, save_config, to_dict
-from .data.errors import DataError, StorageError
-from .data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
-from .data.manifest import DatasetInfo, read_manifest
-from .data.roots import ensure_dataset
-from .data.source import read_split
-from .data.splits import SPLITS
+from .capacity import growable_resources, has_shared_local_disk, training_cpus
+from ..config import Config, ConfigError, save_config, to_dict
+from ..data.errors import DataError, StorageError
+from ..data.filesystem import ensure_dir, get_arrow_fs, get_fs, is_object_store, join
+from ..data.manifest import DatasetInfo, read_manifest
+from ..data.roots import ensure_dataset
+from ..data.split_reader import read_split
+from ..data.splits import SPLITS
 from .engine import plan_batches
-from .evaluation.distributed import evaluate_checkpoint
-from .evaluation.report import format_table, metrics_dict
-from .quiet_logs import ray_train_logging
-from .run_files import publish_run_files, run_storage_dir
+from ..inference.predict import evaluate_checkpoint
+from ..evaluation.report import format_table, metrics_dict
+from ..quiet_logs import ray_train_logging
+from .publish import publish_run_files, run_storage_dir
 from .run_identity import (
     check_resume_changes,
     config_differences,
@@ -36,7 +36,7 @@ from .run_identity import (
     finished_message,
     record_changes,
 )
-from .train_loop import NOT_VALIDATED, train_loop_per_worker
+from .worker import NOT_VALIDATED, train_loop_per_worker
 
 
 @dataclass
@@ -172,7 +172,7 @@ def check_storage_writable(cfg: Config) -> None:
 
 def check_resume_compatible(cfg: Config, saved, info: DatasetInfo | None = None) -> list:
     """A rerun under an existing run name resumes it: refuse it up front, naming the keys, when its config
-    (or, given `info`, its dataset) differs from the run's (`clasp_dist.run_identity`); return the
+    (or, given `info`, its dataset) differs from the run's (`clasp_dist.training.run_identity`); return the
     differences accepted through `run.resume_changes`."""
     if saved is None:
         return []

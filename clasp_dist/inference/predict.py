@@ -17,19 +17,19 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..checkpoint import check_weights_match, load_inference_model
+from ..training.checkpoint import check_weights_match, load_inference_model
 from ..config import Config, from_dict, to_dict
 from ..data.batch import batch_from_columns
 from ..data.filesystem import local_copy
 from ..data.manifest import DatasetInfo, read_manifest
 from ..data.roots import ensure_dataset
-from ..data.samples import SkipStats
-from ..data.source import check_all_seen, iter_local_samples, read_split
-from ..decode import decode_outputs
+from ..data.sample_rows import SkipStats
+from ..data.split_reader import check_all_seen, iter_local_samples, read_split
+from .segments import decode_outputs
 from ..model import build_model
-from .formats import ground_truth_from_metas, protocol_thresholds, write_predictions
-from .metric import Segments, evaluate_detection
-from .report import write_metrics_json
+from ..evaluation.formats import ground_truth_from_metas, protocol_thresholds, write_predictions
+from ..evaluation.metric import Segments, evaluate_detection
+from ..evaluation.report import write_metrics_json
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config.schema import DecodeConfig
+from ..config.schema import DecodeConfig
 
 
 def _np(x) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Reading a split: Ray Data streaming (``read_split``) and a Ray-free reader (``iter_local_samples``).
 
 Both read the shards the manifest lists (never a directory listing) and run every sample through
-the same :class:`~clasp_dist.data.samples.SampleDecoder`, for local roots and ``s3://`` alike.
+the same :class:`~clasp_dist.data.sample_rows.SampleDecoder`, for local roots and ``s3://`` alike.
 
 Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`` float16 ``[T, Da]``,
 ``labels`` int64 ``[n]``, ``duration``, ``num_steps``, ``fps``, ``feat_stride``, ``window``, ``error``
@@ -28,7 +28,7 @@ from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
 from .manifest import Manifest, read_manifest
-from .samples import SampleDecoder, SkipStats
+from .sample_rows import SampleDecoder, SkipStats
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data

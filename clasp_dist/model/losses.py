@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config.schema import LossConfig
-from .model.output import ModelOutput
+from ..config.schema import LossConfig
+from .output import ModelOutput
 
 
 def _bce(logits: Tensor, labels: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Decoding and validating one shard sample; shared by the Ray Data source and the Ray-free reader.
 
-:class:`SampleDecoder` takes a raw sample dict from :func:`~clasp_dist.data.tario.iter_tar_samples`
+:class:`SampleDecoder` takes a raw sample dict from :func:`~clasp_dist.data.tar_reader.iter_tar_samples`
 (``__key__``, ``__url__``, one bytes value per member suffix and, for problems found while reading
 the tar, ``__problem__``) and returns a typed row. Nothing is ever unpickled and nothing is
 allocated before it is bounded: ``.npy`` headers are parsed first (float dtype, ``[T, D]`` shape,
@@ -37,7 +37,7 @@ import numpy as np
 from .errors import BadSampleError, TooManySkippedError, short_repr
 from .grid import Grid
 from .format import MEMBERS, is_finite_number, is_int, unsafe_id_reason
-from .tario import iter_tar_samples
+from .tar_reader import iter_tar_samples
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any, Optional
 
 import yaml
 
-from .cluster import growable_resources, training_cpus
-from .config import ConfigError, apply_overrides, flatten, load_config, to_dict
-from .data.filesystem import get_arrow_fs, get_fs, join
+from ..training.capacity import growable_resources, training_cpus
+from ..config import ConfigError, apply_overrides, flatten, load_config, to_dict
+from ..data.filesystem import get_arrow_fs, get_fs, join
 
 ABLATION_ARMS: dict[str, dict[str, Any]] = {
     "base": {"model.use_meae": False, "model.use_atp": False},
@@ -182,7 +182,9 @@ def make_trainable(base: list[str], sweep_uri: str):
         import ray.tune
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from .trainer import run_training  # torch and the training stack: in the trial only (--help stays light)
+        from ..training.driver import (
+            run_training,
+        )  # torch and the training stack: in the trial only (--help stays light)
 
         started = time.time()
         trial_id = ray.tune.get_context().get_trial_id()
@@ -253,7 +255,7 @@ def max_concurrent_trials(cfg, resources: dict) -> int:
 
 
 def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str | None = None) -> int | None:
-    """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.cluster.growable_resources`); None
+    """`--max-concurrent`, else what the cluster can grow to (`clasp_dist.training.capacity.growable_resources`); None
     (Tune's own limit on pending trials, whose demand the autoscaler sees) when an autoscaler of unknown size runs."""
     if max_concurrent:
         return max_concurrent
@@ -293,7 +295,7 @@ def run_sweep(spec: "SweepSpec", sweep_uri: str, max_concurrent: int | None = No
     space = spec.space()
     validate_space(spec.base, space)
     if not any(key.startswith("data.") for key in space):  # every trial reads the base dataset: prepare it once
-        from .trainer import resolve_dataset
+        from ..training.driver import resolve_dataset
 
         resolve_dataset(cfg)
     trainable = ray.tune.with_resources(make_trainable(spec.base, sweep_uri), trial_resources(cfg))
@@ -509,7 +511,7 @@ def write_outputs(rows: list[dict], sweep_uri: str, base: list[str], storage_cfg
 
 
 def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str) -> dict[str, Path]:
-    from .viz import plot_ablation_bars  # matplotlib
+    from ..viz import plot_ablation_bars  # matplotlib
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {

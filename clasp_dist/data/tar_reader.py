@@ -2,7 +2,7 @@
 
 :func:`iter_tar_samples` groups a tar stream's members into WebDataset-style raw samples
 (``__key__``, ``__url__``, one bytes value per member suffix). It is used by the Ray-free reader, by
-``inspect_data`` and, through :mod:`clasp_dist.data.source`'s datasource, by the Ray Data reader.
+``inspect_data`` and, through :mod:`clasp_dist.data.split_reader`'s datasource, by the Ray Data reader.
 It bounds memory before reading anything:
 
 * a shard must be an uncompressed tar: a gzip/bzip2/xz/zstd/lz4 stream is refused (the tar is
