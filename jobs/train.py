@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from clasp_dist.data.errors import DataError
     from clasp_dist.config import ConfigError
     from clasp_dist.training.run_identity import RunIdentityError
-    from clasp_dist.training.driver import TrainingDataError, UnsatisfiableRequestError, run_training
+    from clasp_dist.training.driver import TrainingDataError, run_training
+    from clasp_dist.training.preflight import UnsatisfiableRequestError
 
     try:
         summary = run_training(cfg)

@@ -142,7 +142,8 @@ def test_trained_run_without_its_test_pass_only_evaluates(tiny_run):
 
 @pytest.mark.slow
 def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path):
-    from clasp_dist.training.driver import UnsatisfiableRequestError, run_training
+    from clasp_dist.training.driver import run_training
+    from clasp_dist.training.preflight import UnsatisfiableRequestError
 
     started = time.time()
     with pytest.raises(UnsatisfiableRequestError, match=r"train.use_gpu=true asks for 1 GPU.*can reach 0"):
@@ -163,7 +164,7 @@ def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path
 def test_cpu_request_that_starves_validation_is_refused(overrides, cpus, refused):
     """Train workers that hold every CPU leave none for the evaluator that validation starts beside them:
     the run would wait forever at its first validation, so it is refused before anything is requested."""
-    from clasp_dist.training.driver import cpu_shortfall
+    from clasp_dist.training.preflight import cpu_shortfall
 
     problem = cpu_shortfall(load_config(["config=tiny", *overrides]), cpus, "the test")
     assert (problem is not None) == refused, problem
