@@ -7,7 +7,7 @@ generated `small` dataset, decoded once into memory) with the same micro-batch s
 thread per worker:
   plain       a single-process loop: collate_rows -> model -> loss -> backward -> AdamW (no Ray, no DeepSpeed)
   ray+ds x1   TorchTrainer, 1 worker: ray.data.from_items(rows) -> get_dataset_shard -> iter_train_batches
-              -> the training loop's own epoch function (train_loop._run_epoch: DeepSpeed ZeRO-0
+              -> the training loop's own epoch function (training.worker._run_epoch: DeepSpeed ZeRO-0
               forward/backward/step, EMA, loss terms kept on the device)
   ray+ds x2   the same with 2 workers (each gets half the rows)
 videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes bench/results/local/train_overhead.json
