@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 import pytest
-from helpers import load_script
+from tests.helpers import load_script
 
 from clasp_dist.config import load_config
 from clasp_dist.tuning import ABLATION_ARMS

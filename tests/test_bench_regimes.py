@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from helpers import load_script
+from tests.helpers import load_script
 
 
 def load_regimes():

@@ -8,7 +8,7 @@ from clasp_dist.training.capacity import read_cluster_yaml, yaml_max_resources
 from clasp_dist.config import load_config
 from clasp_dist.tuning import max_concurrent_trials
 
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def test_the_aws_yaml_can_grow_to_its_node_types_times_max_workers():

@@ -17,7 +17,7 @@ from clasp_dist.data import BadSampleError, BadShardError, SkipStats, TooManySki
 from clasp_dist.data.format import npy_bytes
 from clasp_dist.data.split_reader import iter_local_samples
 from clasp_dist.data.inspection import inspect_dataset
-from data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars
+from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars
 
 ERROR = DataConfig(bad_sample_policy="error")
 SKIP = DataConfig(bad_sample_policy="skip", max_skipped_fraction=0.5)

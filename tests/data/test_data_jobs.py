@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import load_script
+from tests.helpers import load_script
 
 
 def _job(name):

@@ -19,7 +19,7 @@ from clasp_dist.data import StorageError, generate_dataset, read_manifest
 from clasp_dist.data.filesystem import get_arrow_fs, get_fs, storage_errors
 from clasp_dist.data.split_reader import iter_local_samples
 
-from helpers import free_port
+from tests.helpers import free_port
 
 
 def _emulator(endpoint: str, **kw) -> StorageConfig:
@@ -52,7 +52,7 @@ def test_round_trip_is_byte_identical_through_gcsfs_and_arrow(gcs_bucket, gcs_se
 
 
 def test_prepare_data_writes_to_gs(gcs_bucket, gcs_server):
-    from test_data_jobs import _job
+    from tests.data.test_data_jobs import _job
 
     root = f"{gcs_bucket}/cli"
     assert (

@@ -254,7 +254,7 @@ def test_cli_names_a_missing_checkpoint(tmp_path):
 
 
 def test_cli_tells_sweep_directories_from_the_overrides_after_them():
-    from helpers import load_script
+    from tests.helpers import load_script
 
     cli = load_script("jobs/diagnose.py")
     args = cli.build_parser().parse_args(["--sweep", "runs/a_s0", "b", "model.global_ratio=1", "decode.x=2"])

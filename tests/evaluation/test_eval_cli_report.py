@@ -15,7 +15,7 @@ from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, w
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, evaluate_detection
 from clasp_dist.evaluation.report import format_table, metrics_dict, write_metrics_json
 
-from helpers import load_script
+from tests.helpers import load_script
 
 from .helpers import random_case
 

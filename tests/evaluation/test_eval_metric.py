@@ -344,7 +344,7 @@ def test_larger_random_case_against_brute_force():
 
 def test_bench_like_data_against_brute_force():
     """UnAV-like statistics (real annotations, 100 predictions per video) at a size the reference can do."""
-    from helpers import load_script
+    from tests.helpers import load_script
 
     module = load_script("bench/eval_speed.py")
     gt, preds = module.synthesize(module.load_annotation_videos(module.DEFAULT_ANNOTATIONS), 60, seed=1)

@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
+from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
 
 from clasp_dist.training.checkpoint import CheckpointError  # noqa: E402
 from clasp_dist.config import ConfigError, DataConfig  # noqa: E402

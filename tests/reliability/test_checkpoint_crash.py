@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, epoch_metrics, run_cfg
+from tests.helpers import REPO, epoch_metrics, run_cfg
 
 from .conftest import registered_checkpoints
 

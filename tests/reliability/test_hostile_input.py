@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
-from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
-from helpers import load_script  # noqa: E402
+from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
+from tests.data.hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
+from tests.helpers import load_script  # noqa: E402
 
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402

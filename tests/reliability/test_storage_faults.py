@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 from .conftest import DurableS3, registered_checkpoints, wait_for
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 from .conftest import kill_train_worker, registered_checkpoints, wait_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cfg
+from tests.helpers import run_cfg
 
 
 @pytest.fixture(scope="session")

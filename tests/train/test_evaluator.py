@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, job_env
+from tests.helpers import REPO, job_env
 
 pytestmark = pytest.mark.slow
 

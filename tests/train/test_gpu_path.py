@@ -14,7 +14,7 @@ import torch
 from clasp_dist.config import load_config
 from clasp_dist.training.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
 
-from helpers import REPO, TINY, free_port
+from tests.helpers import REPO, TINY, free_port
 
 DOC_FILES = [
     REPO / "README.md",

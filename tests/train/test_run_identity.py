@@ -17,7 +17,7 @@ from clasp_dist.training.run_identity import (
     dataset_differences,
 )
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 
 def _differences(*overrides: str) -> list[Difference]:
@@ -177,7 +177,7 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
     """`jobs/train.py` with the run's own config.yaml and another lr: exit 1, the message, no traceback."""
     import sys
 
-    from helpers import REPO, job_env, run_job
+    from tests.helpers import REPO, job_env, run_job
 
     args = [
         sys.executable,

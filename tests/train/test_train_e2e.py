@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, epoch_metrics, job_env, registered_checkpoints, run_cfg, run_job, train_command
+from tests.helpers import REPO, epoch_metrics, job_env, registered_checkpoints, run_cfg, run_job, train_command
 
 pytestmark = pytest.mark.slow
 

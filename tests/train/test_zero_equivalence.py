@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import TINY, free_port
+from tests.helpers import TINY, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, epoch_metrics, job_env, run_job
+from tests.helpers import REPO, epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 
