@@ -1,4 +1,4 @@
-"""Peak memory of `jobs/inspect_data.py` on the largest legal samples and on memory bombs (issue 17).
+"""Peak memory of `jobs/inspect_data.py` on the largest legal samples and on memory bombs.
 
   ./dev bench/inspect_memory.py [--bomb-gb 4] [--record | --out PATH]   # --record: bench/results/inspect_memory.json
 

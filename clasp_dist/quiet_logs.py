@@ -16,7 +16,7 @@ Ray prints these on every run, and none of them is an event of the run (Ray 2.60
 Lines forwarded from Ray's worker processes are filtered in the driver (`filter_forwarded_logs`), the rest
 at their logger. `CLASP_RAY_NOISE=1` turns every filter off.
 
-A bad sample (a deterministic data error, issue 17) is reported once, by the driver, as one line naming shard,
+A bad sample (a deterministic data error) is reported once, by the driver, as one line naming shard,
 sample and field. Ray's processes each log their own copy of its traceback first: the Ray Data executor ("An
 exception was raised from a task of operator ..."), the split coordinator ("Split 0 epoch 0 get() failed ..."),
 the Train worker ("Error in training function:") and the Train controller ("Error in control loop iteration:").

@@ -26,7 +26,7 @@ EXAMPLES = """examples:
   # evaluate a run's exported model on its dataset (Ray actor pool; config overrides as key=value)
   ./dev jobs/evaluate.py --checkpoint runs/<name>/export --split test --out runs/<name>/eval --plot 8
 
-semantics (official ActivityNet/UnAV evaluation, SPEC 3), each case counted in the output:
+semantics (official ActivityNet/UnAV evaluation, docs/evaluation.md), each case counted in the output:
   prediction on a video outside the split      false positive      (--ignore-unknown-videos: dropped)
   label with no ground truth in the split      ignored             (unknown names and ids too)
   predictions per video                        all of them         (--max-per-video N: top N by score)

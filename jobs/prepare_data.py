@@ -1,4 +1,4 @@
-"""Build a shard dataset (SPEC 2.2) under a local path, s3:// or gs:// root.
+"""Build a shard dataset (docs/data.md#format) under a local path, s3:// or gs:// root.
 
   prepare_data.py synth   --out ROOT [--profile tiny|small|i3d|onepeace] [--annotations JSON]
                           [--limit-per-split N] [--seed S] [--distractor-rate P] [--workers N]
@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synth", help="semi-synthetic UnAV-100 features for the real annotations (SPEC 2.3)")
+    synth = sub.add_parser("synth", help="semi-synthetic UnAV-100 features for the real annotations (docs/data.md)")
     _common(synth)
     synth.add_argument("--profile", choices=sorted(PROFILES), default="small")
     synth.add_argument("--annotations", default=None, help="annotation JSON (default: the packaged UnAV-100 copy)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ray Tune sweeps over CLASP: the SPEC 4 ablation arms (several seeds each) or a hyper-parameter search.
+"""Ray Tune sweeps over CLASP: the ablation arms (docs/model.md) (several seeds each) or a hyper-parameter search.
 
 Each trial is a full Ray Train + DeepSpeed run (validation mAP per epoch, best checkpoint tested).
 Rerunning the same command (or `--resume --dir DIR`) continues an interrupted sweep without redoing finished

@@ -1,4 +1,4 @@
-"""Data plane: shard format, semi-synthetic generator, converters and readers (SPEC 2).
+"""Data plane: shard format, semi-synthetic generator, converters and readers (docs/data.md).
 
 Importing this package does not import Ray; ``source`` and ``batch`` import it lazily.
 """

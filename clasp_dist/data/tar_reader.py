@@ -1,4 +1,4 @@
-"""Bounded reading of shard tars into raw samples: the one tar reader of both readers (SPEC 2.2).
+"""Bounded reading of shard tars into raw samples: the one tar reader of both readers (docs/data.md#format).
 
 :func:`iter_tar_samples` groups a tar stream's members into WebDataset-style raw samples
 (``__key__``, ``__url__``, one bytes value per member suffix). It is used by the Ray-free reader, by
@@ -73,7 +73,8 @@ class _Sniffed:
         for magic, kind in _COMPRESSED:
             if magic.match(self.head):
                 raise BadShardError(
-                    f"{kind}-compressed shard refused: shards are uncompressed tar files (SPEC 2.2)", shard=shard
+                    f"{kind}-compressed shard refused: shards are uncompressed tar files (docs/data.md#format)",
+                    shard=shard,
                 )
 
     def read(self, size: int = -1) -> bytes:
@@ -191,10 +192,10 @@ def _flag(sample: dict, field: str, reason: str) -> None:
 def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, max_member_bytes: int) -> Optional[str]:
     """Why this member's data must not be read (None = read it)."""
     if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
-        return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (SPEC 2.2)"
+        return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (docs/data.md#format)"
     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _TYPE_NAMES.get(info.type, f"type {info.type!r}")
-        return f"tar member is a {kind}, not a regular file (SPEC 2.2)"
+        return f"tar member is a {kind}, not a regular file (docs/data.md#format)"
     if suffix not in MEMBERS:
         return "unexpected member (only visual.npy, audio.npy, meta.json are allowed; never read or unpickled)"
     if suffix in sample:

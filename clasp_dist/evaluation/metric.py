@@ -28,7 +28,7 @@ tIoU prefers the earlier ground-truth segment (input order). ``"official"`` repl
 numpy calls on the same per-class / per-video arrays in input order, which reproduces the official
 script exactly on the same numpy build (slower: the ground-truth order is computed per prediction).
 
-Inputs the official script meets too, handled as it does (SPEC 3), always counted in ``warnings``:
+Inputs the official script meets too, handled as it does (docs/evaluation.md), always counted in ``warnings``:
 - a prediction on a video that is not in the evaluated ground truth (``unknown_video``): a false
   positive for its class, as the official ``get_group`` miss; ``ignore_unknown_videos=True`` drops
   them instead (opt-in, not the official number);
@@ -69,7 +69,7 @@ UNAV100_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.1, 0.9, 
 ANET_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 """ActivityNet 1.3 thresholds, the same floats as the official np.linspace(0.5, 0.95, 10)."""
 MAX_PREDICTIONS_PER_VIDEO = 100
-"""What the decoder keeps per video (SPEC 3); the evaluator applies no cap unless asked (max_per_video)."""
+"""What the decoder keeps per video (docs/evaluation.md); the evaluator applies no cap unless asked (max_per_video)."""
 TOP_KX = (1, 5)
 """Recall@kx values reported."""
 

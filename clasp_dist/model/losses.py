@@ -1,4 +1,4 @@
-"""CLASP training loss (SPEC 4.2, 4.5): L = L_base + lambda_p * L_prop.
+"""CLASP training loss (docs/model.md): L = L_base + lambda_p * L_prop.
 
 L_base = BCE(video_a, y) + BCE(video_v, y) on the base MIL video logits; L_prop is the same on the
 refined video logits (0 when ATP is off). BCE-with-logits, mean over videos and classes, float32.

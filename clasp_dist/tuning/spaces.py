@@ -20,7 +20,7 @@ ABLATION_ARMS: dict[str, dict[str, Any]] = {
     "full/thresholded": {"model.propagation": "thresholded", "model.prop_threshold": 0.3},
     "control/all-anchors": {"model.csai_global": True, "model.csai_local": False, "model.global_ratio": 1},
 }
-"""The SPEC 4 ablations; `full` is the preset's CLASP (global + local anchors, MLP fusion, attention).
+"""The ablation arms (docs/model.md#ablation-arms-as-overrides); `full` is the preset's CLASP (global + local anchors, MLP fusion, attention).
 `control/all-anchors` makes every valid step an anchor (top ceil(T/1)): the same ATP layer and refined
 heads with no anchor selection, which separates what the anchors add from what the extra layer adds."""
 

@@ -1,4 +1,4 @@
-"""Converters on small fixtures laid out exactly as the official releases (SPEC 2.1)."""
+"""Converters on small fixtures laid out exactly as the official releases (docs/data.md#make-a-dataset)."""
 
 from __future__ import annotations
 

@@ -760,7 +760,7 @@ def _unknown_videos_counted(out, ctx):
 def _unknown_labels_ignored_and_counted(out, ctx):
     gt, result = out
     assert result.warnings["unknown_labels"] == 1 and result.warnings["class_without_gt"] == 1
-    assert result.average == pytest.approx(1.0)  # ignored (SPEC 3): the perfect predictions still score 1
+    assert result.average == pytest.approx(1.0)  # ignored (docs/evaluation.md): the perfect predictions still score 1
 
 
 def _cli_unknown_label_noted(proc, ctx):

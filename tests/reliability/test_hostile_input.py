@@ -1,4 +1,4 @@
-"""The hostile half of the bad-input corpus (issue 17): shards built as an attacker would build them.
+"""The hostile half of the bad-input corpus: shards built as an attacker would build them.
 
 Every root of ``tests/data/hostile.py`` (path traversal, memory bombs, pathological meta.json, values
 that used to pass, duplicates) is refused in every reader with a one-line error naming shard,

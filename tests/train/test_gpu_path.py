@@ -1,4 +1,4 @@
-"""The CUDA path, proven on CPU where CPU can show it (issue 18): bf16 through a real DeepSpeed engine,
+"""The CUDA path, proven on CPU where CPU can show it: bf16 through a real DeepSpeed engine,
 DeepSpeed's accelerator chosen per worker, collectives on the worker's device, batch arithmetic of every
 documented command checked on the driver, validation that never asks for a GPU held by training."""
 
