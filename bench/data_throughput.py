@@ -6,7 +6,7 @@ Three sources, the same consumer (``iter_train_batches`` -> ``PaddingCollate`` -
 (a) local shards, (b) the same shards on a loopback moto S3 server that this script starts in a subprocess
 (read through pyarrow's native S3 client), (c) the rows already in memory (``ray.data.from_items``): the
 ceiling without storage or tar decoding. (a) and (b) go through ``read_split``: the project's own bounded tar
-datasource (``clasp_dist/data/source.py``), the reader training uses. The i3d profile is limited to ``--videos``
+datasource (``clasp_dist/data/split_reader.py``), the reader training uses. The i3d profile is limited to ``--videos``
 train videos (default 1,000 of 6,489) so that a run takes a few minutes. MB/s counts the shard bytes.
 Writes ``bench/results/local/data_throughput.json`` (``--record``: the tracked ``bench/results/`` one). For the
 full-profile generation timing see ``bench/generate_full.py``.
@@ -32,7 +32,7 @@ from bench.outputs import add_output_args, output_path  # noqa: E402
 
 from clasp_dist.data import generate_dataset, read_manifest  # noqa: E402
 from clasp_dist.data.batch import iter_train_batches  # noqa: E402
-from clasp_dist.data.source import iter_local_samples, read_split  # noqa: E402
+from clasp_dist.data.split_reader import iter_local_samples, read_split  # noqa: E402
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Decoding knobs ablated on trained checkpoints (issue 16): the same weights, decoded four ways.
+"""Decoding knobs ablated on trained checkpoints: the same weights, decoded four ways.
 
-Variants (default set): the SPEC 4.6 default; `decode.loc_threshold_mode=relative` (levels as fractions of each
+Variants (default set): the decoder default; `decode.loc_threshold_mode=relative` (levels as fractions of each
 video-class signal's range); `decode.video_score=base` (class scores from the base heads); both. On request
 (`--variants`): `all-anchors` / `selected-anchors`, the anchor policy swapped at inference on the same weights. Each checkpoint's test split
 is predicted in this process (no Ray: `predict_local`) and scored with the project's evaluator. Reports test
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clasp_dist.data.roots import ensure_dataset  # noqa: E402
-from clasp_dist.evaluation.distributed import load_for_evaluation, predict_local, score  # noqa: E402
+from clasp_dist.inference.predict import load_for_evaluation, predict_local, score  # noqa: E402
 from clasp_dist.tuning import ABLATION_ARMS, arm_settings  # noqa: E402
 
 VARIANTS = {

@@ -37,7 +37,7 @@ from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.cli import init_ray  # noqa: E402
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402
-from clasp_dist.trainer import run_training  # noqa: E402
+from clasp_dist.training.driver import run_training  # noqa: E402
 
 MODEL_COST_CPU = [
     "--bf16",

@@ -1,4 +1,4 @@
-"""Peak memory of `clasp data inspect` (jobs/inspect_data.py) on the largest legal samples and on memory bombs (issue 17).
+"""Peak memory of `clasp data inspect` (jobs/inspect_data.py) on the largest legal samples and on memory bombs.
 
   ./dev bench/inspect_memory.py [--bomb-gb 4] [--record | --out PATH]   # --record: bench/results/inspect_memory.json
 
@@ -34,13 +34,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "data"))  # the hostile builders live with the tests, never shipped
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.data.grid import I3D_GRID  # noqa: E402
 from clasp_dist.data.format import VideoSample, encode_sample  # noqa: E402
 from clasp_dist.data.writer import write_dataset  # noqa: E402
-from hostile import gnu_sparse_member  # noqa: E402
+from tests.data.hostile import gnu_sparse_member  # noqa: E402
 
 DV, DA = 2048, 128
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CLASP's margin per data regime (issue 16): full vs base and full vs the all-anchors control, per generator profile.
+"""CLASP's margin per data regime: full vs base and full vs the all-anchors control, per generator profile.
 
 Reads the trial directories of one or more ablation sweeps (`<sweep>/trials/<trial>/config.yaml` and
 `metrics.json`), so a sweep that was stopped early still counts every trial that finished. A trial's arm is

@@ -108,11 +108,11 @@ def free_port() -> int:
 def training_setup(cfg, root: str, rank: int, world: int, videos: int):
     """(engine, ema, batches on this rank, loop context) for `videos` training rows split over the ranks."""
     from clasp_dist.data.batch import collate_rows
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine, plan_batches
+    from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.training.engine import build_engine, plan_batches
     from clasp_dist.model import build_model
-    from clasp_dist.train_loop import build_ema, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.training.worker import build_ema, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     info, _ = dataset_info(root, cfg)
     plan = plan_batches(cfg, world)
@@ -128,7 +128,7 @@ def training_setup(cfg, root: str, rank: int, world: int, videos: int):
 
 
 def loop_context(cfg, info, root: str, rank: int, world: int, videos: int):
-    from clasp_dist.train_loop import LoopContext
+    from clasp_dist.training.worker import LoopContext
 
     return LoopContext(
         cfg=cfg,
@@ -145,15 +145,15 @@ def loop_context(cfg, info, root: str, rank: int, world: int, videos: int):
 
 def run_steps(engine, ema, batches, ctx) -> int:
     """The training loop's own epoch function over `batches`; returns the optimizer steps taken."""
-    from clasp_dist.train_loop import _run_epoch
+    from clasp_dist.training.worker import _run_epoch
 
     return _run_epoch(engine, ema, batches, ctx, epoch=0, writer=None, global_step=0)["global_step"]
 
 
 def checkpoint_bytes(engine, ema, ctx, cfg) -> int:
     """Bytes of the checkpoint directory the loop writes for one epoch (rank 0 of 1)."""
-    from clasp_dist.checkpoint import TrainState, save_checkpoint
-    from clasp_dist.train_loop import _inference_weights
+    from clasp_dist.training.checkpoint import TrainState, save_checkpoint
+    from clasp_dist.training.worker import _inference_weights
 
     state = TrainState(epoch=0, global_step=1, best_val=0.0, best_epoch=0)
     ema_state = ema.state_dict()
@@ -241,8 +241,8 @@ def _validation_rank(rank: int, world: int, port: int, args, root: str, out: str
     import torch.distributed as dist
 
     from clasp_dist.model import build_model
-    from clasp_dist.train_loop import _maybe_validate, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.training.worker import _maybe_validate, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     join_group(rank, world, port)
     torch.set_num_threads(1)

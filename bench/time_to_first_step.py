@@ -30,7 +30,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 
@@ -88,7 +87,7 @@ def main() -> None:
     import s3fs
     from moto.server import ThreadedMotoServer
 
-    from cluster_sim.simcluster import GPU_STAND_IN, SimCluster, free_port  # noqa: E402 (tests/ on the path)
+    from tests.cluster_sim.simcluster import GPU_STAND_IN, SimCluster, free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()

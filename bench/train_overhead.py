@@ -7,7 +7,7 @@ generated `small` dataset, decoded once into memory) with the same micro-batch s
 thread per worker:
   plain       a single-process loop: collate_rows -> model -> loss -> backward -> AdamW (no Ray, no DeepSpeed)
   ray+ds x1   TorchTrainer, 1 worker: ray.data.from_items(rows) -> get_dataset_shard -> iter_train_batches
-              -> the training loop's own epoch function (train_loop._run_epoch: DeepSpeed ZeRO-0
+              -> the training loop's own epoch function (training.worker._run_epoch: DeepSpeed ZeRO-0
               forward/backward/step, EMA, loss terms kept on the device)
   ray+ds x2   the same with 2 workers (each gets half the rows)
 videos/s is measured inside the loop over epochs 2..N (epoch 1 warms up). Writes bench/results/local/train_overhead.json
@@ -36,13 +36,13 @@ from clasp_dist.config import from_dict, load_config, to_dict  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402
 from clasp_dist.data.batch import collate_rows, iter_train_batches  # noqa: E402
 from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
-from clasp_dist.data.samples import ROW_COLUMNS  # noqa: E402
-from clasp_dist.data.source import iter_local_samples  # noqa: E402
-from clasp_dist.engine import build_engine, param_groups, plan_batches  # noqa: E402
-from clasp_dist.losses import compute_loss  # noqa: E402
+from clasp_dist.data.sample_rows import ROW_COLUMNS  # noqa: E402
+from clasp_dist.data.split_reader import iter_local_samples  # noqa: E402
+from clasp_dist.training.engine import build_engine, param_groups, plan_batches  # noqa: E402
+from clasp_dist.model.losses import compute_loss  # noqa: E402
 from clasp_dist.model import build_model  # noqa: E402
-from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema  # noqa: E402
-from clasp_dist.trainer import dataset_info  # noqa: E402
+from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema  # noqa: E402
+from clasp_dist.training.driver import dataset_info  # noqa: E402
 
 
 def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:

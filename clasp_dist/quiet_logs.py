@@ -16,7 +16,7 @@ Ray prints these on every run, and none of them is an event of the run (Ray 2.60
 Lines forwarded from Ray's worker processes are filtered in the driver (`filter_forwarded_logs`), the rest
 at their logger. `CLASP_RAY_NOISE=1` turns every filter off.
 
-A bad sample (a deterministic data error, issue 17) is reported once, by the driver, as one line naming shard,
+A bad sample (a deterministic data error) is reported once, by the driver, as one line naming shard,
 sample and field. Ray's processes each log their own copy of its traceback first: the Ray Data executor ("An
 exception was raised from a task of operator ..."), the split coordinator ("Split 0 epoch 0 get() failed ..."),
 the Train worker ("Error in training function:") and the Train controller ("Error in control loop iteration:").
@@ -118,7 +118,9 @@ def filter_forwarded_logs() -> None:
     ray_worker.print_worker_logs = print_worker_logs
 
 
-DATA_ERROR_LINE = re.compile(r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|trainer\.TrainingDataError): ")
+DATA_ERROR_LINE = re.compile(
+    r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|training\.driver\.TrainingDataError): "
+)
 """The exception line of a bad-data failure: a data-plane error other than an unreachable storage, or training's
 `TrainingDataError` (the errors `trainer.data_error_line` reports as one line)."""
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:\([\w.]+\))?(?::\s|$)")

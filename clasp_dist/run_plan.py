@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cluster import train_worker_resources, training_cpus
+from .training.capacity import train_worker_resources, training_cpus
 from .config import Config
-from .engine import BatchPlan, engine_zero_stage, plan_batches, scaled_lr
+from .training.engine import BatchPlan, engine_zero_stage, plan_batches, scaled_lr
 
 
 @dataclass(frozen=True)

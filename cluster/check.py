@@ -22,7 +22,7 @@ What is enforced (each function returns a list of human-readable findings; empty
   rayStartParams num-cpus "0", worker groups with nvidia.com/gpu limits, a memory-backed /dev/shm
   emptyDir mounted in every Ray container, enableInTreeAutoscaling true, token auth, a service
   account, pinned images, a ClusterIP head Service; RayJob entrypoint runs jobs/train.py.
-- First contact and least privilege (issue 14): a registry login in initialization_commands for a
+- First contact and least privilege: a registry login in initialization_commands for a
   private image; AWS_DEFAULT_REGION of the provider region in the containers; a dedicated head
   identity (IamInstanceProfile / serviceAccounts) that no worker shares; GCP Spot through
   provisioningModel (never the legacy `preemptible`); an 8-GPU node type on one node unless EFA and a
@@ -515,7 +515,7 @@ def _identity(provider: str | None, nt: dict):
 
 
 def first_contact_findings(config: dict, provider: str | None, types: dict, head: str | None) -> list[str]:
-    """What fails on the first `ray up` or is broader than needed (issue 14): registry login, region,
+    """What fails on the first `ray up` or is broader than needed: registry login, region,
     dedicated head identity, Spot model, multi-node NCCL without a fabric."""
     out = []
     image = str((config.get("docker") or {}).get("image") or "")

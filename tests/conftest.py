@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from helpers import free_port, port_open
+from tests.helpers import free_port, port_open
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")

@@ -1,6 +1,6 @@
 """Plain helpers shared by the test directories (fixtures live in tests/conftest.py): the repository root, the
-`tiny` run config, job subprocesses and their metrics, and free loopback ports. Import as `from helpers import ...`
-(pytest puts tests/ on sys.path for tests/conftest.py)."""
+`tiny` run config, job subprocesses and their metrics, and free loopback ports. Import as
+`from tests.helpers import ...` (tests/ is a package; pytest puts the repository root on sys.path)."""
 
 from __future__ import annotations
 

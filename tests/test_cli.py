@@ -132,7 +132,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 def test_python_m_and_the_job_wrapper_are_the_same_command(tmp_path):
     """`python -m clasp_dist.cli` and `python jobs/<job>.py` (what `ray job submit` runs) reach the same code."""
-    from helpers import REPO, job_env
+    from tests.helpers import REPO, job_env
 
     for argv in (["-m", "clasp_dist.cli", "data", "inspect"], [str(REPO / "jobs" / "inspect_data.py")]):
         done = subprocess.run(

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clasp_dist.config import load_config
-from clasp_dist.ema import EMA
-from clasp_dist.engine import deepspeed_config, param_groups, plan_batches, scaled_lr, warmup_cosine
+from clasp_dist.training.ema import EMA
+from clasp_dist.training.engine import deepspeed_config, param_groups, plan_batches, scaled_lr, warmup_cosine
 
 
 @pytest.mark.parametrize("batch, micro, world, accum", [(16, 8, 1, 2), (16, 8, 2, 1), (32, 4, 2, 4), (8, 8, 1, 1)])
@@ -110,7 +110,7 @@ def test_ema_update_matches_the_formula():
 
 
 def test_ema_interval_raises_the_decay_to_its_power():
-    from clasp_dist.ema import ZERO3_EMA_EVERY, ema_interval
+    from clasp_dist.training.ema import ZERO3_EMA_EVERY, ema_interval
 
     assert ema_interval(0, 0) == ema_interval(0, 2) == 1 and ema_interval(0, 3) == ZERO3_EMA_EVERY
     assert ema_interval(4, 3) == 4

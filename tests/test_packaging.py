@@ -11,7 +11,7 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def declared_distributions() -> dict[str, str]:

@@ -95,11 +95,12 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
     """The error types that mean bad input: config, data, storage (a DataError), checkpoint and run identity
     (a CheckpointError), training data, an unsatisfiable resource request, evaluation input, a missing file.
     Imported only once an error is being handled, so that `--help` and files-only commands stay light."""
-    from ..checkpoint import CheckpointError
+    from ..training.checkpoint import CheckpointError
     from ..config import ConfigError
     from ..data.errors import DataError
     from ..evaluation.metric import EvaluationInputError
-    from ..trainer import TrainingDataError, UnsatisfiableRequestError
+    from ..training.driver import TrainingDataError
+    from ..training.preflight import UnsatisfiableRequestError
 
     return (
         CommandError,

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--videos must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # here, not at the top: torch loads only after the arguments parse, so --help stays fast
-    from ..diagnostics.run import diagnose_checkpoint, format_figures
+    from ..diagnostics.diagnose import diagnose_checkpoint, format_figures
     from ..diagnostics.sweep import diagnose_sweep, figures_markdown
 
     progress = sys.stderr.isatty()

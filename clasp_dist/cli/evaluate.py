@@ -187,7 +187,7 @@ def run_files_mode(args: argparse.Namespace) -> int:
 
 def run_checkpoint_mode(args: argparse.Namespace) -> int:
     """Delegates to the distributed evaluator (Ray), imported only here."""
-    from ..evaluation import distributed
+    from ..inference import predict as distributed
     from ..evaluation.metric import DetectionResult
     from ..evaluation.report import coverage_note, format_table
     from .ray_start import init_ray

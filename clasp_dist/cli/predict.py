@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     root = require_data_root(load_cfg(args.overrides))
     # here, not at the top: torch and Ray load only after the arguments parse, so --help stays fast
     from ..data.filesystem import join
-    from ..evaluation.distributed import predict_checkpoint
+    from ..inference.predict import predict_checkpoint
     from .ray_start import init_ray
 
     init_ray()

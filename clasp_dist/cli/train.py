@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     init_ray()
     # here, not at the top: torch and the data package load after the config, so --help stays fast
     from ..data.errors import DataError
-    from ..trainer import TrainingDataError, run_training
+    from ..training.driver import TrainingDataError, run_training
 
     try:
         summary = run_training(cfg)

@@ -18,7 +18,7 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
-PRESET_PACKAGE = "clasp_dist.configs"
+PRESET_PACKAGE = "clasp_dist.presets"
 
 
 def preset_names() -> list[str]:

@@ -48,7 +48,7 @@ class DataConfig:
     length_mismatch_tolerance: int = 1
     """Audio/visual length difference (steps) truncated to the shorter stream and counted; more is an error."""
     step_count_tolerance: NonNegativeInt = 8
-    """Steps a video's T may differ from the count its duration gives on the grid (SPEC 2.2); more is a bad sample."""
+    """Steps a video's T may differ from the count its duration gives on the grid (docs/data.md#format); more is a bad sample."""
     step_count_tolerance_fraction: NonNegativeFloat = 0.1
     """... or this fraction of that count, whichever is larger (T is checked before the array is allocated)."""
     max_member_mb: PositiveFloat = 64.0

@@ -1,4 +1,4 @@
-"""Data plane: shard format, semi-synthetic generator, converters and readers (SPEC 2).
+"""Data plane: shard format, semi-synthetic generator, converters and readers (docs/data.md).
 
 Importing this package does not import Ray; ``source`` and ``batch`` import it lazily.
 """
@@ -13,7 +13,7 @@ from .errors import (
     TooManySkippedError,
 )
 from .grid import Grid
-from .samples import SampleDecoder, SkipStats
+from .sample_rows import SampleDecoder, SkipStats
 from .format import VideoSample
 from .manifest import Manifest, ShardInfo, SplitInfo, read_manifest, verify_checksums
 from .writer import write_dataset

@@ -8,7 +8,7 @@
   locally when asked (the evaluator does not iterate: it maps ``batch_from_columns`` over the split).
 
 Rows whose ``error`` column is set (skipped bad samples, ``bad_sample_policy=skip``) are dropped
-here and counted in a :class:`~clasp_dist.data.samples.SkipStats`; the iterators log its summary
+here and counted in a :class:`~clasp_dist.data.sample_rows.SkipStats`; the iterators log its summary
 at the end of a pass and raise ``TooManySkippedError`` past ``max_skipped_fraction``.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .errors import BadSampleError
-from .samples import SkipStats
+from .sample_rows import SkipStats
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Converters from official per-video ``.npy`` feature folders to shards (SPEC 2.1).
+"""Converters from official per-video ``.npy`` feature folders to shards (docs/data.md#make-a-dataset).
 
 Layouts (one flat folder, ``[T, D]`` arrays per file):
 

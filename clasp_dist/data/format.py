@@ -1,4 +1,4 @@
-"""Shard format version 1 (SPEC 2.2): what one sample of a shard is, and how it is encoded.
+"""Shard format version 1 (docs/data.md#format): what one sample of a shard is, and how it is encoded.
 
 A dataset root holds ``manifest.json`` (:mod:`.manifest`) and WebDataset tars ``{split}-{NNNNNN}.tar``
 (written by :mod:`.writer`); each video is one sample of three members in this order:
@@ -47,7 +47,7 @@ MAX_ID_LENGTH = 200
 def unsafe_id_reason(video_id: object) -> Optional[str]:
     """Why ``video_id`` cannot be a sample key or a file name, or None when it is safe.
 
-    The one rule of the writer and of every reader (SPEC 2.2): a non-empty string without '.'
+    The one rule of the writer and of every reader (docs/data.md#format): a non-empty string without '.'
     (WebDataset keys end at the first dot; '..' and '.' are path steps), '/' or '\\' (a path,
     absolute or not), or control characters, and at most MAX_ID_LENGTH characters long. Anything derived
     from such an id stays inside its folder.
@@ -97,7 +97,7 @@ def sample_meta(sample: VideoSample, grid: Grid, include_segments: bool) -> dict
 
 
 def encode_sample(sample: VideoSample, grid: Grid, include_segments: bool) -> list[tuple[str, bytes]]:
-    """The three tar members of a video, in the order of SPEC 2.2."""
+    """The three tar members of a video, in the order of the shard format (docs/data.md#format)."""
     check_video_id(sample.video_id)
     if sample.visual.shape[0] != sample.audio.shape[0]:
         raise DataError(

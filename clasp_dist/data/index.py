@@ -2,7 +2,7 @@
 
 :func:`index_dataset` lists the ``.tar`` files under a root (local, ``s3://``, ``gs://``), assigns each to a
 split (from its name, or from ``NAME=GLOB`` patterns), reads every sample through the readers' own bounded
-tar reader and :class:`~clasp_dist.data.samples.SampleDecoder` (so whatever a reader would refuse, indexing
+tar reader and :class:`~clasp_dist.data.sample_rows.SampleDecoder` (so whatever a reader would refuse, indexing
 refuses first, naming shard, sample and field), and writes the manifest:
 
 * dimensions and grid come from the first sample (every other sample must agree);
@@ -40,9 +40,9 @@ from .manifest import (
     unsafe_shard_path_reason,
     write_manifest,
 )
-from .samples import SampleDecoder, npy_shape
+from .sample_rows import SampleDecoder, npy_shape
 from .splits import EVAL_SPLITS, SPLITS, split_name
-from .tario import iter_tar_samples
+from .tar_reader import iter_tar_samples
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_fs, join, storage_errors
 from .manifest import Manifest, read_manifest, summarise_missing, verify_checksums
-from .samples import SampleDecoder, SkipStats
-from .source import make_decoder
+from .sample_rows import SampleDecoder, SkipStats
+from .split_reader import make_decoder
 from .splits import EVAL_SPLITS
-from .tario import iter_tar_samples
+from .tar_reader import iter_tar_samples
 
 
 @dataclass

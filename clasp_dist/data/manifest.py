@@ -1,4 +1,4 @@
-"""The dataset manifest (SPEC 2.2): a pydantic model of ``manifest.json``, its reading and writing, and
+"""The dataset manifest (docs/data.md#format): a pydantic model of ``manifest.json``, its reading and writing, and
 the shard checksums it records.
 
 Reading checks every field's type and range first (strict: no coercion, no bool for an int, no NaN),

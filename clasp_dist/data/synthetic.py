@@ -1,4 +1,4 @@
-"""Semi-synthetic UnAV-100 (SPEC 2.3): features made for the real annotations.
+"""Semi-synthetic UnAV-100 (docs/data.md): features made for the real annotations.
 
 Real durations, event boundaries, co-occurrence and class imbalance come from the annotation file;
 the features are built per video, per stream ``m`` in {visual, audio} with ``D_m`` dims:
@@ -103,7 +103,7 @@ PROFILES: dict[str, SynthProfile] = {
         shard_size=8,
     ),
     "small": SynthProfile("small", 256, 64, I3D_GRID, {"train": 600, "validation": 200, "test": 200}, shard_size=64),
-    # Harder regimes (issue 16), same size and features as `small`; `small` itself stays as it is.
+    # Harder regimes (docs/sweeps.md), same size and features as `small`; `small` itself stays as it is.
     # `distract`: 2.5 one-stream distractors per event, 2-14 s long, half of them off-screen sounds of a labelled
     # class, and audio onsets/offsets 0.5 s (std) off the visual span: agreement is needed more, and is blurrier.
     "distract": SynthProfile(

@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from .collector import Diagnostics
-from .run import diagnose_checkpoint
+from .diagnose import diagnose_checkpoint
 
 
 def diagnose_sweep(

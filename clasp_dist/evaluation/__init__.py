@@ -1,15 +1,14 @@
-"""Evaluation: ActivityNet-style segment mAP (metric), file formats (formats), tables and metrics
-JSON (report). The distributed checkpoint evaluator (distributed.py, Ray) is imported lazily by its
-callers and is not re-exported here, so that importing this package never imports Ray."""
+"""Evaluation: ActivityNet-style segment mAP (metric: the algorithm; results: its input and output
+tables), file formats (formats), tables and metrics JSON (report). The checkpoint evaluator
+(clasp_dist.inference.predict, Ray) is imported lazily by its callers and is not re-exported here, so
+that importing this package never imports Ray."""
 
+from .results import DetectionResult, EvaluationInputError, Segments
 from .metric import (
     ANET_TIOU,
     MAX_PREDICTIONS_PER_VIDEO,
     TOP_KX,
     UNAV100_TIOU,
-    DetectionResult,
-    EvaluationInputError,
-    Segments,
     evaluate_detection,
     format_threshold,
     parse_tiou_thresholds,

@@ -19,7 +19,7 @@ Predictions
     int id, "score": x}]}, "external_data"}``; the writer stores both ``label`` (name) and
     ``label_id`` so that the official and ActionFormer readers both accept the file. Integer labels
     map through the ground truth's own ``label_id`` pairs. A label that is not a class of the ground
-    truth (unknown name, unused id) is ignored and counted (``info["unknown_labels"]``, SPEC 3); a
+    truth (unknown name, unused id) is ignored and counted (``info["unknown_labels"]``, docs/evaluation.md); a
     label that cannot be a label (negative, fractional, boolean, missing) is an error.
 
 No Ray, no pandas. Sources are local paths, s3:// or gs:// URLs, or already-parsed dicts.

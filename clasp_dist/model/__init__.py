@@ -1,4 +1,4 @@
-"""CLASP model package (SPEC 4): plain PyTorch, no Ray/DeepSpeed/file access."""
+"""CLASP model package (docs/model.md): plain PyTorch, no Ray/DeepSpeed/file access."""
 
 from .build import build_model
 from .clasp import CLASP

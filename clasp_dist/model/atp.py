@@ -1,4 +1,4 @@
-"""Anchor integration and Anchor-based Temporal Propagation (SPEC 4.4-4.5).
+"""Anchor integration and Anchor-based Temporal Propagation (docs/model.md).
 
 Anchor features fuse the two modalities at every step, F_t = LN(ReLU(W [a_t; v_t])) (or the mean
 of a_t and v_t); only anchor steps enter the bank, via the attention mask. Every step of each

@@ -1,4 +1,4 @@
-"""Weak classifier parts (SPEC 4.2): CAS heads and MIL pooling to video logits.
+"""Weak classifier parts (docs/model.md): CAS heads and MIL pooling to video logits.
 
 A CAS head is conv3+LN+ReLU then a 1x1 to C classes. MIL pooling is either the top-k mean over
 the valid steps (k = max(1, T_valid // r) per video, vectorised by sorting with padded = -inf and

@@ -1,4 +1,4 @@
-"""Cross-modal Salient Anchor Identification (SPEC 4.4), vectorised over batch and time.
+"""Cross-modal Salient Anchor Identification (docs/model.md), vectorised over batch and time.
 
 Global-video anchors: the top ceil(T_valid / global_ratio) valid steps by alpha. Local-window
 anchors: the valid steps are split, in order, into windows of w steps, and each window's best

@@ -1,4 +1,4 @@
-"""UnAV-style audio-visual encoder at full temporal resolution (SPEC 4.1).
+"""UnAV-style audio-visual encoder at full temporal resolution (docs/model.md).
 
 Per modality: two masked conv1d(k=3)+LN+ReLU embedding layers to width d, sinusoidal position
 encoding, `n_self_layers` pre-LN self-attention blocks, then one cross-modal block per direction
@@ -163,7 +163,7 @@ class ModalityEmbedding(nn.Module):
 
 
 class AVEncoder(nn.Module):
-    """Audio and visual streams -> contextualised [B, T, d] each (SPEC 4.1)."""
+    """Audio and visual streams -> contextualised [B, T, d] each (docs/model.md)."""
 
     def __init__(
         self,

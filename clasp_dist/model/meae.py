@@ -1,4 +1,4 @@
-"""Mutual Event Agreement Evaluation (SPEC 4.3), computed without gradient in float32.
+"""Mutual Event Agreement Evaluation (docs/model.md), computed without gradient in float32.
 
 For each step t and the relevant class set K (training: the labels; inference: the predicted
 classes), the discrepancy D_t between audio and visual predictions:

@@ -190,7 +190,7 @@ def test_cli_help_prints_help_not_a_file_finding(capsys):
 
 
 def test_cli_refuses_placeholders_before_deploying(capsys):
-    """Issue 19 item 9: the example registry and REPLACE_ME are findings unless --template."""
+    """the example registry and REPLACE_ME are findings unless --template."""
     assert check.main(["--no-repo-scan", str(CLUSTER / "kuberay" / "rayjob.yaml")]) == 1
     out = capsys.readouterr().out
     assert "registry.example.com" in out and "REPLACE_ME" in out and "placeholder" in out
@@ -596,7 +596,7 @@ def test_new_files_in_cluster_are_scanned_too(tmp_path):
     assert found["open.sh"] and found["Dockerfile.cpu"]
 
 
-# ============================================================================ issue 14: first contact, least privilege
+# ============================================================================ first contact, least privilege
 
 
 def _gpu8(config: dict) -> str:

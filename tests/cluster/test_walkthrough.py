@@ -144,6 +144,7 @@ def test_the_head_role_is_scoped_to_the_cluster_tag():
     import yaml
 
     from cluster import check
+
     aws = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
     policy = documented_policies(DOCS)[("clasp-ray-head", "clasp-autoscaler")]
     assert aws["provider"]["cache_stopped_nodes"] is False
@@ -220,6 +221,7 @@ def test_gcp_zone_list_and_rays_own_account_are_refused():
     import yaml
 
     from cluster import check
+
     gcp = yaml.safe_load(_fill((ROOT / "cluster" / "gcp.yaml").read_text(), "gcp.yaml"))
     assert not [f for f in check.autoscaler_findings(gcp) if "zone" in f or "ray-autoscaler" in f]
     zones = copy.deepcopy(gcp)

@@ -43,7 +43,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from train.test_job_submit import EXCLUDES, _pids_naming, free_port
+from tests.train.test_job_submit import EXCLUDES, _pids_naming, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_YAML = REPO / "cluster" / "aws.yaml"
@@ -55,7 +55,7 @@ ACCELERATORS = {"g5.2xlarge": "A10G", "p4d.24xlarge": "A100"}
 
 def simulated_node_types(aws: dict) -> dict:
     """aws.yaml's node types as fake-provider node types (see the module table)."""
-    from clasp_dist.cluster import node_type_resources
+    from clasp_dist.training.capacity import node_type_resources
 
     types = {}
     for name, spec in aws["available_node_types"].items():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import job_env, registered_checkpoints
+from tests.helpers import job_env, registered_checkpoints
 
 from .simcluster import GPU_STAND_IN, REPO, SimCluster, simulated_node_types
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_dist.cluster import read_cluster_yaml, yaml_max_resources
+from clasp_dist.training.capacity import read_cluster_yaml, yaml_max_resources
 from clasp_dist.config import load_config
 from clasp_dist.tuning import max_concurrent_trials
 
-from helpers import REPO
+from tests.helpers import REPO
 
 
 def test_the_aws_yaml_can_grow_to_its_node_types_times_max_workers():
@@ -57,7 +57,7 @@ def test_an_autoscaler_that_launches_nodes_is_told_from_a_fixed_cluster():
     `ray.init()`): a fixed cluster maps each node to a read-only mirror type named after the node's id."""
     from ray.autoscaler._private.util import format_readonly_node_type
 
-    from clasp_dist.cluster import launches_nodes
+    from clasp_dist.training.capacity import launches_nodes
 
     node = "54214d79543a6e693fe970348192ceaf3fcc3bda8052157a559746c0"
     laptop = {"autoscaler_report": {"node_type_mapping": {node: format_readonly_node_type(node)}, "legacy": True}}
@@ -68,7 +68,7 @@ def test_an_autoscaler_that_launches_nodes_is_told_from_a_fixed_cluster():
 
 
 def test_reads_are_sized_from_the_node_types_not_the_cpu0_head():
-    from clasp_dist.cluster import read_task_limit
+    from clasp_dist.training.capacity import read_task_limit
 
     from .simcluster import simulated_config
 
@@ -89,8 +89,8 @@ def test_reads_are_sized_from_the_node_types_not_the_cpu0_head():
 def test_node_types_where_train_workers_would_leave_no_cpu_for_reads(cpus_per_worker, crowded):
     """8 GPU workers at 8 CPUs each fill a g5.2xlarge (8 vCPUs, 1 GPU): an autoscaler that picks it leaves reads no
     CPU and the first batch never comes; a p4d.24xlarge (96 vCPUs, 8 GPUs) keeps 32. The trainer refuses the run."""
-    from clasp_dist.cluster import crowded_node_types, yaml_node_types
-    from clasp_dist.trainer import read_room_shortfall
+    from clasp_dist.training.capacity import crowded_node_types, yaml_node_types
+    from clasp_dist.training.preflight import read_room_shortfall
 
     types = yaml_node_types(read_cluster_yaml(REPO / "cluster" / "aws.yaml"))
     assert set(types) == {"gpu_a10g_spot", "gpu_a100x8"}  # the CPU-0 head runs no worker

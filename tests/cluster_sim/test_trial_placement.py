@@ -11,11 +11,11 @@ import shlex
 
 import pytest
 
-from clasp_dist.cluster import node_type_resources, read_cluster_yaml
+from clasp_dist.training.capacity import node_type_resources, read_cluster_yaml
 from clasp_dist.config import load_config
 from clasp_dist.tuning import trial_resources
 
-from helpers import REPO
+from tests.helpers import REPO
 
 PENDING_TRIALS = 8
 """As many pending 1-GPU trials as the 1-GPU types' max_workers (8 in both YAMLs)."""

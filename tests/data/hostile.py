@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from clasp_dist.data.format import npy_bytes
-from data_helpers import DA, DV, good_members, write_dataset_from_tars
+from tests.data.data_helpers import DA, DV, good_members, write_dataset_from_tars
 
 STEPS = 6
 BOMB_STEPS = 4_000_000

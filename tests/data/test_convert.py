@@ -1,4 +1,4 @@
-"""Converters on small fixtures laid out exactly as the official releases (SPEC 2.1)."""
+"""Converters on small fixtures laid out exactly as the official releases (docs/data.md#make-a-dataset)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from clasp_dist.data import DataError, read_manifest
 from clasp_dist.data.convert import convert_features
 from clasp_dist.data.grid import Grid
 from clasp_dist.data.manifest import final_eval_split
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 
 UNAV = {
     "database": {

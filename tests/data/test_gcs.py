@@ -17,9 +17,9 @@ import pytest
 from clasp_dist.config import StorageConfig
 from clasp_dist.data import StorageError, generate_dataset, read_manifest
 from clasp_dist.data.filesystem import get_arrow_fs, get_fs, storage_errors
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 
-from helpers import free_port
+from tests.helpers import free_port
 
 
 def _emulator(endpoint: str, **kw) -> StorageConfig:
@@ -52,29 +52,12 @@ def test_round_trip_is_byte_identical_through_gcsfs_and_arrow(gcs_bucket, gcs_se
 
 
 def test_prepare_data_writes_to_gs(gcs_bucket, gcs_server):
-    from test_data_jobs import _job
+    from clasp_dist.cli import main as clasp
 
     root = f"{gcs_bucket}/cli"
-    assert (
-        _job("prepare_data")(
-            [
-                "synth",
-                "--out",
-                root,
-                "--profile",
-                "tiny",
-                "--limit-per-split",
-                "2",
-                "--workers",
-                "1",
-                "--quiet",
-                "--gcs-endpoint-url",
-                gcs_server,
-                "--anon",
-            ]
-        )
-        == 0
-    )
+    args = ["data.synth_profile=tiny", "data.synth_limit_per_split=2", "--workers", "1", "--quiet"]
+    storage = [f"storage.gcs_endpoint_url={gcs_server}", "storage.anon=true"]
+    assert clasp(["data", "prepare", "synth", f"data.root={root}", *args, *storage]) == 0
     assert read_manifest(root, _emulator(gcs_server)).splits["test"].videos == 2
 
 
@@ -188,12 +171,12 @@ def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoi
     """`evaluate/predict --checkpoint gs://...`: model.json and weights.pt are fetched, nothing else."""
     import torch
 
-    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
     from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.filesystem import local_copy
-    from clasp_dist.evaluation.distributed import load_for_evaluation
+    from clasp_dist.inference.predict import load_for_evaluation
 
     cfg = load_config(["config=tiny"])
     info = DatasetInfo("tiny", [f"c{i}" for i in range(5)], 16, 8, 25.0, 8, 24)
@@ -270,7 +253,7 @@ def test_refused_user_credentials_on_the_arrow_path(gcs_bucket, gcs_server, toke
 def test_training_with_data_and_checkpoints_on_gcs(ray_session, gcs_bucket, gcs_server, tmp_path):
     """Ray Data reads the shards and Ray Train writes its checkpoints through pyarrow's GcsFileSystem."""
     from clasp_dist.config import load_config
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     storage = [f"storage.gcs_endpoint_url={gcs_server}", "storage.anon=true"]
     cfg_storage = _emulator(gcs_server)

@@ -14,8 +14,8 @@ import pytest
 from clasp_dist.data import DataError, read_manifest, verify_checksums
 from clasp_dist.data.filesystem import get_fs, join
 from clasp_dist.data.index import assign_splits, index_dataset, read_class_list, split_from_name
-from clasp_dist.data.source import iter_local_samples
-from data_helpers import DA, DV, good_members, tar_bytes
+from clasp_dist.data.split_reader import iter_local_samples
+from tests.data.data_helpers import DA, DV, good_members, tar_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import prepare_data  # noqa: E402

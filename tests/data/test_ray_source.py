@@ -10,9 +10,9 @@ import pytest
 from clasp_dist.config import DataConfig
 from clasp_dist.data import generate_dataset, read_manifest
 from clasp_dist.data.batch import collate_rows, iter_train_batches
-from clasp_dist.data.samples import SkipStats
-from clasp_dist.data.source import check_all_seen, iter_local_samples, read_split
-from data_helpers import good_members, one_sample_dataset
+from clasp_dist.data.sample_rows import SkipStats
+from clasp_dist.data.split_reader import check_all_seen, iter_local_samples, read_split
+from tests.data.data_helpers import good_members, one_sample_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

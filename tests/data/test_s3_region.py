@@ -9,7 +9,7 @@ import pytest
 from clasp_dist.config import StorageConfig
 from clasp_dist.data import generate_dataset, read_manifest
 from clasp_dist.data.filesystem import _resolve_region, bucket_region, get_arrow_fs, get_fs
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 
 FAR = "ap-southeast-2"
 

@@ -13,9 +13,9 @@ from clasp_dist.data import DataError, ManifestError, read_manifest, verify_chec
 from clasp_dist.data.grid import I3D_GRID
 from clasp_dist.data.format import VideoSample, check_video_id
 from clasp_dist.data.writer import write_dataset
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 from clasp_dist.data.inspection import inspect_dataset
-from data_helpers import good_members, tar_bytes, write_dataset_from_tars
+from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars
 
 CLASSES = ["a", "b", "c", "d"]
 

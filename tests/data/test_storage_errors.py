@@ -9,7 +9,7 @@ import pytest
 from clasp_dist.config import StorageConfig
 from clasp_dist.data import StorageError, generate_dataset, read_manifest
 
-from helpers import free_port
+from tests.helpers import free_port
 
 
 def test_unreachable_endpoint_fails_fast_with_clear_error(s3_server):

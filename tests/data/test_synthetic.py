@@ -11,7 +11,7 @@ import pytest
 from clasp_dist.config import DataConfig
 from clasp_dist.data import generate_dataset, read_manifest
 from clasp_dist.data.annotations import load_annotations
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 from clasp_dist.data.roots import ensure_dataset
 from clasp_dist.data.synthetic import PROFILES, get_profile, make_class_bank, synthesize_video
 
@@ -169,7 +169,7 @@ def test_agreement_is_necessary():
 
 @pytest.mark.parametrize("name", ["distract", "scarce"])
 def test_harder_profiles_are_harder_and_still_need_agreement(name):
-    """The issue-16 regimes: same features and splits as `small` (scarce: half the training videos), a lower
+    """The harder regimes: same features and splits as `small` (scarce: half the training videos), a lower
     oracle ceiling, and agreement still the best oracle."""
     small, hard = get_profile("small"), get_profile(name)
     assert (hard.visual_dim, hard.audio_dim, hard.grid) == (small.visual_dim, small.audio_dim, small.grid)
@@ -241,7 +241,7 @@ def _small_fingerprint() -> dict[str, str]:
 
 
 def test_small_profile_is_pinned():
-    """`small` is the reference regime: harder profiles are new profiles, `small` stays bit-identical (issue 16)."""
+    """`small` is the reference regime: harder profiles are new profiles, `small` stays bit-identical."""
     assert _small_fingerprint() == {
         "params": "35522fa05a9bc39ebb02cb559f08a38cf4e5316479f01e9c19506f9171cd57c8",
         "bank": "af0c942247d0899201b5a77af9952cf111f355b9a8e518441c300a8e2579b078",

@@ -17,7 +17,7 @@ import webdataset as wds
 
 from clasp_dist.data import read_manifest
 from clasp_dist.data.index import index_dataset
-from clasp_dist.data.source import iter_local_samples
+from clasp_dist.data.split_reader import iter_local_samples
 
 SPLITS = ("train", "validation", "test")
 
@@ -113,12 +113,12 @@ def test_shardwriter_shards_train_for_an_epoch(ray_session, tiny_root, tmp_path)
     """The user's path: tars written by webdataset -> `prepare_data.py index` -> one epoch of training -> test."""
     import sys
 
-    from helpers import REPO, run_cfg
+    from tests.helpers import REPO, run_cfg
 
     sys.path.insert(0, str(REPO / "jobs"))
     import prepare_data
 
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     out = tmp_path / "wds"
     write_with_shardwriter(tiny_root, out, per_shard=4, limit=8)  # 8 videos per split: 2 shards each

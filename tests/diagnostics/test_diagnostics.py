@@ -13,7 +13,7 @@ import torch
 
 from clasp_dist.diagnostics.collector import DiagnosticsCollector
 from clasp_dist.diagnostics.distractors import DistractorRecord
-from clasp_dist.diagnostics.run import diagnose_checkpoint
+from clasp_dist.diagnostics.diagnose import diagnose_checkpoint
 from clasp_dist.diagnostics.sweep import diagnose_sweep
 from clasp_dist.diagnostics.stats import average_precision, class_mean_ap, roc_auc
 from clasp_dist.diagnostics.truth import video_truth
@@ -124,7 +124,7 @@ def test_collector_wiring_with_perfect_outputs():
 # -------------------------------------------------------------------------- distractor record
 def test_distractor_record_regenerates_the_shards(tiny_root):
     from clasp_dist.data.manifest import read_manifest
-    from clasp_dist.data.source import iter_local_samples
+    from clasp_dist.data.split_reader import iter_local_samples
 
     record = DistractorRecord(read_manifest(tiny_root).extra["synth"])
     assert record.reason == ""
@@ -146,10 +146,10 @@ def test_distractor_record_regenerates_the_shards(tiny_root):
 
 # ------------------------------------------------------------------------------- whole tool
 def export_for(root: str, directory, *overrides: str, seed: int = 0):
-    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.training.driver import dataset_info
 
     cfg = load_config(["config=tiny", f"data.root={root}", *overrides])
     info, _ = dataset_info(root, cfg)
@@ -189,7 +189,7 @@ def test_diagnose_checkpoint_full_and_base(tiny_root, tmp_path):
 def test_model_overrides_change_the_model_that_runs(tiny_root, tmp_path):
     """`key=value` overrides reach the model itself (they were once applied to the config after the model was
     built, so `model.*` overrides were silently ignored); one that changes a weight's shape is refused."""
-    from clasp_dist.checkpoint import CheckpointError
+    from clasp_dist.training.checkpoint import CheckpointError
 
     full = str(export_for(tiny_root, tmp_path / "full"))
 

@@ -14,7 +14,7 @@ Follows ActivityNet ``Evaluation/eval_detection.py`` (``compute_average_precisio
   otherwise it visits that video's segments by descending tIoU, stops (false positive) at the first
   below the threshold, skips locked ones, and locks the first free one (true positive);
 - AP: VOC 2011 interpolated precision/recall; a class without predictions scores 0;
-- predictions of a label without ground truth are ignored (SPEC 3; ActionFormer leaves them
+- predictions of a label without ground truth are ignored (docs/evaluation.md; ActionFormer leaves them
   unmapped, UnAV's ``replace`` does the same), and counted here;
 - no cap on predictions per video.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-import clasp_dist.evaluation as evaluation_pkg
+import clasp_dist.inference as inference_pkg
 from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, write_predictions
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, evaluate_detection
 from clasp_dist.evaluation.report import format_table, metrics_dict, write_metrics_json
@@ -114,10 +114,10 @@ def test_cli_usage_errors_and_help():
 
 def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     calls = []
-    fake = types.ModuleType("clasp_dist.evaluation.distributed")
+    fake = types.ModuleType("clasp_dist.inference.predict")
     fake.evaluate_checkpoint = lambda **kw: calls.append(kw)
-    monkeypatch.setitem(sys.modules, "clasp_dist.evaluation.distributed", fake)
-    monkeypatch.setattr(evaluation_pkg, "distributed", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "clasp_dist.inference.predict", fake)
+    monkeypatch.setattr(inference_pkg, "predict", fake, raising=False)
     rc = clasp(
         [
             "evaluate",

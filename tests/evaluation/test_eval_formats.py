@@ -179,7 +179,7 @@ def test_prediction_labels_by_name_or_id_and_errors():
             ]
         }
     }
-    kept = load_predictions(other, names)  # labels that are not classes: ignored and counted (SPEC 3)
+    kept = load_predictions(other, names)  # labels that are not classes: ignored and counted (docs/evaluation.md)
     assert len(kept) == 0 and kept.info["unknown_labels"] == 3 and kept.info["unknown_label_examples"][0] == "cow"
     bad = {"results": {"a": [{"segment": [0, 1], "label": -2, "score": 0.5}]}}
     with pytest.raises(EvaluationInputError, match=r"results\['a'\]\[0\]: label -2 is neither"):

@@ -222,7 +222,7 @@ def test_nan_numbers_stay_errors(entry, pattern):
 
 
 def test_partial_predictions_are_noted_loudly_and_only_predicted_videos_is_opt_in(tmp_path):
-    """Issue 19 item 4: a predictions file for part of a split scores the rest as misses (official), says so,
+    """a predictions file for part of a split scores the rest as misses (official), says so,
     and --only-predicted-videos scores just the listed videos."""
     database = {
         f"v{i}": {

@@ -1,4 +1,4 @@
-"""Segment decoding (SPEC 4.6) on hand-made CAS sequences."""
+"""Segment decoding (docs/model.md) on hand-made CAS sequences."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clasp_dist.config import DecodeConfig
-from clasp_dist.decode import (
+from clasp_dist.inference.segments import (
     decode_outputs,
     find_runs,
     oic_scores,
@@ -214,7 +214,7 @@ def test_onepeace_grid_end_to_end():
 
 @pytest.mark.parametrize("length", [2, 3, 5, 6, 7, 9, 13])
 def test_oic_margins_symmetric_under_mirroring(length):
-    """A run and its mirror image score the same: both margins are floor(0.25 L) (at least 1) steps (issue 16)."""
+    """A run and its mirror image score the same: both margins are floor(0.25 L) (at least 1) steps."""
     rng = np.random.default_rng(length)
     sig = rng.uniform(0, 1, 40)
     s, e = np.array([11]), np.array([11 + length - 1])
@@ -228,7 +228,7 @@ def test_oic_margins_symmetric_under_mirroring(length):
 
 
 def test_exact_duplicate_proposals_removed_before_nms():
-    """A flat-topped event crosses every level at the same steps: one proposal, not nine decayed copies (issue 16)."""
+    """A flat-topped event crosses every level at the same steps: one proposal, not nine decayed copies."""
     cas = np.full((1, 40, 1), LO)
     cas[0, 10:20, 0] = HI
     recs = run(cas, np.array([[HI]]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clasp_dist.config import LossConfig
-from clasp_dist.losses import compute_loss
+from clasp_dist.model.losses import compute_loss
 from clasp_dist.model import ModelOutput
 
 from .helpers import BASE, C, build, batch

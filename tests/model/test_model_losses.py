@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clasp_dist.config import LossConfig
-from clasp_dist.losses import LossMeter, compute_loss
+from clasp_dist.model.losses import LossMeter, compute_loss
 from clasp_dist.model import ModelOutput
 
 

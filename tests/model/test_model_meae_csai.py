@@ -121,7 +121,7 @@ def test_select_anchors_union_and_fallback():
 def test_relative_tau_is_comparable_across_anchor_scores():
     """The default relative floor (min + tau (max - min) per video) picks the same local anchors whether the score
     lives near 0.01 (agreement x confidence early in training) or near 0.99 (agreement alone); an absolute tau
-    gives one no local anchor and the other one per window (issue 16)."""
+    gives one no local anchor and the other one per window."""
     torch.manual_seed(3)
     mask = lengths_mask([32, 20], 32)
     shape = torch.rand(2, 32) ** 4  # peaked: some windows hold no high step
@@ -143,7 +143,7 @@ def test_relative_tau_is_comparable_across_anchor_scores():
 
 def test_thresholded_propagation_compares_same_stream_features():
     """The propagation floor compares a step with the anchor step in the same stream (correlation after a
-    parameter-free LayerNorm), not with the fused anchor feature of another space (issue 16): with two
+    parameter-free LayerNorm), not with the fused anchor feature of another space: with two
     groups of steps, each step keeps only its own group's anchor, whatever the fused bank holds."""
     from clasp_dist.model.atp import same_stream_similarity, thresholded_attend_mask
 

@@ -7,7 +7,7 @@ import time
 import torch
 
 from clasp_dist.config import LossConfig
-from clasp_dist.losses import compute_loss
+from clasp_dist.model.losses import compute_loss
 
 from .helpers import C, DA, DV, build, lengths_mask
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import free_port, port_open
+from tests.helpers import free_port, port_open
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,10 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
+from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
 
-from clasp_dist.checkpoint import CheckpointError  # noqa: E402
+from clasp_dist.training.checkpoint import CheckpointError  # noqa: E402
 from clasp_dist.config import ConfigError, DataConfig  # noqa: E402
 from clasp_dist.data.errors import (
     BadSampleError,
@@ -69,7 +68,7 @@ def case(name: str, **kw):
 
 # ------------------------------------------------------------------------------------- data plane
 def read_split(ctx, cfg=ERROR, split="validation"):
-    from clasp_dist.data.source import iter_local_samples
+    from clasp_dist.data.split_reader import iter_local_samples
 
     return list(
         iter_local_samples(str(ctx["root"]), split, cfg, include_segments=split != "train", stats=ctx.get("stats"))
@@ -330,7 +329,7 @@ def _skip_counted(rows, ctx):
 
 def _with_stats(build):
     def wrapped(tmp):
-        from clasp_dist.data.samples import SkipStats
+        from clasp_dist.data.sample_rows import SkipStats
 
         return {**build(tmp), "stats": SkipStats(split="validation")}
 
@@ -362,7 +361,7 @@ case(
         )
     },
     call=lambda ctx: (
-        __import__("clasp_dist.data.source", fromlist=["x"])
+        __import__("clasp_dist.data.split_reader", fromlist=["x"])
         .iter_local_samples(str(ctx["root"]), "train", ERROR, include_segments=True)
         .__next__()
     ),
@@ -477,7 +476,7 @@ case(
 # -------------------------------------------------------------------------------------- checkpoints
 def checkpoint_dir(tmp: Path, *overrides: str, seed: int = 0) -> Path:
     """A checkpoint/export directory (weights.pt + model.json) of a tiny model, as training writes it."""
-    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
     from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
@@ -511,13 +510,13 @@ def broken_checkpoint(edit):
 
 
 def load_model(ctx):
-    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.training.checkpoint import load_inference_model
 
     return load_inference_model(ctx["dir"])
 
 
 def load_state(ctx):
-    from clasp_dist.checkpoint import load_train_state
+    from clasp_dist.training.checkpoint import load_train_state
 
     return load_train_state(ctx["dir"])
 
@@ -761,7 +760,7 @@ def _unknown_videos_counted(out, ctx):
 def _unknown_labels_ignored_and_counted(out, ctx):
     gt, result = out
     assert result.warnings["unknown_labels"] == 1 and result.warnings["class_without_gt"] == 1
-    assert result.average == pytest.approx(1.0)  # ignored (SPEC 3): the perfect predictions still score 1
+    assert result.average == pytest.approx(1.0)  # ignored (docs/evaluation.md): the perfect predictions still score 1
 
 
 def _cli_unknown_label_noted(proc, ctx):
@@ -915,9 +914,9 @@ case(
 
 def predict(policy: str):
     def call(ctx):
-        from clasp_dist.checkpoint import load_inference_model
+        from clasp_dist.training.checkpoint import load_inference_model
         from clasp_dist.config import from_dict, to_dict
-        from clasp_dist.evaluation.distributed import predict_local
+        from clasp_dist.inference.predict import predict_local
 
         model, cfg, info = load_inference_model(ctx["ckpt"])
         tree = to_dict(cfg)

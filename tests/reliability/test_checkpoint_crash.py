@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, epoch_metrics, run_cfg
+from tests.helpers import REPO, epoch_metrics, run_cfg
 
 from .conftest import registered_checkpoints
 
 CHILD_PRELUDE = """
 import os, shutil, signal, sys
 sys.path.insert(0, {repo!r})
-import clasp_dist.checkpoint as ck
+import clasp_dist.training.checkpoint as ck
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -70,7 +70,7 @@ os.replace = replace
 
 def _fake_checkpoint(directory: Path, seed: int) -> dict:
     """A checkpoint directory as the training loop writes it (weights.pt + model.json), tiny model."""
-    from clasp_dist.checkpoint import save_model_description, save_tensors
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
     from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
@@ -96,7 +96,7 @@ def _run_child(code: str) -> int:
 
 @pytest.mark.parametrize("point", sorted(KILL_POINTS))
 def test_export_killed_midway_keeps_previous_export_loadable(tmp_path, point):
-    from clasp_dist.checkpoint import export_inference, load_inference_model
+    from clasp_dist.training.checkpoint import export_inference, load_inference_model
 
     old_w = _fake_checkpoint(tmp_path / "ckpt_a", seed=1)
     new_w = _fake_checkpoint(tmp_path / "ckpt_b", seed=2)
@@ -119,7 +119,7 @@ def test_export_killed_midway_keeps_previous_export_loadable(tmp_path, point):
 
 def test_tensor_file_killed_mid_write_keeps_previous_file(tmp_path):
     """`save_tensors` (weights.pt, ema.pt, rng_rank*.pt) writes a temporary then renames it."""
-    from clasp_dist.checkpoint import load_tensors, save_tensors
+    from clasp_dist.training.checkpoint import load_tensors, save_tensors
 
     path = tmp_path / "weights.pt"
     save_tensors(path, {"w": torch.ones(1000)})
@@ -146,7 +146,7 @@ def test_torn_checkpoint_directory_is_never_resumed_from_or_chosen(ray_session, 
     directory (ema.pt cut short, no DeepSpeed state, newest timestamp) is left in its storage,
     as a process killed during the upload would leave it. Rerunning the run resumes from the
     registered checkpoint, finishes, and never picks the torn directory."""
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     first = run_training(run_cfg(tmp_path, tiny_root, "train.epochs=1", "run.name=torn"))
     storage = tmp_path / "torn"

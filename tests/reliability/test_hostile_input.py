@@ -1,4 +1,4 @@
-"""The hostile half of the bad-input corpus (issue 17): shards built as an attacker would build them.
+"""The hostile half of the bad-input corpus: shards built as an attacker would build them.
 
 Every root of ``tests/data/hostile.py`` (path traversal, memory bombs, pathological meta.json, values
 that used to pass, duplicates) is refused in every reader with a one-line error naming shard,
@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
-from hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
+from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
+from tests.data.hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
 from clasp_dist.cli import main as clasp  # noqa: E402
 from clasp_dist.cli.common import EXIT_BAD_INPUT  # noqa: E402
 
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
-from clasp_dist.data.samples import SkipStats  # noqa: E402
+from clasp_dist.data.sample_rows import SkipStats  # noqa: E402
 from clasp_dist import quiet_logs  # noqa: E402
 from clasp_dist.quiet_logs import DATA_ERROR_LINE, DataErrorTracebacks, is_noise  # noqa: E402
 
@@ -42,7 +42,7 @@ SHARD = "validation-000000.tar"
 
 
 def _read(root, cfg, stats=None) -> list[dict]:
-    from clasp_dist.data.source import iter_local_samples
+    from clasp_dist.data.split_reader import iter_local_samples
 
     return list(iter_local_samples(str(root), "validation", cfg, include_segments=True, stats=stats))
 
@@ -114,9 +114,9 @@ def test_evaluator_reader_refuses_unsafe_ids(tmp_path):
     """The evaluator's in-process path (`predict_local`, rank-0 validation) reads through the same reader: one
     root of each class is refused with the one-line error; a traversal id is also skipped and counted. (Its Ray
     path reads through the datasource of `test_ray_reader_refuses_every_hostile_root`.)"""
-    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.config import from_dict, to_dict
-    from clasp_dist.evaluation.distributed import predict_local
+    from clasp_dist.inference.predict import predict_local
 
     from .test_bad_input_corpus import checkpoint_dir
 
@@ -191,7 +191,7 @@ def test_many_missing_shards_are_summarised(tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert f"{n} shard(s) missing: gone-000000.tar" in out and "first 5 of 20000" in out
     assert len(out.splitlines()) < 20
-    with caplog.at_level(logging.WARNING, logger="clasp_dist.data.samples"):
+    with caplog.at_level(logging.WARNING, logger="clasp_dist.data.sample_rows"):
         stats = SkipStats(split="validation")
         assert _read(root, SKIP, stats) == [] and stats.skipped == n
     assert len(caplog.records) <= stats.max_messages + 2
@@ -201,7 +201,7 @@ def test_many_missing_shards_are_summarised(tmp_path, capsys, caplog):
 def test_data_error_line_sees_through_ray_wrapping():
     from ray.exceptions import RayTaskError
 
-    from clasp_dist.trainer import data_error_line
+    from clasp_dist.training.driver import data_error_line
 
     cause = BadSampleError("must be a list of integer class ids", shard="s.tar", video_id="v", field="meta.json:labels")
     wrapped = RayTaskError("ReadShard", "Traceback ...\nframes", cause).as_instanceof_cause()
@@ -220,7 +220,7 @@ def test_ray_reader_refuses_every_hostile_root(ray_session, tmp_path):
     row whose message names shard, sample and field; every good video arrives; under `error` the
     first one raises the same message."""
     from clasp_dist.data.batch import iter_train_batches
-    from clasp_dist.data.source import read_split
+    from clasp_dist.data.split_reader import read_split
 
     tars, expected = [], {}
     for i, name in enumerate(sorted(HOSTILE)):
@@ -331,7 +331,7 @@ _CAUSE = (
 _READ_TASK = [
     "\x1b[36mray::ReadShard()\x1b[39m (pid=1078, ip=192.0.2.2)",
     "    for block in block_iter:",
-    '  File "/x/clasp_dist/data/samples.py", line 163, in _labels',
+    '  File "/x/clasp_dist/data/sample_rows.py", line 163, in _labels',
     '    raise bad("meta.json:labels", f"must be a list of integer class ids, got {short_repr(labels)}")',
     _CAUSE,
     "Failed to read stream iteratively after 1/10 attempts (total backoff 0.0s).",
@@ -359,7 +359,7 @@ _SPLIT_COORDINATOR = [
 _TRAIN_WORKER = [
     "Error in training function:",
     "Traceback (most recent call last):",
-    '  File "/x/clasp_dist/train_loop.py", line 195, in _run_epoch',
+    '  File "/x/clasp_dist/training/worker.py", line 195, in _run_epoch',
     "    for batch in batches:",
     "ray.exceptions.RayTaskError(BadSampleError): \x1b[36mray::SplitCoordinator.get()\x1b[39m (pid=1026, ip=192.0.2.2)",
     "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
@@ -370,14 +370,14 @@ _TRAIN_WORKER = [
 _CONTROLLER = [
     "Error in control loop iteration: rank 0: " + _CAUSE.split(": ", 1)[1],
     "Traceback (most recent call last):",
-    '  File "/x/clasp_dist/trainer.py", line 79, in after_exception',
+    '  File "/x/clasp_dist/training/driver.py", line 79, in after_exception',
     '    raise TrainingDataError(f"rank {rank}: {line}")',
-    "clasp_dist.trainer.TrainingDataError: rank 0: " + _CAUSE.split(": ", 1)[1],
+    "clasp_dist.training.driver.TrainingDataError: rank 0: " + _CAUSE.split(": ", 1)[1],
 ]
 _UNEXPECTED = [
     "Error in training function:",
     "Traceback (most recent call last):",
-    '  File "/x/clasp_dist/train_loop.py", line 195, in _run_epoch',
+    '  File "/x/clasp_dist/training/worker.py", line 195, in _run_epoch',
     "    loss = engine.step(batch)",
     "KeyError: 'visual'",
 ]

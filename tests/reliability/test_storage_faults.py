@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 from .conftest import DurableS3, registered_checkpoints, wait_for
 
@@ -52,7 +52,7 @@ def test_s3_server_down_10s_mid_run_reads_are_retried_and_run_completes(ray_sess
     NETWORK_CONNECTION errors with backoff); had they run out, the worker would fail and Ray Train
     would restart it from the epoch-1 checkpoint (max_failures=1). Either way the run completes and
     epoch 1 is never redone."""
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     s3 = DurableS3(Path(tiny_root), "outage", "tiny")
     s3.start()
@@ -90,8 +90,8 @@ def test_s3_server_gone_for_good_fails_clearly_with_a_resumable_checkpoint(ray_s
     that names the endpoint problem, and epoch 1's checkpoint registered and loadable for a rerun."""
     from ray.data import DataContext
 
-    from clasp_dist.checkpoint import load_inference_model, load_train_state
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.checkpoint import load_inference_model, load_train_state
+    from clasp_dist.training.driver import run_training
 
     s3 = DurableS3(Path(tiny_root), "gone", "tiny")
     s3.start()
@@ -120,7 +120,7 @@ def test_s3_server_gone_for_good_fails_clearly_with_a_resumable_checkpoint(ray_s
         outage.join(30)
         s3.kill()
     assert outage.error is None and outage.epochs_at_stop == [0]
-    from clasp_dist.trainer import TrainingError
+    from clasp_dist.training.driver import TrainingError
 
     assert isinstance(info.value, TrainingError), info.value
     message = str(info.value)
@@ -137,7 +137,7 @@ def test_s3_server_gone_for_good_fails_clearly_with_a_resumable_checkpoint(ray_s
 
 # ------------------------------------------------------------------------------ unwritable storage
 def _assert_fails_before_training(cfg, tmp_path, *patterns, limit_s: float = 30):
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     started = time.time()
     with pytest.raises(OSError) as info:

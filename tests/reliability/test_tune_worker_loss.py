@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import epoch_metrics
+from tests.helpers import epoch_metrics
 
 from .conftest import kill_train_worker, registered_checkpoints, wait_for
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 from .conftest import kill_train_worker, registered_checkpoints, wait_for
 
@@ -49,7 +49,7 @@ class Killer(threading.Thread):
 
 
 def test_train_worker_killed_mid_epoch_resumes_and_matches_uninterrupted_run(ray_session, tiny_root, tmp_path):
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     base = run_training(run_cfg(tmp_path, tiny_root, *COMMON, "run.name=uninterrupted"))
 
@@ -67,7 +67,7 @@ def test_train_worker_killed_mid_epoch_resumes_and_matches_uninterrupted_run(ray
     redone = epoch_metrics(killed.run_dir)[-1]
     assert redone["loss"] == pytest.approx(base_epochs[-1]["loss"], rel=1e-3)
     assert redone["global_step"] == base_epochs[-1]["global_step"]
-    from clasp_dist.checkpoint import load_tensors
+    from clasp_dist.training.checkpoint import load_tensors
 
     w_base, w_killed = (load_tensors(s.export_dir / "weights.pt") for s in (base, killed))
     worst = max(float((w_base[k].float() - w_killed[k].float()).abs().max()) for k in w_base)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cfg
+from tests.helpers import run_cfg
 
 
 @pytest.fixture(scope="session")
 def tiny_run(ray_session, tiny_root, tmp_path_factory):
     """One complete 2-epoch training run on `tiny` (shared by the tests that need a trained run)."""
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     return run_training(run_cfg(tmp_path_factory.mktemp("tiny_run"), tiny_root))

@@ -19,7 +19,7 @@ def main(out_dir: str, data_root: str, extra: list[str]) -> None:
     from ray.cluster_utils import Cluster
 
     from clasp_dist.config import load_config
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     node = {"num_cpus": 2, "object_store_memory": 128 * 1024**2}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from clasp_dist.data.grid import Grid
-from helpers import REPO, run_cfg
+from tests.helpers import REPO, run_cfg
 
 GRID = Grid(fps=15.0, feat_stride=16, window=16)
 CLASSES = ("Archery", "Playing violin", "Zumba")
@@ -56,7 +56,7 @@ def test_official_shaped_activitynet_runs_to_metrics_json(ray_session, tmp_path)
     import prepare_data
 
     from clasp_dist.data import read_manifest
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     doc = official_shaped()
     (tmp_path / "activity_net.v1-3.min.json").write_text(json.dumps(doc))

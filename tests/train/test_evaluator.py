@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, job_env
+from tests.helpers import REPO, job_env
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +17,8 @@ def test_distributed_matches_single_process(tiny_run, tiny_root):
     """Every video exactly once, and the same segments and mAP as the same predictor run in-process."""
     from dataclasses import replace
 
-    from clasp_dist.checkpoint import load_inference_model
-    from clasp_dist.evaluation.distributed import predict_local, predict_split, score
+    from clasp_dist.training.checkpoint import load_inference_model
+    from clasp_dist.inference.predict import predict_local, predict_split, score
 
     model, cfg, info = load_inference_model(tiny_run.export_dir)
     weights = model.state_dict()
@@ -40,9 +40,9 @@ def test_count_check_refuses_a_short_split(tiny_run, tiny_root, tmp_path):
     """A manifest that promises more videos than the shards hold is an error, not a quieter mAP."""
     import shutil
 
-    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.data.errors import DataError
-    from clasp_dist.evaluation.distributed import predict_split
+    from clasp_dist.inference.predict import predict_split
 
     root = tmp_path / "short"
     shutil.copytree(tiny_root, root)
@@ -85,9 +85,9 @@ def test_skip_policy_on_the_evaluation_path(tiny_run, tiny_root, tmp_path):
     import shutil
     from dataclasses import replace
 
-    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.data.errors import BadSampleError, TooManySkippedError
-    from clasp_dist.evaluation.distributed import predict_local, predict_split, score
+    from clasp_dist.inference.predict import predict_local, predict_split, score
 
     root = tmp_path / "bad"
     shutil.copytree(tiny_root, root)
@@ -115,7 +115,7 @@ def test_skip_policy_on_the_evaluation_path(tiny_run, tiny_root, tmp_path):
 
 
 def test_evaluate_and_predict_clis_on_a_checkpoint(tiny_run, tiny_root, tmp_path):
-    from clasp_dist.evaluation.distributed import evaluate_checkpoint
+    from clasp_dist.inference.predict import evaluate_checkpoint
 
     again = evaluate_checkpoint(str(tiny_run.export_dir), tiny_root, "test")  # checkpoint mode = the run's number
     assert again.average == pytest.approx(tiny_run.metrics["test"]["average"], abs=1e-9)

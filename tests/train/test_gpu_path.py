@@ -1,4 +1,4 @@
-"""The CUDA path, proven on CPU where CPU can show it (issue 18): bf16 through a real DeepSpeed engine,
+"""The CUDA path, proven on CPU where CPU can show it: bf16 through a real DeepSpeed engine,
 DeepSpeed's accelerator chosen per worker, collectives on the worker's device, batch arithmetic of every
 documented command checked on the driver, validation that never asks for a GPU held by training."""
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from clasp_dist.config import load_config
-from clasp_dist.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
+from clasp_dist.training.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
 
-from helpers import REPO, TINY, free_port
+from tests.helpers import REPO, TINY, free_port
 
 DOC_FILES = [
     REPO / "README.md",
@@ -61,7 +61,7 @@ def test_documented_worker_counts_fit_the_presets(preset, workers, source):
 def test_gpu_presets_keep_the_per_gpu_batch_on_any_worker_count(preset, workers):
     """16 videos per GPU on any cluster: the global batch grows with it, the lr by sqrt of the growth (1 GPU: the
     preset's own batch and lr)."""
-    from clasp_dist.engine import scaled_lr
+    from clasp_dist.training.engine import scaled_lr
 
     cfg = load_config([f"config={preset}"])
     plan = plan_batches(cfg, workers)
@@ -98,7 +98,7 @@ def test_dry_run_refuses_batch_arithmetic_that_does_not_work_out(capsys):
 def test_batch_arithmetic_is_refused_on_the_driver_before_ray(tmp_path):
     """A fixed global batch of 16 (deepspeed.grad_accum=0) with micro 16 and 8 workers fails in run_training
     before Ray or data is touched."""
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     cfg = load_config(
         [
@@ -122,7 +122,7 @@ def test_gpu_bench_trains_what_the_issue_asks_and_fits_the_checks(workers):
     """bench/gpu_step.py's device run: unav100_i3d, bf16, ZeRO-2 on GPUs, the batch arithmetic valid, validation
     in-process while training holds the GPUs, the test pass on half a GPU after it."""
     from bench.gpu_step import overrides, parse_args
-    from clasp_dist.train_loop import validation_config, validation_mode
+    from clasp_dist.training.worker import validation_config, validation_mode
 
     cfg = load_config(overrides(parse_args([]), workers, "/data/i3d", cpus=16))
     assert cfg.model.d_model == 512 and cfg.deepspeed.bf16 and engine_zero_stage(cfg) == 2 and cfg.train.use_gpu
@@ -136,7 +136,7 @@ def test_gpu_bench_cpu_check_leaves_cpus_for_validation(workers):
     """`bench/gpu_step.py --cpu` on 2 cores stalled at its first validation: the worker (1 CPU) and the evaluator
     actor (1 CPU) held both, so the evaluator's read tasks never ran. Now workers + actor + reads fit."""
     from bench.gpu_step import overrides, parse_args
-    from clasp_dist.train_loop import validation_mode
+    from clasp_dist.training.worker import validation_mode
     from clasp_dist.tuning import TRIAL_CPU, cpus_per_trial
 
     cfg = load_config(overrides(parse_args(["--cpu"]), workers, "/data/i3d", cpus=2))
@@ -168,7 +168,7 @@ def test_init_ray_ships_no_accelerator_to_workers():
 
 
 def test_collective_tensors_live_on_the_workers_device():
-    from clasp_dist.train_loop import collective_tensor
+    from clasp_dist.training.worker import collective_tensor
 
     for device in (torch.device("cpu"), torch.device("meta")):  # meta stands in for a device that is not cpu
         tensor = collective_tensor([7], device)
@@ -186,7 +186,7 @@ def test_bf16_accumulates_gradients_in_fp32_at_every_stage():
 
 
 def test_validation_during_gpu_training_requests_no_gpu():
-    from clasp_dist.train_loop import validation_config, validation_mode
+    from clasp_dist.training.worker import validation_config, validation_mode
 
     cfg = load_config(["train.use_gpu=true", "eval.actor_num_gpus=0.2"])
     assert validation_mode(cfg) == "in-process"
@@ -198,8 +198,8 @@ def test_validation_during_gpu_training_requests_no_gpu():
 def test_in_process_validation_scores_every_video(tiny_root):
     """What rank 0 runs while the workers hold GPUs: the evaluator's predictor in-process, no Ray."""
     from clasp_dist.model import build_model
-    from clasp_dist.train_loop import LoopContext, validate
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.training.worker import LoopContext, validate
+    from clasp_dist.training.driver import dataset_info
 
     cfg = load_config(TINY + [f"data.root={tiny_root}", "train.use_gpu=true", "eval.actor_num_gpus=0.5"])
     info, manifest = dataset_info(tiny_root, cfg)
@@ -245,10 +245,10 @@ def _two_steps(tiny_root: str, *extra: str):
     own epoch function. Returns (engine, ema, initial EMA shadow, epoch stats, cfg, dataset info)."""
     from clasp_dist.model import build_model
     from clasp_dist.data.batch import collate_rows
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine
-    from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.training.engine import build_engine
+    from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     cfg = load_config(
         TINY
@@ -293,8 +293,8 @@ def _two_steps(tiny_root: str, *extra: str):
 def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, tiny_root, stage):
     """A real DeepSpeed engine with bf16 (parameters bf16, buffers fp32), two optimizer steps through the
     loop's own epoch function; EMA and exported weights come from the fp32 masters, not the bf16 copy."""
-    from clasp_dist.engine import fp32_weights
-    from clasp_dist.train_loop import _inference_weights
+    from clasp_dist.training.engine import fp32_weights
+    from clasp_dist.training.worker import _inference_weights
 
     engine, ema, _, _, _ = _two_steps(tiny_root, "deepspeed.bf16=true", f"deepspeed.zero_stage={stage}")
     assert engine.module.encoder.pos_table.dtype == torch.float32  # DeepSpeed leaves buffers alone...
@@ -313,9 +313,9 @@ def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, 
 @pytest.mark.slow
 def test_zero3_ema_and_export_are_whole_fp32_weights(gloo_world_of_one, tiny_root):
     """ZeRO-3 partitions the module: the EMA (every step here) and the export still hold every weight whole."""
-    from clasp_dist.checkpoint import check_weights_match
+    from clasp_dist.training.checkpoint import check_weights_match
     from clasp_dist.model import build_model
-    from clasp_dist.train_loop import _inference_weights
+    from clasp_dist.training.worker import _inference_weights
 
     engine, ema, _, cfg, info = _two_steps(
         tiny_root, "deepspeed.bf16=true", "deepspeed.zero_stage=3", "optim.ema_every=1"

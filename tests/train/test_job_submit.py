@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, epoch_metrics, free_port, job_env
+from tests.helpers import REPO, epoch_metrics, free_port, job_env
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import epoch_metrics, job_env, run_job
+from tests.helpers import epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 

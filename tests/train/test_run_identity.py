@@ -9,7 +9,7 @@ import time
 import pytest
 
 from clasp_dist.config import ConfigError, load_config
-from clasp_dist.run_identity import (
+from clasp_dist.training.run_identity import (
     Difference,
     RunIdentityError,
     check_resume_changes,
@@ -17,7 +17,7 @@ from clasp_dist.run_identity import (
     dataset_differences,
 )
 
-from helpers import epoch_metrics, run_cfg
+from tests.helpers import epoch_metrics, run_cfg
 
 
 def _differences(*overrides: str) -> list[Difference]:
@@ -93,7 +93,7 @@ def test_rerun_with_other_settings_is_refused_and_leaves_the_run_alone(tiny_run)
     """The issue's example: same run name, another dataset root and lr. Refused before anything starts;
     config.yaml and the epoch log are untouched."""
     from clasp_dist.config import load_saved_config, to_dict
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     run_dir = tiny_run.run_dir
     before = {name: (run_dir / name).read_text() for name in ("config.yaml", "metrics.jsonl")}
@@ -111,7 +111,7 @@ def test_rerun_with_other_settings_is_refused_and_leaves_the_run_alone(tiny_run)
 @pytest.mark.slow
 def test_finished_run_says_so_and_trains_nothing(tiny_run):
     from clasp_dist.config import load_saved_config
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     lines: list[str] = []
     started = time.time()
@@ -128,7 +128,7 @@ def test_trained_run_without_its_test_pass_only_evaluates(tiny_run):
     """Every epoch trained but metrics.json missing (killed during the test pass): the rerun evaluates the
     best registered checkpoint on test and trains nothing."""
     from clasp_dist.config import load_saved_config
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     run_dir = tiny_run.run_dir
     saved_metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -142,7 +142,8 @@ def test_trained_run_without_its_test_pass_only_evaluates(tiny_run):
 
 @pytest.mark.slow
 def test_gpu_request_without_gpus_fails_at_once(ray_session, tiny_root, tmp_path):
-    from clasp_dist.trainer import UnsatisfiableRequestError, run_training
+    from clasp_dist.training.driver import run_training
+    from clasp_dist.training.preflight import UnsatisfiableRequestError
 
     started = time.time()
     with pytest.raises(UnsatisfiableRequestError, match=r"train.use_gpu=true asks for 1 GPU.*can reach 0"):
@@ -165,7 +166,7 @@ def test_cpu_request_that_starves_validation_or_reads_is_refused(overrides, cpus
     """Train workers that hold every CPU leave none for the evaluator that validation starts beside them (CPU), or
     for the read tasks that feed them (CPU and GPU): the run would wait forever, so it is refused before anything
     is requested."""
-    from clasp_dist.trainer import cpu_shortfall
+    from clasp_dist.training.preflight import cpu_shortfall
 
     cfg = load_config(["config=tiny", *overrides])
     problem = cpu_shortfall(cfg, cpus, "the test")
@@ -180,7 +181,7 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
     """`clasp train` with the run's own config.yaml and another lr: exit 2 (bad input), the message, no traceback."""
     import sys
 
-    from helpers import job_env, run_job
+    from tests.helpers import job_env, run_job
 
     from clasp_dist.cli.common import EXIT_BAD_INPUT
 
@@ -199,7 +200,7 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
 
 
 def test_finished_message_names_the_final_split(tmp_path):
-    from clasp_dist.run_identity import finished_message
+    from clasp_dist.training.run_identity import finished_message
 
     cfg = load_config(["config=tiny"])
     anet = finished_message(cfg, tmp_path, 2, {"final": {"split": "validation", "average": 0.25}})

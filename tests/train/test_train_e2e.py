@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, epoch_metrics, job_env, registered_checkpoints, run_cfg, run_job, train_command
+from tests.helpers import REPO, epoch_metrics, job_env, registered_checkpoints, run_cfg, run_job, train_command
 
 pytestmark = pytest.mark.slow
 
 
 def test_embedded_pipeline_writes_a_complete_run_directory(tiny_run, tiny_root):
-    from clasp_dist.checkpoint import load_inference_model
+    from clasp_dist.training.checkpoint import load_inference_model
 
     summary = tiny_run
     run_dir = summary.run_dir
@@ -78,8 +78,8 @@ def test_training_never_reads_training_segments_and_is_reproducible(ray_session,
     checks both (a mismatch means segments were read or a run is not deterministic: the message says so)."""
     import shutil
 
-    from clasp_dist.checkpoint import load_tensors
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.checkpoint import load_tensors
+    from clasp_dist.training.driver import run_training
 
     scrambled = tmp_path / "scrambled"
     shutil.copytree(tiny_root, scrambled)
@@ -147,9 +147,9 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
 
 def test_rerun_with_a_different_model_under_the_same_name_is_refused(tiny_run, tiny_root):
     """Resuming is by run name; a changed model would load the wrong shapes, so it fails up front."""
-    from clasp_dist.checkpoint import CheckpointError
+    from clasp_dist.training.checkpoint import CheckpointError
     from clasp_dist.config import load_saved_config, to_dict, from_dict
-    from clasp_dist.trainer import run_training
+    from clasp_dist.training.driver import run_training
 
     saved = load_saved_config(tiny_run.run_dir / "config.yaml")
     tree = to_dict(saved)

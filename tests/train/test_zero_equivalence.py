@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import TINY, free_port
+from tests.helpers import TINY, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +43,10 @@ def _rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine, fp32_weights, plan_batches
-    from clasp_dist.train_loop import LoopContext, _run_epoch, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.training.engine import build_engine, fp32_weights, plan_batches
+    from clasp_dist.training.worker import LoopContext, _run_epoch, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     _join_gloo(rank, port)
     results = {}
@@ -118,7 +118,7 @@ class FullWeightsEMA:
     (what the training loop did before its EMA kept to each rank's own partition)."""
 
     def __init__(self, module, decay: float):
-        from clasp_dist.engine import fp32_weights
+        from clasp_dist.training.engine import fp32_weights
 
         self.read, self.decay, self.steps = fp32_weights, decay, 0
         self.shadow = {k: v.clone() for k, v in fp32_weights(module).items()}
@@ -161,11 +161,11 @@ def _ema_rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
 
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
-    from clasp_dist.data.source import iter_local_samples
-    from clasp_dist.engine import build_engine, plan_batches
+    from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.training.engine import build_engine, plan_batches
     from clasp_dist.model import build_model
-    from clasp_dist.train_loop import LoopContext, _run_epoch, build_ema, seed_everything
-    from clasp_dist.trainer import dataset_info
+    from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema, seed_everything
+    from clasp_dist.training.driver import dataset_info
 
     _join_gloo(rank, port)
     cfg = load_config(

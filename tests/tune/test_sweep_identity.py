@@ -22,7 +22,7 @@ from clasp_dist.tuning import (
     trial_demand,
 )
 
-from helpers import REPO, job_env
+from tests.helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]
 

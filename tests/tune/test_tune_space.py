@@ -18,7 +18,7 @@ from clasp_dist.tuning import (
     validate_space,
 )
 
-from helpers import REPO, job_env
+from tests.helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]
 

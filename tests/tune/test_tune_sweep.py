@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, epoch_metrics, job_env, run_job
+from tests.helpers import REPO, epoch_metrics, job_env, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_killed_ablation_sweep_resumes_and_writes_results_and_a_trainable_best_c
     # best.yaml is the winning trial's trained configuration: no difference that changes a number (run names,
     # paths and display settings are operational, as a resumed run sees them)
     from clasp_dist.config import load_config, load_saved_config
-    from clasp_dist.run_identity import config_differences
+    from clasp_dist.training.run_identity import config_differences
 
     winner = max(rows, key=lambda r: float(r["val_average"]))
     best = load_config([f"config={sweep_dir / 'best.yaml'}"])

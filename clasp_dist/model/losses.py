@@ -1,4 +1,4 @@
-"""CLASP training loss (SPEC 4.2, 4.5): L = L_base + lambda_p * L_prop.
+"""CLASP training loss (docs/model.md): L = L_base + lambda_p * L_prop.
 
 L_base = BCE(video_a, y) + BCE(video_v, y) on the base MIL video logits; L_prop is the same on the
 refined video logits (0 when ATP is off). With unimodal MEAE heads, L += lambda_u * L_uni, the same
@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config.schema import LossConfig
-from .model.output import ModelOutput
+from ..config.schema import LossConfig
+from .output import ModelOutput
 
 
 def _bce(logits: Tensor, labels: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Weak predictions -> timed segments (SPEC 4.6), numpy only.
+"""Weak predictions -> timed segments (docs/model.md), numpy only.
 
 Per video: class scores p_c = sqrt(p_a' p_v') from the final video logits (decode.video_score=base: from the
 base heads'); keep classes with p_c >= class_threshold (at most max_classes, at least the top one). For each
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config.schema import DecodeConfig
+from ..config.schema import DecodeConfig
 
 
 def _np(x) -> np.ndarray:
@@ -179,7 +179,7 @@ def decode_video(
 
 
 def decode_outputs(out, mask, video_ids: Sequence[str], step_s, offset_s, durations, cfg: DecodeConfig) -> list[dict]:
-    """ModelOutput of a batch -> list of dict(video_id, label, t_start, t_end, score) (SPEC 4.6).
+    """ModelOutput of a batch -> list of dict(video_id, label, t_start, t_end, score) (docs/model.md).
 
     step_s, offset_s, durations: per-video sequences/arrays/tensors [B] or scalars.
     """

@@ -28,16 +28,16 @@ import numpy as np
 import torch
 
 from .checkpoint import TrainState, restore_checkpoint, restore_rng, save_checkpoint
-from .config import Config, from_dict
-from .data.batch import iter_train_batches
-from .data.manifest import DatasetInfo
-from .quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
+from ..config import Config, from_dict
+from ..data.batch import iter_train_batches
+from ..data.manifest import DatasetInfo
+from ..quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
 from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
 from .ema import EMA, ema_interval
-from .evaluation.distributed import evaluate_weights, predict_local, score
-from .losses import LossMeter, compute_loss
-from .model import build_model
-from .run_files import publish_run_files, restore_run_files
+from ..inference.predict import evaluate_weights, predict_local, score
+from ..model.losses import LossMeter, compute_loss
+from ..model import build_model
+from .publish import publish_run_files, restore_run_files
 
 NOT_VALIDATED = -1.0
 """val_average reported for epochs without validation (ranks them below every validated checkpoint)."""

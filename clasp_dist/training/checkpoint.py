@@ -27,9 +27,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .config import Config, ConfigError, apply_overrides, from_dict, to_dict
-from .data.manifest import DatasetInfo
-from .model import build_model
+from ..config import Config, ConfigError, apply_overrides, from_dict, to_dict
+from ..data.manifest import DatasetInfo
+from ..model import build_model
 
 FORMAT_VERSION = 1
 DS_SUBDIR, DS_TAG = "deepspeed", "state"

@@ -1,7 +1,7 @@
 """Reading a split: Ray Data streaming (``read_split``) and a Ray-free reader (``iter_local_samples``).
 
 Both read the shards the manifest lists (never a directory listing) and run every sample through
-the same :class:`~clasp_dist.data.samples.SampleDecoder`, for local roots and ``s3://`` alike.
+the same :class:`~clasp_dist.data.sample_rows.SampleDecoder`, for local roots and ``s3://`` alike.
 
 Rows (docs/CONTRACTS.md): ``video_id``, ``visual`` float16 ``[T, Dv]``, ``audio`` float16 ``[T, Da]``,
 ``labels`` int64 ``[n]``, ``duration``, ``num_steps``, ``fps``, ``feat_stride``, ``window``, ``error``
@@ -29,7 +29,7 @@ from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
 from .manifest import Manifest, read_manifest
-from .samples import SampleDecoder, SkipStats
+from .sample_rows import SampleDecoder, SkipStats
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
@@ -162,11 +162,11 @@ def decode_shard(decoder: SampleDecoder, fileobj, path: str, expected: Optional[
 
 
 def _read_concurrency(num_paths: int) -> int | None:
-    """Concurrent read tasks (:func:`clasp_dist.cluster.read_task_limit`), sized from what the cluster can grow
+    """Concurrent read tasks (:func:`clasp_dist.training.capacity.read_task_limit`), sized from what the cluster can grow
     to, so that the reads of a run started on a CPU-0 head spread over the GPU nodes that join later."""
     import ray
 
-    from ..cluster import growable_resources, read_task_limit
+    from ..training.capacity import growable_resources, read_task_limit
 
     if not ray.is_initialized():
         return read_task_limit(num_paths, {"CPU": os.cpu_count() or 1})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Config
+from ..config import Config
 
 
 @dataclass(frozen=True)

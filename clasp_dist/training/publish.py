@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .data.filesystem import get_fs, join
+from ..data.filesystem import get_fs, join
 
 
 def run_storage_dir(cfg) -> str | None:

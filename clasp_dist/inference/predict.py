@@ -1,6 +1,6 @@
 """Distributed evaluator: Ray Data `map_batches` over an actor pool that loads the model once per actor.
 
-Every video of the split is predicted exactly once (``data.source.check_all_seen`` against the manifest;
+Every video of the split is predicted exactly once (``data.split_reader.check_all_seen`` against the manifest;
 with ``data.bad_sample_policy=skip`` the skipped bad samples are counted, bounded and reported),
 decoded to segments on the actors, and scored on the driver with the ActivityNet-exact metric.
 `predict_local` runs the very same predictor in this process, for checks and small jobs.
@@ -17,19 +17,19 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..checkpoint import check_weights_match, load_inference_model
+from ..training.checkpoint import check_weights_match, load_inference_model
 from ..config import Config, from_dict, to_dict
 from ..data.batch import batch_from_columns
 from ..data.filesystem import local_copy
 from ..data.manifest import DatasetInfo, read_manifest
 from ..data.roots import ensure_dataset
-from ..data.samples import SkipStats
-from ..data.source import check_all_seen, iter_local_samples, read_split
-from ..decode import decode_outputs
+from ..data.sample_rows import SkipStats
+from ..data.split_reader import check_all_seen, iter_local_samples, read_split
+from .segments import decode_outputs
 from ..model import build_model
-from .formats import ground_truth_from_metas, protocol_thresholds, write_predictions
-from .metric import Segments, evaluate_detection
-from .report import write_metrics_json
+from ..evaluation.formats import ground_truth_from_metas, protocol_thresholds, write_predictions
+from ..evaluation.metric import Segments, evaluate_detection
+from ..evaluation.report import write_metrics_json
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
 def _check_exactly_once(
     videos: list[VideoPrediction], skip_messages: list[str], root: str, split: str, cfg: Config
 ) -> int:
-    """Every video of the split exactly once (``data.source.check_all_seen``). Under
+    """Every video of the split exactly once (``data.split_reader.check_all_seen``). Under
     ``bad_sample_policy=skip`` the videos not predicted are the skipped ones: counted, bounded by
     ``data.max_skipped_fraction`` and reported, as on the training path. Returns the skipped count."""
     expected = expected_videos(root, split, cfg)

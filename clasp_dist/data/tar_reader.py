@@ -1,8 +1,8 @@
-"""Bounded reading of shard tars into raw samples: the one tar reader of both readers (SPEC 2.2).
+"""Bounded reading of shard tars into raw samples: the one tar reader of both readers (docs/data.md#format).
 
 :func:`iter_tar_samples` groups a tar stream's members into WebDataset-style raw samples
 (``__key__``, ``__url__``, one bytes value per member suffix). It is used by the Ray-free reader, by
-``inspect_data`` and, through :mod:`clasp_dist.data.source`'s datasource, by the Ray Data reader.
+``inspect_data`` and, through :mod:`clasp_dist.data.split_reader`'s datasource, by the Ray Data reader.
 It bounds memory before reading anything:
 
 * a shard must be an uncompressed tar: a gzip/bzip2/xz/zstd/lz4 stream is refused (the tar is
@@ -75,7 +75,8 @@ class _Sniffed:
         for magic, kind in _COMPRESSED:
             if magic.match(self.head):
                 raise BadShardError(
-                    f"{kind}-compressed shard refused: shards are uncompressed tar files (SPEC 2.2)", shard=shard
+                    f"{kind}-compressed shard refused: shards are uncompressed tar files (docs/data.md#format)",
+                    shard=shard,
                 )
 
     def read(self, size: int = -1) -> bytes:
@@ -203,10 +204,10 @@ _EXTRA = "extra member"
 def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, strict_members: bool) -> Optional[str]:
     """Why this member's data must not be read (None = read it; ``_EXTRA`` = another member, skipped)."""
     if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
-        return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (SPEC 2.2)"
+        return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (docs/data.md#format)"
     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = _TYPE_NAMES.get(info.type, f"type {info.type!r}")
-        return f"tar member is a {kind}, not a regular file (SPEC 2.2)"
+        return f"tar member is a {kind}, not a regular file (docs/data.md#format)"
     if suffix not in MEMBERS and not strict_members:
         return _EXTRA
     if suffix not in MEMBERS:

@@ -1,6 +1,6 @@
 """Decoding and validating one shard sample; shared by the Ray Data source and the Ray-free reader.
 
-:class:`SampleDecoder` takes a raw sample dict from :func:`~clasp_dist.data.tario.iter_tar_samples`
+:class:`SampleDecoder` takes a raw sample dict from :func:`~clasp_dist.data.tar_reader.iter_tar_samples`
 (``__key__``, ``__url__``, one bytes value per member suffix and, for problems found while reading
 the tar, ``__problem__``) and returns a typed row. Nothing is ever unpickled and nothing is
 allocated before it is bounded: ``.npy`` headers are parsed first (float dtype, ``[T, D]`` shape,
@@ -9,7 +9,7 @@ duration gives on the manifest's grid (tolerance ``max(step_tolerance, step_tole
 steps)``, defaults 8 steps / 10 %), and only then is the array viewed and cast to float16; the
 finiteness check runs after the cast.
 
-Every ``meta.json`` field is checked against SPEC 2.2 without coercion: ``video_id`` equals the tar
+Every ``meta.json`` field is checked against the shard format (docs/data.md#format) without coercion: ``video_id`` equals the tar
 key and is a safe id (:func:`~clasp_dist.data.format.unsafe_id_reason`, the writer's rule),
 ``duration`` and ``fps`` finite numbers > 0, ``fps``/``feat_stride``/``window`` equal to the
 manifest's grid, ``labels`` sorted distinct integer class ids, ``segments`` (evaluation only)
@@ -37,7 +37,7 @@ import numpy as np
 from .errors import BadSampleError, TooManySkippedError, short_repr
 from .grid import Grid
 from .format import MEMBERS, is_finite_number, is_int, unsafe_id_reason
-from .tario import iter_tar_samples
+from .tar_reader import iter_tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class SampleDecoder:
         try:
             reason = unsafe_id_reason(key)
             if reason is not None:
-                raise bad("key", f"unsafe video id/key ({reason}); refused by every reader (SPEC 2.2)")
+                raise bad("key", f"unsafe video id/key ({reason}); refused by every reader (docs/data.md#format)")
             if "__problem__" in sample:
                 raise bad(*sample["__problem__"])
             for missing in [m for m in MEMBERS if m not in sample]:
@@ -163,7 +163,7 @@ class SampleDecoder:
 
     # ------------------------------------------------------------------------------------- parts
     def _meta(self, raw: bytes, key: str, bad) -> dict:
-        """Every field of SPEC 2.2 checked for type and range; nothing is coerced."""
+        """Every field of the shard format checked for type and range; nothing is coerced."""
         try:
             meta = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -201,7 +201,9 @@ class SampleDecoder:
         if any(not 0 <= c < self.num_classes for c in labels):
             raise bad("meta.json:labels", f"class id out of range [0, {self.num_classes}): {short_repr(labels)}")
         if any(a >= b for a, b in zip(labels, labels[1:])):
-            raise bad("meta.json:labels", f"must be sorted without repeats (SPEC 2.2), got {short_repr(labels)}")
+            raise bad(
+                "meta.json:labels", f"must be sorted without repeats (docs/data.md#format), got {short_repr(labels)}"
+            )
         return np.asarray(labels, dtype=np.int64).reshape(-1)  # [n]
 
     def _segments(self, segments: Any, bad) -> str:
@@ -228,7 +230,7 @@ class SampleDecoder:
         return json.dumps(segments)
 
     def _expected_steps(self, meta: dict, bad) -> tuple[int, int]:
-        """(steps the duration gives on the grid, allowed difference): SPEC 2.2's step count rule."""
+        """(steps the duration gives on the grid, allowed difference): the shard format's step-count rule."""
         grid = Grid(meta["fps"], meta["feat_stride"], meta["window"])
         if not math.isfinite(meta["duration"] * grid.fps):
             raise bad("meta.json:duration", f"{meta['duration']!r} s at {grid.fps!r} fps is not a finite frame count")

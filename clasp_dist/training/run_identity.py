@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, parse_model_description
-from .config import Config, ConfigError, flatten, to_dict
-from .data.filesystem import get_arrow_fs, join
+from ..config import Config, ConfigError, flatten, to_dict
+from ..data.filesystem import get_arrow_fs, join
+from .preflight import storage_uri
 
 OPERATIONAL = (
     "run.name",
@@ -160,8 +161,6 @@ def registered_result(cfg: Config):
 
     import pyarrow.fs as pafs
     from ray.train import Result
-
-    from .trainer import storage_uri  # cycle: trainer imports this module
 
     fs, base = get_arrow_fs(storage_uri(cfg), cfg.storage)
     path = join(base, cfg.run.name)

@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from ..data.batch import collate_rows
 from ..data.manifest import read_manifest
-from ..data.source import iter_local_samples
+from ..data.split_reader import iter_local_samples
 from ..data.roots import ensure_dataset
-from ..evaluation.distributed import chunks, load_for_evaluation
+from ..inference.predict import chunks, load_for_evaluation
 from .collector import Diagnostics, DiagnosticsCollector, class_signal
 from .distractors import DistractorRecord
 from .truth import CATEGORIES, VideoTruth, video_truth

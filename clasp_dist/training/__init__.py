@@ -1,0 +1,1 @@
+"""Training: the driver, the worker loop, the DeepSpeed engine, checkpoints, EMA and run identity."""
