@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from .common import EXIT_OK, EXIT_PROBLEMS, CommandError, add_overrides, load_cfg, require_data_root
+from .common import EXIT_OK, EXIT_PROBLEMS, add_overrides, load_cfg, require_data_root
 
 SUMMARY = "build (prepare), index or check (inspect) a shard dataset at data.root=ROOT"
 SECTIONS = ("data", "storage")
@@ -29,13 +29,20 @@ PREPARE_DESCRIPTION = f"""Build a shard dataset (docs/data.md) at data.root=ROOT
   unav100  the official UnAV-100 feature release (--annotations, --features, --feature-set)
   anet13   ActivityNet 1.3 features (--annotations, --features, --fps, --feat-stride, --window)
 
+unav100/anet13 feature files (a local folder, s3:// or gs://) named otherwise than the release's:
+--prefix P before the video id, --visual-suffix S / --audio-suffix S per stream (repeat one to concatenate
+several files), or --combined-suffix S --split-dim DV for one file per video holding visual then audio;
+--classes FILE gives an explicit class list (JSON list or one name per line).
+
 {STORAGE_NOTE}"""
 
 PREPARE_EXAMPLES = """examples:
   clasp data prepare synth data.root=data/tiny config=tiny
   clasp data prepare synth data.root=s3://bucket/small data.synth_profile=small storage.endpoint_url=http://127.0.0.1:9000
   clasp data prepare unav100 data.root=s3://bucket/unav100_i3d --annotations unav100.json \\
-      --features features/ --feature-set i3d"""
+      --features features/ --feature-set i3d
+  clasp data prepare anet13 data.root=data/anet --annotations anet.json --features s3://bucket/feats/ \\
+      --fps 15 --feat-stride 16 --window 16 --prefix v_ --combined-suffix .npy --split-dim 2048"""
 
 INSPECT_DESCRIPTION = f"""Validate a shard dataset at data.root=ROOT and print a summary table.
 
@@ -52,9 +59,20 @@ unreachable or refusing the credentials).
 
 {STORAGE_NOTE}"""
 
-INDEX_DESCRIPTION = """Write manifest.json for WebDataset tar shards already at data.root=ROOT, so training reads them.
+INDEX_DESCRIPTION = f"""Write manifest.json for WebDataset tar shards already at data.root=ROOT, so training reads them.
 
-Not in this build yet: the indexing library function plugs into `run_index` in clasp_dist/cli/data.py."""
+Reads every .tar under ROOT (each sample through the training reader's decoder, bounded by data.max_member_mb)
+and writes ROOT/manifest.json. A tar's split is the one its file name says (train/training, val/validation,
+test/testing) unless --split NAME=GLOB patterns (relative to ROOT) assign them. Members other than visual.npy,
+audio.npy and meta.json are skipped unread and counted; data.strict_members=true makes such a sample an error.
+An existing manifest.json is kept (error) unless --overwrite.
+
+{STORAGE_NOTE}"""
+
+INDEX_EXAMPLES = """examples:
+  clasp data index data.root=data/my-tars
+  clasp data index data.root=s3://bucket/my-tars --classes classes.txt \\
+      --split train='tars/train-*' --split test='tars/eval-*' data.strict_members=true"""
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -90,6 +108,7 @@ def add_prepare(actions) -> None:
         conv.add_argument(
             "--limit-per-split", type=int, default=None, help="at most N videos per split (first N by id)"
         )
+        add_layout_options(conv)
         if name == "unav100":
             conv.add_argument("--feature-set", choices=("i3d", "onepeace"), required=True)
         else:
@@ -107,14 +126,43 @@ def add_prepare(actions) -> None:
         kind.set_defaults(run=run_prepare)
 
 
+def add_layout_options(conv: argparse.ArgumentParser) -> None:
+    """The options naming a converter's feature files otherwise than the release does, and its class list."""
+    conv.add_argument("--classes", default=None, help="explicit class list file (JSON list or one name per line)")
+    conv.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
+    conv.add_argument(
+        "--visual-suffix", action="append", default=[], help="visual file suffix (repeat: files concatenated)"
+    )
+    conv.add_argument(
+        "--audio-suffix", action="append", default=[], help="audio file suffix (repeat: files concatenated)"
+    )
+    conv.add_argument(
+        "--combined-suffix", default=None, help="one file per video holding visual then audio (e.g. .npy)"
+    )
+    conv.add_argument("--split-dim", type=int, default=None, help="visual width of a --combined-suffix file")
+
+
 def add_index(actions) -> None:
     index = actions.add_parser(
         "index",
         help="write the manifest of existing WebDataset tar shards",
         description=INDEX_DESCRIPTION,
+        epilog=INDEX_EXAMPLES,
         config_sections=SECTIONS,
     )
     add_overrides(index, "data.root=ROOT")
+    index.add_argument(
+        "--classes", default=None, help="class list file: JSON list or one name per line (default: label ids)"
+    )
+    index.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="NAME=GLOB",
+        help="tars (paths relative to ROOT) of a split; repeatable (default: the split each file name says)",
+    )
+    index.add_argument("--dataset", default=None, help="dataset name in the manifest (default: the folder's name)")
+    index.add_argument("--overwrite", action="store_true", help="replace an existing manifest.json")
     index.set_defaults(run=run_index)
 
 
@@ -154,8 +202,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def write_dataset(args: argparse.Namespace, cfg, root: str) -> None:
-    from ..data.convert import convert_features
+    from ..data.convert import FEATURE_SETS, convert_features, custom_layout
     from ..data.grid import Grid
+    from ..data.index import read_class_list
     from ..data.synthetic import generate_dataset
 
     progress = not args.quiet
@@ -177,6 +226,14 @@ def write_dataset(args: argparse.Namespace, cfg, root: str) -> None:
         feature_set, grid, dataset = args.feature_set, None, f"unav100-{args.feature_set}"
     else:
         feature_set, grid, dataset = "anet", Grid(args.fps, args.feat_stride, args.window), "anet13"
+    layout = custom_layout(
+        FEATURE_SETS[feature_set],
+        prefix=args.prefix,
+        visual_suffixes=args.visual_suffix,
+        audio_suffixes=args.audio_suffix,
+        combined_suffix=args.combined_suffix,
+        split_dim=args.split_dim,
+    )
     convert_features(
         args.annotations,
         args.features,
@@ -191,12 +248,27 @@ def write_dataset(args: argparse.Namespace, cfg, root: str) -> None:
         allow_missing=args.allow_missing,
         length_tolerance=cfg.data.length_mismatch_tolerance,
         progress=progress,
+        layout=layout,
+        classes=read_class_list(args.classes, cfg.storage) if args.classes else None,
     )
 
 
 def run_index(args: argparse.Namespace) -> int:
-    require_data_root(load_cfg(args.overrides))
-    raise CommandError("data index: indexing existing WebDataset shards is not part of this build")
+    from ..data.index import index_dataset, parse_split_patterns, read_class_list
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_cfg(args.overrides)
+    report = index_dataset(
+        require_data_root(cfg),
+        storage_cfg=cfg.storage,
+        data_cfg=cfg.data,
+        classes=read_class_list(args.classes, cfg.storage) if args.classes else None,
+        split_patterns=parse_split_patterns(args.split) if args.split else None,
+        dataset=args.dataset,
+        overwrite=args.overwrite,
+    )
+    print(report.summary())
+    return EXIT_OK
 
 
 def run_inspect(args: argparse.Namespace) -> int:

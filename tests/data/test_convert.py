@@ -170,13 +170,9 @@ ANET_GRID = ["--fps", "15", "--feat-stride", "16", "--window", "16"]
 
 
 def _prepare(argv):
-    import sys
-    from pathlib import Path
+    from clasp_dist.cli import main as clasp
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
-    import prepare_data
-
-    return prepare_data.main(argv + ["--workers", "1", "--quiet"])
+    return clasp(["data", "prepare", *argv, "--workers", "1", "--quiet"])
 
 
 def _combined_folder(write, steps=7, dv=12, da=5):
@@ -203,7 +199,14 @@ def test_actionformer_style_combined_files(tmp_path):
     (tmp_path / "feats").mkdir()
     arrays = _combined_folder(lambda name, data: (tmp_path / "feats" / name).write_bytes(data))
     out = str(tmp_path / "out")
-    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", str(tmp_path / "feats"), "--out", out]
+    argv = [
+        "anet13",
+        "--annotations",
+        str(tmp_path / "ann.json"),
+        "--features",
+        str(tmp_path / "feats"),
+        f"data.root={out}",
+    ]
     assert _prepare(argv + ANET_GRID + ["--prefix", "v_", "--combined-suffix", ".npy", "--split-dim", "12"]) == 0
     _check_combined(out, arrays)
     assert _prepare(argv + ANET_GRID + ["--combined-suffix", ".npy", "--split-dim", "17"]) == 2  # nothing left
@@ -216,7 +219,14 @@ def test_feature_folder_in_object_storage(s3_bucket, tmp_path):
     arrays = _combined_folder(lambda name, data: fs.pipe(join(base, name), data))
     (tmp_path / "ann.json").write_text(json.dumps(ANET))
     out = str(tmp_path / "out")
-    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", f"{s3_bucket}/feats", "--out", out]
+    argv = [
+        "anet13",
+        "--annotations",
+        str(tmp_path / "ann.json"),
+        "--features",
+        f"{s3_bucket}/feats",
+        f"data.root={out}",
+    ]
     assert _prepare(argv + ANET_GRID + ["--prefix", "v_", "--combined-suffix", ".npy", "--split-dim", "12"]) == 0
     _check_combined(out, arrays)
 
@@ -231,7 +241,7 @@ def test_prefix_and_per_stream_suffixes_with_an_explicit_class_list(tmp_path, ca
     (tmp_path / "ann.json").write_text(json.dumps(ANET))
     (tmp_path / "classes.txt").write_text("Applying sunscreen\nArchery\nBaking cookies\nZumba\n")
     out = str(tmp_path / "out")
-    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", str(feats), "--out", out]
+    argv = ["anet13", "--annotations", str(tmp_path / "ann.json"), "--features", str(feats), f"data.root={out}"]
     argv += ANET_GRID + ["--prefix", "feat_", "--visual-suffix", "_rgb.npy", "--visual-suffix", "_flow.npy"]
     argv += ["--audio-suffix", "_vggish.npy"]
     assert _prepare(argv + ["--classes", str(tmp_path / "classes.txt")]) == 0
@@ -248,5 +258,5 @@ def test_prefix_and_per_stream_suffixes_with_an_explicit_class_list(tmp_path, ca
     expected = np.concatenate([np.load(feats / "feat_aaa_rgb.npy"), np.load(feats / "feat_aaa_flow.npy")], axis=1)
     assert np.array_equal(row["visual"], expected.astype(np.float16))
     (tmp_path / "few.txt").write_text("Archery\n")
-    assert _prepare(argv + ["--classes", str(tmp_path / "few.txt"), "--out", str(tmp_path / "out2")]) == 2
+    assert _prepare(argv + ["--classes", str(tmp_path / "few.txt"), f"data.root={tmp_path / 'out2'}"]) == 2
     assert "unknown label 'Zumba'" in capsys.readouterr().err

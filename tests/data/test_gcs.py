@@ -1,5 +1,5 @@
 """gs:// roots against a real GCS-compatible server on 127.0.0.1 (fake-gcs-server, tests/conftest.py):
-byte-identical round trips through gcsfs and pyarrow's GcsFileSystem, `prepare_data.py --out gs://...`,
+byte-identical round trips through gcsfs and pyarrow's GcsFileSystem, `clasp data prepare synth data.root=gs://...`,
 Application Default Credentials served by a local OAuth token endpoint, and clear, fast errors for an
 unreachable endpoint and refused credentials."""
 
@@ -55,9 +55,9 @@ def test_prepare_data_writes_to_gs(gcs_bucket, gcs_server):
     from clasp_dist.cli import main as clasp
 
     root = f"{gcs_bucket}/cli"
-    args = ["data.synth_profile=tiny", "data.synth_limit_per_split=2", "--workers", "1", "--quiet"]
-    storage = [f"storage.gcs_endpoint_url={gcs_server}", "storage.anon=true"]
-    assert clasp(["data", "prepare", "synth", f"data.root={root}", *args, *storage]) == 0
+    argv = ["data", "prepare", "synth", f"data.root={root}", "data.synth_profile=tiny", "data.synth_limit_per_split=2"]
+    argv += [f"storage.gcs_endpoint_url={gcs_server}", "storage.anon=true", "--workers", "1", "--quiet"]
+    assert clasp(argv) == 0
     assert read_manifest(root, _emulator(gcs_server)).splits["test"].videos == 2
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clasp_dist.cli import main as clasp
+from clasp_dist.cli.common import EXIT_BAD_INPUT
 from clasp_dist.data import DataError, read_manifest, verify_checksums
 from clasp_dist.data.filesystem import get_fs, join
 from clasp_dist.data.index import assign_splits, index_dataset, read_class_list, split_from_name
 from clasp_dist.data.split_reader import iter_local_samples
 from tests.data.data_helpers import DA, DV, good_members, tar_bytes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
-import prepare_data  # noqa: E402
 
 
 def _copy_without_manifest(src: str, dst: Path) -> str:
@@ -110,13 +108,13 @@ def test_index_command_on_s3(s3_bucket, tmp_path, capsys):
     for name, vid in (("part-a.tar", "a"), ("part-b.tar", "b")):
         fs.pipe(join(base, "tars", name), tar_bytes([(vid, good_members(vid, labels=(1,), segments=None))]))
     (tmp_path / "classes.txt").write_text("c0\nc1\n")
-    argv = ["index", root, "--classes", str(tmp_path / "classes.txt"), "--split", "train=tars/part-a.tar"]
-    assert prepare_data.main(argv + ["--split", "training=tars/part-b*"]) == 0
+    argv = ["data", "index", f"data.root={root}", "--classes", str(tmp_path / "classes.txt")]
+    assert clasp(argv + ["--split", "train=tars/part-a.tar", "--split", "training=tars/part-b*"]) == 0
     assert "train 2 videos / 2 shards; 2 classes (class list)" in capsys.readouterr().out
     m = read_manifest(root)
     assert [s.path for s in m.split("train").shards] == ["tars/part-a.tar", "tars/part-b.tar"]
     assert not verify_checksums(root, m)
-    assert prepare_data.main(["index", root]) == 2
+    assert clasp(["data", "index", f"data.root={root}"]) == EXIT_BAD_INPUT
     assert "exists; pass --overwrite" in capsys.readouterr().err
 
 

@@ -110,20 +110,16 @@ def test_shardwriter_shards_are_indexed_and_read_back(tiny_root, tmp_path):
 
 @pytest.mark.slow
 def test_shardwriter_shards_train_for_an_epoch(ray_session, tiny_root, tmp_path):
-    """The user's path: tars written by webdataset -> `prepare_data.py index` -> one epoch of training -> test."""
-    import sys
+    """The user's path: tars written by webdataset -> `clasp data index` -> one epoch of training -> test."""
+    from tests.helpers import run_cfg
 
-    from tests.helpers import REPO, run_cfg
-
-    sys.path.insert(0, str(REPO / "jobs"))
-    import prepare_data
-
+    from clasp_dist.cli import main as clasp
     from clasp_dist.training.driver import run_training
 
     out = tmp_path / "wds"
     write_with_shardwriter(tiny_root, out, per_shard=4, limit=8)  # 8 videos per split: 2 shards each
     (tmp_path / "classes.json").write_text(json.dumps(read_manifest(tiny_root).classes))
-    assert prepare_data.main(["index", str(out), "--classes", str(tmp_path / "classes.json")]) == 0
+    assert clasp(["data", "index", f"data.root={out}", "--classes", str(tmp_path / "classes.json")]) == 0
     summary = run_training(run_cfg(tmp_path / "run", str(out), "train.epochs=1"))
     assert (summary.run_dir / "metrics.json").is_file()
     assert 0.0 <= summary.metrics["test"]["average"] <= 1.0

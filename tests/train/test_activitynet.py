@@ -1,17 +1,16 @@
 """Real ActivityNet 1.3 runs to the end: a file shaped like the official annotation JSON (no `label_id`, the
-`testing` subset without annotations) goes from `prepare_data.py anet13` to a run's `metrics.json`, whose final
+`testing` subset without annotations) goes from `clasp data prepare anet13` to a run's `metrics.json`, whose final
 pass uses the last split with ground truth (validation) and says so."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 from clasp_dist.data.grid import Grid
-from tests.helpers import REPO, run_cfg
+from tests.helpers import run_cfg
 
 GRID = Grid(fps=15.0, feat_stride=16, window=16)
 CLASSES = ("Archery", "Playing violin", "Zumba")
@@ -52,9 +51,7 @@ def write_features(folder, database: dict, visual_dim: int = 12, audio_dim: int 
 
 @pytest.mark.slow
 def test_official_shaped_activitynet_runs_to_metrics_json(ray_session, tmp_path):
-    sys.path.insert(0, str(REPO / "jobs"))
-    import prepare_data
-
+    from clasp_dist.cli import main as clasp
     from clasp_dist.data import read_manifest
     from clasp_dist.training.driver import run_training
 
@@ -62,9 +59,9 @@ def test_official_shaped_activitynet_runs_to_metrics_json(ray_session, tmp_path)
     (tmp_path / "activity_net.v1-3.min.json").write_text(json.dumps(doc))
     write_features(tmp_path / "feats", doc["database"])
     root = str(tmp_path / "anet13")
-    argv = ["anet13", "--annotations", str(tmp_path / "activity_net.v1-3.min.json"), "--features"]
-    argv += [str(tmp_path / "feats"), "--fps", "15", "--feat-stride", "16", "--window", "16", "--out", root]
-    assert prepare_data.main(argv + ["--workers", "1", "--quiet"]) == 0
+    argv = ["data", "prepare", "anet13", "--annotations", str(tmp_path / "activity_net.v1-3.min.json"), "--features"]
+    argv += [str(tmp_path / "feats"), "--fps", "15", "--feat-stride", "16", "--window", "16", f"data.root={root}"]
+    assert clasp(argv + ["--workers", "1", "--quiet"]) == 0
     manifest = read_manifest(root)
     assert manifest.classes == list(CLASSES) and manifest.extra["unlabelled_splits"] == ["test"]
     summary = run_training(run_cfg(tmp_path / "run", root, "train.epochs=1"))
