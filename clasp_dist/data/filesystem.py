@@ -12,7 +12,9 @@ itself (:func:`bucket_region`), since pyarrow does not follow a bucket outside i
 GCS uses Google's Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
 application-default login``, the metadata server of a GCE node or GKE pod), or none with ``storage.anon``;
 ``storage.gcs_endpoint_url`` / ``STORAGE_EMULATOR_HOST`` point it at a GCS-compatible server.
-Credentials are passed to the SDKs and never formatted into a message or a log line. Connect/read timeouts
+No filesystem built here carries credentials: every process (driver, Ray worker) resolves its own through
+the SDKs' provider chains, so temporary credentials are refreshed where they are used and nothing pickled
+to a worker holds a key. Credentials are never formatted into a message or a log line. Connect/read timeouts
 are bounded and retries come from ``StorageConfig.retries`` so an unreachable endpoint or refused
 credentials fail fast, never hang. :func:`storage_errors` turns SDK exceptions into :class:`StorageError`
 naming the root and endpoint.
@@ -274,8 +276,10 @@ def get_arrow_fs(root: str, storage_cfg=None):
         kwargs.update(endpoint_override=parsed.netloc + parsed.path.rstrip("/"), scheme=parsed.scheme or "https")
     if cfg.anon:
         kwargs["anonymous"] = True
-    else:
-        kwargs.update(_resolved_credentials())
+    # No credentials are passed: this filesystem is pickled to every Ray worker, and a key copied here
+    # would be the head's session, frozen until it expires. Each process that unpickles it resolves its
+    # own through the AWS SDK's provider chain (env, profile, web identity / IRSA, EKS Pod Identity,
+    # instance profile), which also refreshes temporary credentials.
     return pafs.S3FileSystem(**kwargs), path
 
 
@@ -294,20 +298,6 @@ def _arrow_gcs(cfg):
     if project:
         kwargs["project_id"] = project
     return pafs.GcsFileSystem(**kwargs)
-
-
-def _resolved_credentials() -> dict:
-    """Credentials from botocore's chain (env, profiles, ...) so pyarrow sees what s3fs sees."""
-    import botocore.session
-
-    creds = botocore.session.get_session().get_credentials()
-    if creds is None:
-        return {}
-    frozen = creds.get_frozen_credentials()
-    out = {"access_key": frozen.access_key, "secret_key": frozen.secret_key}
-    if frozen.token:
-        out["session_token"] = frozen.token
-    return out
 
 
 @contextlib.contextmanager
