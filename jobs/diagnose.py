@@ -125,4 +125,6 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clasp_dist.input_errors import report_bad_input
+
+    sys.exit(report_bad_input(main))

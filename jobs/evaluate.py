@@ -146,7 +146,10 @@ def run_files_mode(args: argparse.Namespace) -> int:
     from clasp_dist.evaluation.metric import EvaluationInputError, evaluate_detection, parse_tiou_thresholds
     from clasp_dist.evaluation.report import coverage_note, format_table, write_metrics_json
 
+    from clasp_dist.cli import check_before_ray
+
     thresholds = parse_tiou_thresholds(args.tiou) if args.tiou else None  # fail fast on a bad spec
+    check_before_ray(out_file=args.json_out)
     ground_truth = load_ground_truth(args.ground_truth, args.split)
     predictions = load_predictions(args.predictions, ground_truth.class_names, ground_truth.info["label_ids"])
     thresholds = thresholds or protocol_thresholds(ground_truth)
@@ -181,10 +184,12 @@ def run_files_mode(args: argparse.Namespace) -> int:
 
 def run_checkpoint_mode(args: argparse.Namespace) -> int:
     """Delegates to the distributed evaluator (Ray), imported only here."""
-    from clasp_dist.cli import init_ray
+    from clasp_dist.cli import check_before_ray, init_ray
     from clasp_dist.evaluation import distributed
     from clasp_dist.evaluation.metric import DetectionResult, parse_tiou_thresholds
 
+    thresholds = parse_tiou_thresholds(args.tiou) if args.tiou else None
+    check_before_ray(checkpoint=args.checkpoint, data=args.data, split=args.split, out_dir=args.out)
     init_ray()
     from clasp_dist.evaluation.report import coverage_note, format_table
 
@@ -194,7 +199,7 @@ def run_checkpoint_mode(args: argparse.Namespace) -> int:
         split=args.split,
         out_dir=args.out,
         plot=args.plot,
-        tiou_thresholds=parse_tiou_thresholds(args.tiou) if args.tiou else None,
+        tiou_thresholds=thresholds,
         overrides=list(args.overrides),
     )
     if isinstance(result, DetectionResult):
@@ -221,4 +226,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clasp_dist.input_errors import report_bad_input
+
+    sys.exit(report_bad_input(main))

@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # here, not at the top: torch and Ray load only after the arguments parse, so --help stays fast
-    from clasp_dist.cli import init_ray
+    from clasp_dist.cli import check_before_ray, init_ray
     from clasp_dist.evaluation.distributed import predict_checkpoint
 
+    check_before_ray(checkpoint=args.checkpoint, data=args.data, split=args.split, out_file=args.out)
     init_ray()
     count, n_segments = predict_checkpoint(args.checkpoint, args.data, args.split, args.out, args.overrides)
     print(f"wrote {n_segments} segments for {count} videos to {args.out}")
@@ -47,4 +48,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clasp_dist.input_errors import report_bad_input
+
+    sys.exit(report_bad_input(main))

@@ -131,4 +131,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clasp_dist.input_errors import report_bad_input
+
+    sys.exit(report_bad_input(main))

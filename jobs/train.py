@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from clasp_dist.cli import config_from_args, init_ray, override_parser  # noqa: E402
+from clasp_dist.cli import check_before_ray, config_from_args, init_ray, override_parser  # noqa: E402
 from clasp_dist.quiet_logs import show_data_error_tracebacks  # noqa: E402
 
 EXAMPLES = """examples:
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args.overrides)
     if args.debug:
         show_data_error_tracebacks()  # Ray's workers' copies of a data error's traceback too
+    check_before_ray(data=cfg.data.root or None, storage=cfg.storage)
     init_ray()
     # here, not at the top: torch and the data package load after the config, so --help stays fast
     from clasp_dist.data.errors import DataError
@@ -57,4 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clasp_dist.input_errors import report_bad_input
+
+    sys.exit(report_bad_input(main))
