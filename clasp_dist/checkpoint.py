@@ -251,12 +251,25 @@ def load_inference_model(
     cfg, info = load_model_description(directory)
     if overrides:
         cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
-    weights = load_tensors(directory / "weights.pt")
-    with torch.device("meta"):  # shapes only, nothing allocated: the weights are checked before the real build
-        check_weights_match(weights, build_model(cfg, info), str(directory / "weights.pt"))
+    weights = checked_weights(directory, cfg, info)
     model = build_model(cfg, info)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, info
+
+
+def checked_weights(directory: Path, cfg: Config, info: DatasetInfo) -> dict:
+    """weights.pt, checked against the model that model.json describes, built on the meta device (shapes
+    only, nothing allocated) so that a hostile model.json never allocates before its weights agree."""
+    weights = load_tensors(directory / "weights.pt")
+    with torch.device("meta"):
+        check_weights_match(weights, build_model(cfg, info), str(directory / "weights.pt"))
+    return weights
+
+
+def check_checkpoint(directory: str | Path) -> None:
+    """model.json and weights.pt of a local checkpoint or export, checked without building the model."""
+    directory = resolve_export(Path(directory))
+    checked_weights(directory, *load_model_description(directory))
 
 
 def _previous_export(out: Path) -> Path:

@@ -62,18 +62,18 @@ def check_before_ray(
 
         if split_name(split) is None:
             raise DataError(f"unknown split {split[:100]!r} (use train, validation or test)")
+    if checkpoint and "://" not in checkpoint:
+        from pathlib import Path
+
+        from .checkpoint import check_checkpoint
+
+        check_checkpoint(Path(checkpoint))
     if data:
         from .data.manifest import read_manifest
 
         manifest = read_manifest(data, storage)
         if split is not None:
             manifest.split(split_name(split))
-    if checkpoint and "://" not in checkpoint:
-        from pathlib import Path
-
-        from .checkpoint import load_model_description, resolve_export
-
-        load_model_description(resolve_export(Path(checkpoint)))
 
 
 @contextlib.contextmanager

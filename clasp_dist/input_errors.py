@@ -41,8 +41,10 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def error_line(err: BaseException) -> str:
-    """`error: ...`: the first line of the message, cut to MAX_ERROR_CHARS."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """`error: ...`: the message on one line, cut to MAX_ERROR_CHARS."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    # a multi-line message (a config with several bad keys) on one line; a Ray error's traceback never
+    text = lines[0] if any("Traceback" in line for line in lines) else " ".join(lines)
     if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
         text = f"{err.filename}: {text}"
     return "error: " + (text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "...")

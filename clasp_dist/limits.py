@@ -25,13 +25,12 @@ MiB = 1 << 20
 MAX_CONFIG_BYTES = 1 * MiB
 """A YAML preset/config file: the largest packaged preset is under 4 KiB."""
 MAX_MANIFEST_BYTES = 64 * MiB
-"""``manifest.json``: about 200 bytes per shard, so room for 300,000 shards (a 10 TB dataset of 32 MB shards)."""
+"""``manifest.json``: about 200 bytes per shard, so room for 300,000 shards."""
 MAX_MODEL_JSON_BYTES = 4 * MiB
 """A checkpoint's ``model.json``: a config plus the class list; a real one is under 16 KiB."""
-MAX_ANNOTATIONS_BYTES = 512 * MiB
-"""An annotation JSON: ActivityNet 1.3's is 13 MB, UnAV-100's 2 MB; parsed JSON takes ~10x its size in memory."""
 MAX_RESULTS_BYTES = 1024 * MiB
-"""A results (predictions) JSON: ActivityNet-scale results with 100 segments per video are ~150 MB."""
+"""An annotation or results JSON: ActivityNet 1.3's annotations are 13 MB, its results with 100 segments per
+video ~150 MB; parsed JSON takes several times its size in memory."""
 MAX_STATE_JSON_BYTES = 1 * MiB
 """A checkpoint's ``train_state.json``: five numbers."""
 MAX_TAR_HEADER_BYTES = 64 * 1024
@@ -46,7 +45,7 @@ MAX_JSON_DEPTH = 64
 MAX_SPLITS = 16
 """Splits in a manifest: the format knows train, validation, test."""
 MAX_SHARDS = 200_000
-"""Shards listed in one manifest (all splits): see MAX_MANIFEST_BYTES."""
+"""Shards listed in one manifest (all splits): a 6 TB dataset of 32 MB shards."""
 MAX_YAML_NODES = 100_000
 """Nodes of a YAML document with every alias expanded: a preset has ~150; a billion-laughs file has 10^9."""
 MAX_TIOU_THRESHOLDS = 101

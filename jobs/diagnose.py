@@ -108,6 +108,9 @@ def run(args) -> int:
         )
         print(figures_markdown(means, args.split, args.videos))
         return 0
+    from clasp_dist.cli import check_before_ray
+
+    check_before_ray(checkpoint=args.checkpoint, data=args.data, split=args.split, out_dir=args.out)
     result = diagnose_checkpoint(
         args.checkpoint,
         args.data,

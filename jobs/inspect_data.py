@@ -54,6 +54,10 @@ def main(argv=None) -> int:
         print(f"inspect_data: error: {report.problems[0]}", file=sys.stderr)
         return 1
     print(report.table())
+    problems = report.all_problems()
+    if problems:
+        more = f" (and {len(problems) - 1} more above)" if len(problems) > 1 else ""
+        print(f"inspect_data: error: {problems[0][:1000]}{more}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
