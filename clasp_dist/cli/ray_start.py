@@ -13,44 +13,6 @@ import tempfile
 from ..quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
 
-def check_before_ray(
-    checkpoint: str | None = None,
-    data: str | None = None,
-    split: str | None = None,
-    out_file: str | None = None,
-    out_dir: str | None = None,
-    storage=None,
-) -> None:
-    """What a command can refuse before Ray starts (seconds, not the 15-25 s of a Ray start-up): a wrong-kind
-    output path, an unknown split, a dataset root without a readable manifest, a local checkpoint whose
-    model.json is malformed. Raises the readers' own errors (one line each under `report_bad_input`)."""
-    from .limits import check_output_dir, check_output_file
-
-    if out_file:
-        check_output_file(out_file, "output file")
-    if out_dir:
-        check_output_dir(out_dir, "output folder")
-    from .data.splits import split_name
-
-    if split is not None:
-        from .data.errors import DataError
-
-        if split_name(split) is None:
-            raise DataError(f"unknown split {split[:100]!r} (use train, validation or test)")
-    if checkpoint and "://" not in checkpoint:
-        from pathlib import Path
-
-        from .checkpoint import check_checkpoint
-
-        check_checkpoint(Path(checkpoint))
-    if data:
-        from .data.manifest import read_manifest
-
-        manifest = read_manifest(data, storage)
-        if split is not None:
-            manifest.split(split_name(split))
-
-
 @contextlib.contextmanager
 def private_tmpdir_for_ray():
     """While Ray's processes start, TMPDIR is a private folder, removed when this process exits (after Ray stops).

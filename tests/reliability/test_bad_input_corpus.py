@@ -906,7 +906,7 @@ case(
 case(
     "cli_evaluate_bad_tiou_spec",
     layer="evaluator",
-    call=evaluate_cli("--tiou", "0.1:0.9"),
+    call=evaluate_cli("eval.tiou_thresholds=0.1:0.9"),
     raises=SystemExit,
     build=eval_files(),
     names=("0.1:0.9", "START:STOP:STEP"),

@@ -10,7 +10,7 @@ this test instead of the machine. Every row asserts:
 * nothing was created outside ``out/`` (HOME, the working folder and ``in/`` included);
 * no input file changed (type, size and sha256 of every file, the target of every link).
 
-The command lines name the scripts through :data:`COMMANDS` only, so that they move in one place when the
+The command lines name the subcommands through :data:`COMMANDS` only, so that they move in one place when the
 command line changes. Every row is refused before Ray starts (a few seconds each); the rows that need Ray
 to find their input bad live in test_bad_input_corpus.py and test_hostile_input.py.
 """
@@ -43,14 +43,15 @@ MEMORY_LIMIT = 3 << 30
 MAX_STDERR = 2000
 """Characters of stderr a refused command may print."""
 
+CLASP = ["-m", "clasp_dist.cli"]
 COMMANDS = {
-    "train": [str(REPO / "jobs" / "train.py")],
-    "tune": [str(REPO / "jobs" / "tune.py")],
-    "evaluate": [str(REPO / "jobs" / "evaluate.py")],
-    "predict": [str(REPO / "jobs" / "predict.py")],
-    "diagnose": [str(REPO / "jobs" / "diagnose.py")],
-    "inspect": [str(REPO / "jobs" / "inspect_data.py")],
-    "prepare": [str(REPO / "jobs" / "prepare_data.py")],
+    "train": [*CLASP, "train"],
+    "tune": [*CLASP, "tune"],
+    "evaluate": [*CLASP, "evaluate"],
+    "predict": [*CLASP, "predict"],
+    "diagnose": [*CLASP, "diagnose"],
+    "inspect": [*CLASP, "data", "inspect"],
+    "prepare": [*CLASP, "data", "prepare"],
 }
 """Command name -> the argv prefix that runs it (the one place to change when the command line changes)."""
 
@@ -239,7 +240,6 @@ row(
     "run.name=../../escaped",
     "run.output_dir={out}",
     "run.storage_path={out}",
-    status=1,
     names=("run.name",),
 )
 row(
@@ -250,7 +250,6 @@ row(
     "run.name={in}/abs",
     "run.output_dir={out}",
     "run.storage_path={out}",
-    status=1,
     names=("run.name",),
 )
 row(
@@ -259,26 +258,24 @@ row(
     "tune",
     "--sweep",
     "ablation",
-    "--dir",
+    "--out",
     "{out}/sweep",
     "config=tiny",
     "run.name=../x",
-    status=1,
     names=("run.name",),
 )
 row(
-    "predict_out_is_a_directory",
+    "predict_out_is_a_file",
     checkpoint(),
     "predict",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     "--out",
-    "{out}",
-    names=("output file", "directory"),
+    "{ckpt}/model.json",
+    names=("output folder", "not a directory"),
 )
 row(
     "evaluate_json_out_under_a_file",
@@ -288,8 +285,8 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    "--json-out",
-    "{in}/a_file/m.json",
+    "--out",
+    "{in}/a_file/m",
     names=("a_file", "not a directory"),
 )
 row(
@@ -298,8 +295,7 @@ row(
     "evaluate",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     "--out",
@@ -312,8 +308,7 @@ row(
     "diagnose",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     "--out",
@@ -326,17 +321,16 @@ row(
     "predict",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "../../etc",
     "--out",
-    "{out}/p.json",
+    "{out}/p",
     names=("unknown split",),
 )
 
 # class 2: every read bounded before it happens
-row("inspect_manifest_is_a_fifo", _fifo_manifest, "inspect", "{root}", status=1, names=("FIFO",))
+row("inspect_manifest_is_a_fifo", _fifo_manifest, "inspect", "data.root={root}", status=1, names=("FIFO",))
 row(
     "train_manifest_is_a_fifo",
     _fifo_manifest,
@@ -347,12 +341,12 @@ row(
     "run.storage_path={out}",
     names=("FIFO",),
 )
-row("inspect_shard_is_a_fifo", _shard_replaced(os.mkfifo), "inspect", "{root}", status=1, names=("FIFO",))
+row("inspect_shard_is_a_fifo", _shard_replaced(os.mkfifo), "inspect", "data.root={root}", status=1, names=("FIFO",))
 row(
     "inspect_shard_links_to_dev_zero",
     _shard_replaced(lambda p: p.symlink_to("/dev/zero")),
     "inspect",
-    "{root}",
+    "data.root={root}",
     status=1,
     names=("validation-000000.tar",),
 )
@@ -360,23 +354,36 @@ row(
     "inspect_pax_header_of_a_gibibyte",
     _shard_replaced(_pax_bomb),
     "inspect",
-    "{root}",
+    "data.root={root}",
     "--no-verify-checksums",
     status=1,
     names=("PAX",),
 )
-row("inspect_manifest_million_splits", with_manifest(_many_splits), "inspect", "{root}", status=1, names=("splits",))
-row("inspect_manifest_300k_shards", with_manifest(_many_shards), "inspect", "{root}", status=1, names=("shards",))
+row(
+    "inspect_manifest_million_splits",
+    with_manifest(_many_splits),
+    "inspect",
+    "data.root={root}",
+    status=1,
+    names=("splits",),
+)
+row(
+    "inspect_manifest_300k_shards",
+    with_manifest(_many_shards),
+    "inspect",
+    "data.root={root}",
+    status=1,
+    names=("shards",),
+)
 row(
     "predict_manifest_deeply_nested",
     with_manifest(_deep),
     "predict",
     "--checkpoint",
     "{in}/none",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--out",
-    "{out}/p.json",
+    "{out}/p",
     names=("manifest.json", "nested"),
 )
 row(
@@ -405,7 +412,6 @@ row(
     "train",
     "config={yaml}",
     "run.output_dir={out}",
-    status=1,
     names=("aliases",),
 )
 row(
@@ -414,8 +420,7 @@ row(
     "evaluate",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     names=("FIFO",),
@@ -428,10 +433,11 @@ row(
     "predict",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
+    "--split",
+    "validation",
     "--out",
-    "{out}/p.json",
+    "{out}/p",
     names=("model.json", "d_model"),
 )
 row(
@@ -440,8 +446,7 @@ row(
     "evaluate",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     names=("model.json", "max_len"),
@@ -452,8 +457,7 @@ row(
     "diagnose",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     names=("visual_dim",),
@@ -466,8 +470,7 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    "--tiou",
-    "0:1:1e-9",
+    "eval.tiou_thresholds=0:1:1e-9",
     names=("tIoU",),
 )
 row(
@@ -476,7 +479,6 @@ row(
     "train",
     "config=tiny",
     "train.epochs=" + "9" * 100_000,
-    status=1,
     names=("train.epochs", "over the bound"),
 )
 
@@ -487,12 +489,11 @@ row(
     "predict",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{root}",
+    "data.root={root}",
     "--split",
     "validation",
     "--out",
-    "{out}/p.json",
+    "{out}/p",
     names=("weights.pt",),
 )
 row(
@@ -501,10 +502,9 @@ row(
     "predict",
     "--checkpoint",
     "{ckpt}",
-    "--data",
-    "{in}/nowhere",
+    "data.root={in}/nowhere",
     "--out",
-    "{out}/p.json",
+    "{out}/p",
     names=("manifest.json",),
 )
 row(
@@ -514,7 +514,6 @@ row(
     "config=tiny",
     "train.num_workers=0",
     "run.output_dir={out}",
-    status=1,
     names=("train.num_workers",),
 )
 row(
@@ -592,8 +591,7 @@ row(
     config_file("[" * 200_000),
     "prepare",
     "synth",
-    "--out",
-    "{out}/ds",
+    "data.root={out}/ds",
     "--annotations",
     "{yaml}",
     "--quiet",
@@ -601,7 +599,7 @@ row(
 )
 
 # class 5: one verdict across readers
-row("inspect_non_utf8_video_id", _non_utf8_id, "inspect", "{root}", status=1, names=("UTF-8",))
+row("inspect_non_utf8_video_id", _non_utf8_id, "inspect", "data.root={root}", status=1, names=("UTF-8",))
 
 
 # ------------------------------------------------------------------------------------------- the test
