@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from clasp_dist.cli import main as clasp
-from clasp_dist.cli.common import EXIT_BAD_INPUT, EXIT_PROBLEMS
+from clasp_dist.cli.common import (
+    BAD_INPUT_TYPES,
+    EXIT_BAD_INPUT,
+    EXIT_PROBLEMS,
+    MAX_ERROR_CHARS,
+    bad_input_types,
+    error_line,
+)
 from clasp_dist.cli.app import build_parser
 
 SUBCOMMANDS = ["train", "tune", "evaluate", "predict", "diagnose", "data", "config"]
@@ -106,6 +113,26 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert [line for line in err.splitlines() if not line.startswith("usage:") and line.strip()][0].startswith(
         "error: "
     ), err
+
+
+def test_every_bad_input_type_names_a_real_class():
+    """The handler looks the project's error types up by module name (so that handling one never imports torch):
+    a module that moves must move here too, or its errors would end as tracebacks."""
+    import importlib
+
+    for module, name in BAD_INPUT_TYPES:
+        cls = getattr(importlib.import_module(f"clasp_dist.{module}"), name)
+        assert isinstance(cls, type) and issubclass(cls, Exception), (module, name)
+        assert cls in bad_input_types()
+
+
+def test_error_line_is_one_line_cut_to_the_bound():
+    from clasp_dist.config import ConfigError
+
+    line = error_line(ConfigError("first bad key\nsecond bad key\n" + "x" * 5000))
+    assert "\n" not in line and len(line) == len("error: ") + MAX_ERROR_CHARS
+    assert line.startswith("error: first bad key second bad key") and line.endswith("...")
+    assert "/nowhere" in error_line(FileNotFoundError(2, "No such file", "/nowhere"))
 
 
 def test_config_show_prints_a_preset_that_loads_back(tmp_path, capsys):

@@ -15,6 +15,9 @@ EXIT_BAD_INPUT = 2
 """The command could not use its input: a bad argument or config key, a dataset, checkpoint or storage location
 that is missing or broken. One line `error: ...` on stderr, no traceback."""
 
+MAX_ERROR_CHARS = 1000
+"""An error line is cut to this many characters (the values it quotes are already cut to limits.QUOTE_CHARS)."""
+
 EXIT_CODES_HELP = f"""exit status:
   {EXIT_OK}  done
   {EXIT_PROBLEMS}  problems found and reported (data inspect: the dataset has problems; tune: a trial failed),
@@ -91,36 +94,87 @@ def require_data_root(cfg) -> str:
     return cfg.data.root
 
 
-def bad_input_types() -> tuple[type[BaseException], ...]:
-    """The error types that mean bad input: config, data, storage (a DataError), checkpoint and run identity
-    (a CheckpointError), training data, an unsatisfiable resource request, evaluation input, a missing file.
-    Imported only once an error is being handled, so that `--help` and files-only commands stay light."""
-    from ..training.checkpoint import CheckpointError
-    from ..config import ConfigError
-    from ..data.errors import DataError
-    from ..evaluation.metric import EvaluationInputError
-    from ..training.driver import TrainingDataError
-    from ..training.preflight import UnsatisfiableRequestError
+def check_before_ray(
+    checkpoint: str | None = None,
+    data: str | None = None,
+    split: str | None = None,
+    out_file: str | None = None,
+    out_dir: str | None = None,
+    storage=None,
+) -> None:
+    """What a command can refuse before Ray starts (seconds, not the 15-25 s of a Ray start-up): a wrong-kind
+    output path, an unknown split, a dataset root without a readable manifest, a local checkpoint whose
+    model.json is malformed (in this order: the cheap checks first, the checkpoint's loads torch). Raises the readers' own errors (one line each under `run_handled`)."""
+    from ..limits import check_output_dir, check_output_file
 
-    return (
-        CommandError,
-        ConfigError,
-        DataError,
-        CheckpointError,
-        TrainingDataError,
-        UnsatisfiableRequestError,
-        EvaluationInputError,
-        FileNotFoundError,
-    )
+    if out_file:
+        check_output_file(out_file, "output file")
+    if out_dir:
+        check_output_dir(out_dir, "output folder")
+    from ..data.splits import split_name
+
+    if split is not None:
+        from ..data.errors import DataError
+
+        if split_name(split) is None:
+            raise DataError(f"unknown split {split[:100]!r} (use train, validation or test)")
+    if data:
+        from ..data.manifest import read_manifest
+
+        manifest = read_manifest(data, storage)
+        if split is not None:
+            manifest.split(split_name(split))
+    if checkpoint and "://" not in checkpoint:
+        from pathlib import Path
+
+        from ..training.checkpoint import check_checkpoint
+
+        check_checkpoint(Path(checkpoint))
+
+
+BAD_INPUT_TYPES = (
+    ("config", "ConfigError"),
+    ("data.errors", "DataError"),
+    ("data.annotations", "AnnotationError"),
+    ("training.checkpoint", "CheckpointError"),
+    ("training.driver", "TrainingDataError"),
+    ("training.preflight", "UnsatisfiableRequestError"),
+    ("evaluation.results", "EvaluationInputError"),
+    ("limits", "InputLimitError"),
+)
+"""(module under clasp_dist, class) of the project's errors that mean bad input: config, data and storage (a
+DataError), annotations, checkpoint and run identity (a CheckpointError), training data, an unsatisfiable resource
+request, evaluation input, an input over one of the bounds of `clasp_dist.limits`."""
+OS_BAD_INPUT_TYPES = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+"""The file-system errors of a wrong path."""
+
+
+def bad_input_types() -> tuple[type[BaseException], ...]:
+    """The error types that mean bad input. An error's class is loaded with its module, so only the modules
+    already imported are looked in: handling an error never imports torch (files-only commands stay light)."""
+    package = __package__.rsplit(".", 1)[0]
+    loaded = [sys.modules.get(f"{package}.{module}") for module, _ in BAD_INPUT_TYPES]
+    project = [getattr(module, name) for module, (_, name) in zip(loaded, BAD_INPUT_TYPES) if module is not None]
+    return (CommandError, *project, *OS_BAD_INPUT_TYPES)
+
+
+def error_line(err: BaseException) -> str:
+    """`error: ...`: the message on one line (a config with several bad keys joined; of a message that carries a
+    traceback, a Ray error's, only its first line), the path of a file-system error named, cut to MAX_ERROR_CHARS."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    text = lines[0] if any("Traceback" in line for line in lines) else " ".join(lines)
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return "error: " + (text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "...")
 
 
 def run_handled(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a subcommand: bad input becomes `error: ...` on stderr and EXIT_BAD_INPUT; anything else (a bug)
+    """Run a subcommand: bad input becomes one `error: ...` line on stderr and EXIT_BAD_INPUT; anything else (a bug)
     keeps its traceback."""
     try:
         return run(args)
     except Exception as err:
         if not isinstance(err, bad_input_types()):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         return EXIT_BAD_INPUT

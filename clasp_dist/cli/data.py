@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from .common import EXIT_OK, EXIT_PROBLEMS, add_overrides, load_cfg, require_data_root
+from .common import EXIT_OK, EXIT_PROBLEMS, MAX_ERROR_CHARS, add_overrides, load_cfg, require_data_root
 
 SUMMARY = "build (prepare), index or check (inspect) a shard dataset at data.root=ROOT"
 SECTIONS = ("data", "storage")
@@ -53,8 +53,8 @@ and the weak-supervision rule (train shards carry no segments). Hostile shards a
 compressed shards, sparse or non-regular members, and members over data.max_member_mb are never expanded or
 read.
 
-Exit status: 0 the dataset has no problem; {EXIT_PROBLEMS} problems found in the dataset (the table lists them, or one
-'error: ' line when its manifest cannot be read); 2 bad input (the command could not look: a bad key, storage
+Exit status: 0 the dataset has no problem; {EXIT_PROBLEMS} problems found in the dataset (the table lists them and the
+first is the 'error: ' line on stderr; only that line when the manifest cannot be read); 2 bad input (the command could not look: a bad key, storage
 unreachable or refusing the credentials).
 
 {STORAGE_NOTE}"""
@@ -286,4 +286,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"error: {report.problems[0]}", file=sys.stderr)
         return EXIT_PROBLEMS
     print(report.table())
+    problems = report.all_problems()
+    if problems:  # the table lists them all; the first also as the one `error: ` line scripts read
+        more = f" (and {len(problems) - 1} more above)" if len(problems) > 1 else ""
+        print(f"error: {problems[0][:MAX_ERROR_CHARS]}{more}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_PROBLEMS

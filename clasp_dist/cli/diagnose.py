@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .common import CommandError, add_overrides
+from .common import CommandError, add_overrides, check_before_ray, load_cfg
 
 SUMMARY = "measure what each CLASP module does on a trained model's outputs (one run, or a sweep per arm)"
 
@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(figures_markdown(means, args.split, args.videos))
         return 0
+    cfg = load_cfg(args.overrides)  # the dataset is data.root=ROOT when given, else the checkpoint's own
+    check_before_ray(
+        checkpoint=args.checkpoint, data=cfg.data.root or None, split=args.split, out_dir=args.out, storage=cfg.storage
+    )
     result = diagnose_checkpoint(
         args.checkpoint, None, args.split, args.videos, args.out, args.plot, args.overrides, progress=progress
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import CommandError, add_overrides, load_cfg, override_value
+from .common import CommandError, add_overrides, check_before_ray, load_cfg, override_value
 
 SUMMARY = "segment mAP (ActivityNet-exact) of a results JSON, or of a checkpoint run on a dataset"
 
@@ -152,6 +152,7 @@ def run_files_mode(args: argparse.Namespace) -> int:
     from ..evaluation.report import coverage_note, format_table, write_metrics_json
 
     cfg = load_cfg(args.overrides)
+    check_before_ray(split=args.split, out_dir=args.out)
     ground_truth = load_ground_truth(args.ground_truth, args.split)
     predictions = load_predictions(args.predictions, ground_truth.class_names, ground_truth.info["label_ids"])
     thresholds = cfg.eval.tiou_thresholds or protocol_thresholds(ground_truth)
@@ -192,6 +193,10 @@ def run_checkpoint_mode(args: argparse.Namespace) -> int:
     from ..evaluation.report import coverage_note, format_table
     from .ray_start import init_ray
 
+    cfg = load_cfg(args.overrides)  # the thresholds and every other key validated before Ray starts
+    check_before_ray(
+        checkpoint=args.checkpoint, data=cfg.data.root or None, split=args.split, out_dir=args.out, storage=cfg.storage
+    )
     init_ray()
     result = distributed.evaluate_checkpoint(
         checkpoint=args.checkpoint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_overrides, load_cfg, require_data_root
+from .common import add_overrides, check_before_ray, load_cfg, require_data_root
 
 SUMMARY = "predict segments for a split of a dataset with a checkpoint (an ActivityNet results JSON)"
 
@@ -33,14 +33,18 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = require_data_root(load_cfg(args.overrides))
+    cfg = load_cfg(args.overrides)
+    root = require_data_root(cfg)
+    # the split names the output file: checked before it is joined onto --out
+    check_before_ray(checkpoint=args.checkpoint, data=root, split=args.split, out_dir=args.out, storage=cfg.storage)
     # here, not at the top: torch and Ray load only after the arguments parse, so --help stays fast
     from ..data.filesystem import join
     from ..inference.predict import predict_checkpoint
     from .ray_start import init_ray
 
-    init_ray()
     path = join(args.out, f"predictions_{args.split}.json")
+    check_before_ray(out_file=path)
+    init_ray()
     count, n_segments = predict_checkpoint(args.checkpoint, root, args.split, path, args.overrides)
     print(f"wrote {n_segments} segments for {count} videos to {path}")
     return 0

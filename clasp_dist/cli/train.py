@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import CommandError, add_overrides, load_cfg
+from .common import CommandError, add_overrides, check_before_ray, load_cfg
 
 SUMMARY = "train CLASP (Ray Train + DeepSpeed), pick the best checkpoint on validation, report test mAP"
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.debug:
         show_data_error_tracebacks()  # Ray's workers' copies of a data error's traceback too
+    check_before_ray(data=cfg.data.root or None, storage=cfg.storage)
     from .ray_start import init_ray
 
     init_ray()

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 import pydantic
 import yaml
 
+from ..limits import MAX_CONFIG_BYTES, MAX_OVERRIDE_CHARS, MAX_YAML_NODES, InputLimitError, quote, read_bounded_bytes
 from .schema import Config
 
 
@@ -28,7 +29,10 @@ def preset_names() -> list[str]:
 def _read_preset(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text()
+        try:
+            text = read_bounded_bytes(path, MAX_CONFIG_BYTES, "config file")
+        except InputLimitError as err:
+            raise ConfigError(f"config: {err}") from None
     else:
         stem = path.name[: -len(path.suffix)] if path.suffix in (".yaml", ".yml") else path.name
         res = resources.files(PRESET_PACKAGE) / f"{stem}.yaml"
@@ -37,10 +41,49 @@ def _read_preset(name_or_path: str) -> dict:
                 f"config: unknown preset {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a YAML file)"
             )
         text = res.read_text()
-    data = yaml.safe_load(text) or {}
+    data = safe_yaml(text, f"preset {name_or_path!r}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: preset {name_or_path!r} is not a mapping")
     return data
+
+
+def safe_yaml(text: str | bytes, where: str) -> Any:
+    """yaml.safe_load, with every alias expanded counted first: a document over MAX_YAML_NODES nodes (a
+    billion-laughs file) or nested past the parser's stack is a ConfigError, before anything is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_nodes(node, {}, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config: {where}: not valid YAML ({quote(str(err), 300)})") from None
+    except RecursionError:
+        raise ConfigError(f"config: {where}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict, where: str, depth: int = 0) -> int:
+    """Nodes under `node` with aliases expanded (memoised per node, so counting costs the unexpanded size)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if depth > 100:
+        raise ConfigError(f"config: {where}: YAML nested deeper than 100 levels")
+    memo[id(node)] = MAX_YAML_NODES + 1  # a node that contains itself expands forever
+    children = node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, memo, where, depth + 1)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"config: {where}: YAML expands to more than {MAX_YAML_NODES} nodes (aliases); refused before building it"
+            )
+    memo[id(node)] = total
+    return total
 
 
 _YAML11_BOOLS = {"on", "off", "yes", "no", "y", "n"}
@@ -56,8 +99,10 @@ def parse_value(text: str) -> Any:
     if text.strip() == "None":
         return None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return safe_yaml(text, "override value")
+    except ConfigError as err:
+        if "YAML expands" in str(err) or "nested" in str(err):
+            raise
         return text
 
 
@@ -78,7 +123,7 @@ def _check_known(key: str) -> None:
         fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
         if part not in fields:
             known = ", ".join(sorted(fields)) if fields else "(no sub-keys)"
-            raise ConfigError(f"config: unknown key {key!r} (at {part!r}; known here: {known})")
+            raise ConfigError(f"config: unknown key {quote(key)} (at {quote(part)}; known here: {known})")
         cls = fields[part].type if not isinstance(fields[part].type, str) else _resolve(cls, part)
 
 
@@ -97,10 +142,10 @@ def from_dict(tree: Mapping) -> Config:
         for e in err.errors():
             key = ".".join(str(p) for p in e["loc"])
             msg = "unknown key" if e["type"] in ("unexpected_keyword_argument", "extra_forbidden") else e["msg"]
-            lines.append(f"  {key}: {msg} (got {e.get('input')!r})")
+            lines.append(f"  {key}: {str(msg)[:300]} (got {quote(e.get('input'))})")
         raise ConfigError("config: invalid configuration:\n" + "\n".join(lines)) from None
     except ValueError as err:  # __post_init__ cross-field rules
-        raise ConfigError(f"config: {err}") from None
+        raise ConfigError(f"config: {str(err)[:500]}") from None
 
 
 def apply_overrides(tree: dict, overrides: Mapping[str, Any] | Iterable[str]) -> dict:
@@ -115,8 +160,12 @@ def apply_overrides(tree: dict, overrides: Mapping[str, Any] | Iterable[str]) ->
 
 
 def _split(override: str) -> tuple[str, Any]:
+    if len(override) > MAX_OVERRIDE_CHARS:
+        raise ConfigError(
+            f"config: override {quote(override)} is {len(override)} characters, over the bound of {MAX_OVERRIDE_CHARS}"
+        )
     if "=" not in override:
-        raise ConfigError(f"config: override {override!r} is not key=value (e.g. train.epochs=3)")
+        raise ConfigError(f"config: override {quote(override)} is not key=value (e.g. train.epochs=3)")
     key, text = override.split("=", 1)
     return key.strip(), parse_value(text)
 
@@ -154,7 +203,7 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 def load_saved_config(path_or_text: str | Path) -> Config:
     text = Path(path_or_text).read_text() if Path(str(path_or_text)).exists() else str(path_or_text)
-    return from_dict(yaml.safe_load(text))
+    return from_dict(safe_yaml(text, str(path_or_text)[:200]))
 
 
 def field_docs(cfg: Config | None = None) -> list[tuple[str, str, Any]]:

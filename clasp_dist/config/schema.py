@@ -15,6 +15,8 @@ from typing import Annotated, Literal, Optional
 from pydantic import ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 
+from .. import limits
+
 _STRICT = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
 
@@ -79,17 +81,17 @@ class StorageConfig:
 
 @section
 class ModelConfig:
-    d_model: PositiveInt = 256
+    d_model: Annotated[int, Field(ge=1, le=limits.MAX_D_MODEL)] = 256
     """Hidden width d of every stream."""
-    n_heads: PositiveInt = 4
+    n_heads: Annotated[int, Field(ge=1, le=limits.MAX_HEADS)] = 4
     """Attention heads in encoder and propagation blocks."""
-    n_self_layers: PositiveInt = 2
+    n_self_layers: Annotated[int, Field(ge=1, le=limits.MAX_LAYERS)] = 2
     """Pre-LN self-attention blocks per modality."""
-    ffn_mult: PositiveInt = 4
+    ffn_mult: Annotated[int, Field(ge=1, le=limits.MAX_FFN_MULT)] = 4
     """FFN hidden width as a multiple of d_model."""
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     """Dropout in attention and FFN blocks."""
-    max_len: int = 4096
+    max_len: Annotated[int, Field(ge=1, le=limits.MAX_SEQ_LEN)] = 4096
     """Longest sequence (steps) the sinusoidal position table covers."""
     cls_prior: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
     """Initial class probability of every CAS head (bias = -log((1-p)/p)); speeds up early training."""
@@ -198,7 +200,7 @@ class TrainConfig:
     """Global batch in videos (micro x grad_accum x workers); with deepspeed.grad_accum >= 1, the batch optim.lr is for."""
     seed: int = 0
     """Seed for weights, data order and dropout."""
-    num_workers: int = 1
+    num_workers: PositiveInt = 1
     """Ray Train workers."""
     use_gpu: bool = False
     """One GPU per worker."""
@@ -272,6 +274,9 @@ class RunConfig:
     """Checkpoints kept (the best by validation mAP and the latest are always among them)."""
     resume_changes: tuple[str, ...] = ()
     """Keys allowed to differ from the run's saved config when resuming it, e.g. [train.epochs]."""
+
+    def __post_init__(self):
+        limits.check_plain_name(self.name, "run.name")  # a folder name under output_dir and storage_path
 
 
 @section

@@ -16,14 +16,12 @@ refused there); the evaluator (``evaluation.formats.load_ground_truth``) reads t
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .errors import DataError
-from .filesystem import open_url
 from .splits import SPLITS, split_name
 
 ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
@@ -92,14 +90,12 @@ def read_document(source: Source) -> tuple[Mapping[str, Any], str]:
     if isinstance(source, Mapping):
         return source, "annotations"
     path = os.fspath(source)
-    try:
-        if "://" in path:
-            with open_url(path, "r", encoding="utf-8") as f:
-                return json.load(f), path
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f), path
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
+    from ..limits import MAX_RESULTS_BYTES, InputLimitError, parse_json, read_bounded_bytes
+
+    try:  # a regular file under the bound, depth-bounded strict-UTF-8 JSON, checked before parsing
+        return parse_json(read_bounded_bytes(path, MAX_RESULTS_BYTES, "JSON file"), path), path
+    except InputLimitError as exc:
+        raise AnnotationError(str(exc)) from None
 
 
 def database_of(document: Mapping[str, Any], where: str) -> Mapping[str, Any]:

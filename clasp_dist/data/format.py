@@ -59,6 +59,10 @@ def unsafe_id_reason(video_id: object) -> Optional[str]:
     bad = [ch for ch in (".", "/", "\\") if ch in video_id]
     if bad:
         return f"contains {' '.join(repr(b) for b in bad)}"
+    try:  # a tar name that is not UTF-8 reads as a str with surrogates; pyarrow and JSON refuse it later
+        video_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id):
         return "contains control characters"
     return None

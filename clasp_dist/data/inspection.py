@@ -18,7 +18,7 @@ import numpy as np
 from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_fs, join, storage_errors
-from .manifest import Manifest, read_manifest, summarise_missing, verify_checksums
+from .manifest import Manifest, check_shard_file, read_manifest, summarise_missing, verify_checksums
 from .sample_rows import SampleDecoder, SkipStats
 from .split_reader import make_decoder
 from .splits import EVAL_SPLITS
@@ -136,6 +136,7 @@ def _inspect_shard(fs, path: str, expected: int, decoder: SampleDecoder, rep: Sp
     """Decode one shard into the report; False when the shard file does not exist (counted by the caller)."""
     decoded = 0
     try:
+        check_shard_file(fs, path.rsplit("/", 1)[0] if "/" in path else ".", path)  # no FIFO, device, escaping link
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
             for raw in iter_tar_samples(f, path, expected, decoder.max_member_bytes, decoder.strict_members):
                 decoded += 1

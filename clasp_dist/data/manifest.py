@@ -24,7 +24,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .errors import ChecksumError, ManifestError, short_repr
+from ..limits import MAX_CLASSES, MAX_MANIFEST_BYTES, MAX_SHARDS, MAX_SPLITS, InputLimitError, quote
+from ..limits import check_regular_file, parse_json, read_bounded_bytes
+from .errors import BadShardError, ChecksumError, ManifestError, short_repr
 from .filesystem import atomic_write, get_fs, join, storage_errors
 from .format import FORMAT, VERSION, is_int
 from .grid import Grid
@@ -123,8 +125,9 @@ class Manifest(BaseModel):
         """Check format and version, then every field; any problem is one ManifestError naming ``where``."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ManifestError(
-                f"{where}: 'format' must be {FORMAT!r}, got {d.get('format') if isinstance(d, dict) else d!r}"
+                f"{where}: 'format' must be {FORMAT!r}, got {quote(d.get('format') if isinstance(d, dict) else d)}"
             )
+        _check_counts(d, where)
         version = d.get("version")
         if not is_int(version):
             raise ManifestError(f"{where}: 'version' must be an integer, got {version!r}")
@@ -143,6 +146,21 @@ class Manifest(BaseModel):
                 + "; ".join(problems[:MAX_LISTED])
                 + (f"; ... {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
             ) from None
+
+
+def _check_counts(d: dict, where: str) -> None:
+    """Splits, shards and classes against their bounds, before any of them is validated one by one."""
+    splits, classes = d.get("splits"), d.get("classes")
+    if isinstance(splits, dict) and len(splits) > MAX_SPLITS:
+        raise ManifestError(f"{where}: 'splits' lists {len(splits)} splits, over the bound of {MAX_SPLITS}")
+    if isinstance(splits, dict):
+        shards = sum(
+            len(s["shards"]) for s in splits.values() if isinstance(s, dict) and isinstance(s.get("shards"), list)
+        )
+        if shards > MAX_SHARDS:
+            raise ManifestError(f"{where}: 'splits' lists {shards} shards, over the bound of {MAX_SHARDS}")
+    if isinstance(classes, list) and len(classes) > MAX_CLASSES:
+        raise ManifestError(f"{where}: 'classes' lists {len(classes)} classes, over the bound of {MAX_CLASSES}")
 
 
 _KNOWN_KEYS = {"format", "version", "dataset", "classes", "visual_dim", "audio_dim", "grid", "splits"}
@@ -285,21 +303,21 @@ def write_manifest(root: str, manifest: Manifest, storage_cfg=None) -> None:
 
 def read_manifest(root: str, storage_cfg=None) -> Manifest:
     """Read and check ``<root>/manifest.json`` (format, version, dims, counts)."""
-    fs, base = get_fs(root, storage_cfg)
-    path = join(base, MANIFEST_NAME)
     try:
         with storage_errors(root, storage_cfg):
-            raw = fs.cat_file(path)
-    except FileNotFoundError:
+            raw = read_bounded_bytes(manifest_path(root), MAX_MANIFEST_BYTES, MANIFEST_NAME, storage_cfg)
+    except InputLimitError as exc:
+        raise ManifestError(f"dataset root {quote(root, 200)}: {exc}") from None
+    except (FileNotFoundError, NotADirectoryError):
         raise ManifestError(
             f"no {MANIFEST_NAME} under dataset root {root!r}: not a clasp-shards dataset "
             "(a folder of WebDataset tars: `clasp data index data.root=ROOT` writes one; "
             "features: `clasp data prepare synth|unav100|anet13`)"
         ) from None
     try:
-        d = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
-        raise ManifestError(f"{manifest_path(root)}: not valid JSON ({type(exc).__name__}: {exc})") from None
+        d = parse_json(raw, manifest_path(root))  # depth-bounded, strict UTF-8
+    except InputLimitError as exc:
+        raise ManifestError(str(exc)) from None
     return Manifest.from_dict(d, manifest_path(root))
 
 
@@ -318,7 +336,10 @@ def verify_checksums(
         for shard in split.shards:
             try:
                 with storage_errors(root, storage_cfg):
-                    digest = file_sha256(fs, join(base, shard.path))
+                    digest = file_sha256(fs, join(base, shard.path), base=base)
+            except BadShardError as exc:
+                problems.append(str(exc))
+                continue
             except FileNotFoundError:
                 missing.append(shard.path)
                 continue
@@ -340,7 +361,21 @@ def summarise_missing(paths: Sequence[str]) -> str:
     return f"{len(paths)} shard(s) missing: {listed}"
 
 
-def file_sha256(fs, path: str, chunk: int = 8 << 20) -> str:
+def check_shard_file(fs, base: str, path: str) -> None:
+    """A local shard must be a regular file inside the root (a FIFO would hang a reader, a link to /dev/zero
+    never ends); a BadShardError naming the shard otherwise. Object stores hold only regular objects."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" not in protocols:
+        return
+    try:
+        check_regular_file(path, 1 << 62, "shard", root=base)
+    except InputLimitError as exc:
+        raise BadShardError(str(exc).split(": ", 1)[-1], shard=path) from None
+
+
+def file_sha256(fs, path: str, chunk: int = 8 << 20, base: Optional[str] = None) -> str:
+    if base is not None:
+        check_shard_file(fs, base, path)
     sha = hashlib.sha256()
     with fs.open(path, "rb") as f:
         while block := f.read(chunk):

@@ -20,6 +20,7 @@ Ray is imported lazily, only here and in ``batch.py``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 from ..config import DataConfig
 from .errors import BadShardError, DataError
 from .filesystem import get_arrow_fs, get_fs, join, storage_errors
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, check_shard_file, read_manifest
 from .sample_rows import SampleDecoder, SkipStats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +89,10 @@ def read_split(
     shards = manifest.split(split).shards
     if not shards:
         raise DataError(f"split {split!r} of {root!r} has no shards")
+    fs, local_base = get_fs(root, storage_cfg)
+    for s in shards:  # a FIFO or device shard would hang a read task: refused here, under either policy
+        with contextlib.suppress(FileNotFoundError):  # a missing shard is the read's (counted under skip)
+            check_shard_file(fs, local_base, join(local_base, s.path))
     filesystem, base = get_arrow_fs(root, storage_cfg)
     paths = [join(base, s.path) for s in shards]
     source = _shard_datasource_class()(
@@ -206,7 +211,7 @@ def iter_local_samples(
     stats = stats if stats is not None else SkipStats(split=split)
     fs, base = get_fs(root, storage_cfg)
     for shard in manifest.split(split).shards:
-        yield from _iter_shard(fs, join(base, shard.path), shard.videos, decoder, stats, root, storage_cfg)
+        yield from _iter_shard(fs, join(base, shard.path), shard.videos, decoder, stats, root, storage_cfg, base)
         stats.check(data_cfg.max_skipped_fraction)
     if stats.skipped or stats.truncated:
         log.warning("data: %s", stats.summary())
@@ -214,9 +219,10 @@ def iter_local_samples(
         log.info("data: %s", stats.summary())
 
 
-def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: SkipStats, root, storage_cfg):
+def _iter_shard(fs, path: str, expected: int, decoder: SampleDecoder, stats: SkipStats, root, storage_cfg, base):
     decoded = 0
     try:
+        check_shard_file(fs, base, path)
         with storage_errors(root, storage_cfg), fs.open(path, "rb") as f:
             for row in decoder.rows(f, path, expected):
                 decoded += 1

@@ -28,6 +28,7 @@ import re
 import tarfile
 from typing import Iterator, Optional
 
+from ..limits import MAX_TAR_HEADER_BYTES
 from .errors import BadShardError
 from .format import MEMBERS
 
@@ -60,6 +61,29 @@ def split_member_name(name: str) -> tuple[Optional[str], Optional[str]]:
         return None, None
     key, suffix = base.split(".", 1)
     return head + sep + key, suffix
+
+
+_WHOLE_READ_HEADERS = {
+    tarfile.XHDTYPE: "PAX extended header",
+    tarfile.XGLTYPE: "PAX global header",
+    tarfile.SOLARIS_XHDTYPE: "Solaris extended header",
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link name",
+}
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a PAX extended header or a GNU long name whole into memory before any member check:
+    its size is checked first (tarfile's `_proc_member` hook, the one place where that record is read)."""
+
+    def _proc_member(self, tarfile_obj):
+        kind = _WHOLE_READ_HEADERS.get(self.type)
+        if kind is not None and self.size > MAX_TAR_HEADER_BYTES:
+            raise BadShardError(
+                f"tar {kind} record of {self.size} bytes, over the bound of {MAX_TAR_HEADER_BYTES} bytes; "
+                "not read, the rest of the shard is refused"
+            )
+        return super()._proc_member(tarfile_obj)
 
 
 class _Sniffed:
@@ -137,7 +161,7 @@ def _group_members(fileobj, shard: str, max_member_bytes: int, strict_members: b
     current: Optional[dict] = None
     seen: set[str] = set()
     try:
-        with tarfile.open(fileobj=_Sniffed(fileobj, shard), mode="r|") as stream:
+        with tarfile.open(fileobj=_Sniffed(fileobj, shard), mode="r|", tarinfo=_BoundedTarInfo) as stream:
             while (info := stream.next()) is not None:
                 stream.members.clear()  # tarfile keeps every header it has read; a stream needs none of them
                 key, suffix = split_member_name(info.name)
@@ -160,7 +184,9 @@ def _group_members(fileobj, shard: str, max_member_bytes: int, strict_members: b
                     _flag(current, suffix, problem)  # its data is skipped, never read
                     continue
                 current[suffix] = stream.extractfile(info).read()
-    except BadShardError:
+    except BadShardError as exc:
+        if exc.shard is None:  # raised inside tarfile, where the shard is not known
+            raise BadShardError(exc.reason, shard=shard, video_id=(current or {}).get("__key__")) from None
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise BadShardError(

@@ -38,6 +38,7 @@ import numpy as np
 from ..data import annotations
 from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
 from ..data.filesystem import open_url
+from ..limits import quote
 from ..data.splits import split_name
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
 
@@ -69,9 +70,18 @@ def _as_input_errors():
 
 @contextlib.contextmanager
 def naming_source(source: Source):
-    """Prefix an input error with the file it came from (sources given as paths or URLs)."""
+    """Prefix an input error with the file it came from (sources given as paths or URLs). A value of the
+    wrong type deep inside (an entry that is not an object, an infinite or huge number) that a reader did not
+    name itself is still one EvaluationInputError naming the file."""
     try:
-        yield
+        try:
+            yield
+        except (TypeError, ValueError, OverflowError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+            if isinstance(exc, EvaluationInputError):
+                raise
+            raise EvaluationInputError(
+                f"malformed entry ({type(exc).__name__}: {quote(str(exc), 200)[1:-1]})"
+            ) from None
     except EvaluationInputError as err:
         if isinstance(source, Mapping) or str(err).startswith(os.fspath(source)):
             raise

@@ -59,6 +59,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence
 import numpy as np
 
 from .results import DetectionResult, EvaluationInputError, Segments
+from ..limits import MAX_TIOU_THRESHOLDS, quote
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ def parse_tiou_thresholds(text: str) -> tuple[float, ...]:
             if step <= 0 or stop < start:
                 raise ValueError
             count = round((stop - start) / step) + 1
+            if count > MAX_TIOU_THRESHOLDS:
+                raise EvaluationInputError(
+                    f"tIoU range {quote(text)} gives {count} thresholds, over the bound of {MAX_TIOU_THRESHOLDS}"
+                )
             if abs(start + (count - 1) * step - stop) > 1e-6 * max(1.0, abs(step)):
                 raise EvaluationInputError(f"tIoU range '{text}': STOP is not START + k * STEP")
             values = tuple(float(v) for v in np.linspace(start, stop, count))
@@ -119,6 +124,8 @@ def parse_tiou_thresholds(text: str) -> tuple[float, ...]:
 def validate_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
     """Non-empty, finite, each in [0, 1]."""
     values = tuple(float(t) for t in thresholds)
+    if len(values) > MAX_TIOU_THRESHOLDS:
+        raise EvaluationInputError(f"{len(values)} tIoU thresholds, over the bound of {MAX_TIOU_THRESHOLDS}")
     if not values or not all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in values):
         raise EvaluationInputError(f"tIoU thresholds must be a non-empty list of values in [0, 1], got {values}")
     return values

@@ -8,6 +8,7 @@ decoded to segments on the actors, and scored on the driver with the ActivityNet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..training.checkpoint import check_weights_match, load_inference_model
-from ..config import Config, from_dict, to_dict
+from ..config import Config, DataConfig, from_dict, to_dict
 from ..data.batch import batch_from_columns
 from ..data.filesystem import local_copy
 from ..data.manifest import DatasetInfo, read_manifest
@@ -298,6 +299,14 @@ def load_for_evaluation(checkpoint: str, overrides: Iterable[str]):
         return load_inference_model(directory, overrides=overrides)
 
 
+def writable_here(cfg: Config, overrides: Iterable[str]) -> Config:
+    """A checkpoint's model.json never decides where this command writes: `data.cache_dir` (where a missing
+    semi-synthetic dataset is generated) is this machine's default unless given on the command line."""
+    if any(o.split("=", 1)[0].strip() == "data.cache_dir" for o in overrides):
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache_dir=DataConfig().cache_dir))
+
+
 def evaluate_checkpoint(
     checkpoint: str,
     data_root: str | None,
@@ -312,7 +321,7 @@ def evaluate_checkpoint(
     from ..viz import confined_path  # matplotlib
 
     model, cfg, info = load_for_evaluation(checkpoint, overrides)
-    root = ensure_dataset(cfg.data, cfg.storage, root=data_root)  # the checkpoint's data keys find its dataset
+    root = ensure_dataset(writable_here(cfg, overrides).data, cfg.storage, root=data_root)  # its data keys find it
     predictions = predict_split(model.state_dict(), cfg, info, root, split, with_signals=plot > 0)
     result = score(predictions, info, cfg, tiou_thresholds)
     if out_dir:

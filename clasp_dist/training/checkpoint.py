@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError, apply_overrides, from_dict, to_dict
+from ..limits import MAX_CLASSES, MAX_FEATURE_DIM, MAX_MODEL_JSON_BYTES, MAX_NAME_CHARS, MAX_STATE_JSON_BYTES
+from ..limits import MAX_WEIGHTS_BYTES, InputLimitError, check_regular_file, parse_json, quote, read_bounded_bytes
 from ..data.manifest import DatasetInfo
 from ..model import build_model
 
@@ -63,27 +65,54 @@ def save_model_description(directory: Path, cfg: Config, info: DatasetInfo) -> N
 def load_model_description(directory: Path) -> tuple[Config, DatasetInfo]:
     path = Path(directory) / "model.json"
     try:
-        text = path.read_text()
+        text = read_bounded_bytes(path, MAX_MODEL_JSON_BYTES, "model.json")
     except (FileNotFoundError, NotADirectoryError):
         raise CheckpointError(f"{path}: missing; is {directory} a clasp-dist checkpoint or export directory?") from None
+    except InputLimitError as err:
+        raise CheckpointError(str(err)) from None
     return parse_model_description(text, str(path))
 
 
 def parse_model_description(text: str | bytes, path: str) -> tuple[Config, DatasetInfo]:
     """model.json's content -> (config, dataset); errors name `path` and the field."""
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+        payload = parse_json(text, path)
+    except InputLimitError as err:
+        raise CheckpointError(str(err)) from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path}: format_version {quote(version)}; this clasp-dist reads {FORMAT_VERSION}")
     try:
-        return from_dict(payload["config"]), DatasetInfo(**payload["dataset"])
+        if not isinstance(payload["config"], dict) or not isinstance(payload["dataset"], dict):
+            raise TypeError("'config' and 'dataset' must be objects")
+        return from_dict(payload["config"]), checked_dataset_info(DatasetInfo(**payload["dataset"]), path)
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: field {err} missing or malformed") from None
     except ConfigError as err:  # e.g. a config key this clasp-dist does not know
         raise CheckpointError(f"{path}: field 'config' is not a valid configuration: {err}") from None
+
+
+def checked_dataset_info(info: DatasetInfo, path: str) -> DatasetInfo:
+    """The dataset fields that size the model (classes, feature dims) and the grid, type- and range-checked
+    before any module is built from them."""
+    bounds = {"visual_dim": MAX_FEATURE_DIM, "audio_dim": MAX_FEATURE_DIM, "feat_stride": 1 << 20, "window": 1 << 20}
+    for name, bound in bounds.items():
+        value = getattr(info, name)
+        if type(value) is not int or not 1 <= value <= bound:
+            raise CheckpointError(
+                f"{path}: field 'dataset.{name}' must be an integer in [1, {bound}], got {quote(value)}"
+            )
+    if type(info.fps) not in (int, float) or not (0 < info.fps < 1e6):
+        raise CheckpointError(f"{path}: field 'dataset.fps' must be a number in (0, 1e6), got {quote(info.fps)}")
+    if not isinstance(info.classes, list) or not 1 <= len(info.classes) <= MAX_CLASSES:
+        raise CheckpointError(f"{path}: field 'dataset.classes' must list 1 to {MAX_CLASSES} class names")
+    if not all(isinstance(c, str) and len(c) <= MAX_NAME_CHARS for c in info.classes):
+        raise CheckpointError(f"{path}: field 'dataset.classes' must hold names of at most {MAX_NAME_CHARS} characters")
+    if not isinstance(info.dataset, str) or len(info.dataset) > MAX_NAME_CHARS:
+        raise CheckpointError(f"{path}: field 'dataset.dataset' must be a name, got {quote(info.dataset)}")
+    return info
 
 
 def save_train_state(directory: Path, state: TrainState) -> None:
@@ -93,7 +122,7 @@ def save_train_state(directory: Path, state: TrainState) -> None:
 def load_train_state(directory: Path) -> TrainState:
     path = Path(directory) / "train_state.json"
     try:
-        payload = json.loads(path.read_text())
+        payload = parse_json(read_bounded_bytes(path, MAX_STATE_JSON_BYTES, "train_state.json"), str(path))
         version = payload.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format_version {version!r}; this clasp-dist reads {FORMAT_VERSION}")
@@ -111,11 +140,14 @@ def save_tensors(path: Path, payload) -> None:
 
 
 def load_tensors(path: Path):
-    """torch.load with weights_only=True: never unpickles arbitrary objects."""
+    """torch.load with weights_only=True: never unpickles arbitrary objects; a regular file under the bound."""
     try:
+        check_regular_file(path, MAX_WEIGHTS_BYTES, path.name if isinstance(path, Path) else "weights")
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    except InputLimitError as err:
+        raise CheckpointError(str(err)) from None
     except Exception as err:  # truncated zip, wrong magic, non-tensor payload
         raise CheckpointError(f"{path}: unreadable or corrupted ({type(err).__name__}: {err})") from None
 
@@ -222,9 +254,8 @@ def load_inference_model(
     cfg, info = load_model_description(directory)
     if overrides:
         cfg = from_dict(apply_overrides(to_dict(cfg), list(overrides)))
+    weights = checked_weights(directory, cfg, info)
     model = build_model(cfg, info)
-    weights = stored_inference_weights(directory, model)
-    check_weights_match(weights, model, str(directory / "weights.pt"))
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, info
 
@@ -240,6 +271,23 @@ def stored_inference_weights(directory: Path, model: torch.nn.Module) -> dict:
         raise CheckpointError(f"{directory / 'ema.pt'}: no 'shadow' weights in it")
     full = {k: v for k, v in model.state_dict().items() if not v.dtype.is_floating_point}
     return {**full, **shadow}
+
+
+def checked_weights(directory: Path, cfg: Config, info: DatasetInfo) -> dict:
+    """The inference weights (weights.pt, else ema.pt's average), checked against the model that model.json
+    describes, built on the meta device (shapes only, nothing allocated) so that a hostile model.json never
+    allocates before its weights agree."""
+    with torch.device("meta"):
+        shapes = build_model(cfg, info)
+    weights = stored_inference_weights(directory, shapes)
+    check_weights_match(weights, shapes, str(directory / "weights.pt"))
+    return weights
+
+
+def check_checkpoint(directory: str | Path) -> None:
+    """model.json and the weights of a local checkpoint or export, checked without building the model."""
+    directory = resolve_export(Path(directory))
+    checked_weights(directory, *load_model_description(directory))
 
 
 def _previous_export(out: Path) -> Path:

@@ -118,6 +118,10 @@ def test_checkpoint_mode_calls_distributed_evaluator(monkeypatch, capsys):
     fake.evaluate_checkpoint = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "clasp_dist.inference.predict", fake)
     monkeypatch.setattr(inference_pkg, "predict", fake, raising=False)
+    import clasp_dist.cli.evaluate
+
+    # 'ck' and 'root' do not exist: the pre-Ray input checks (tested in tests/reliability) are out of this test
+    monkeypatch.setattr(clasp_dist.cli.evaluate, "check_before_ray", lambda **kw: None)
     rc = clasp(
         [
             "evaluate",
