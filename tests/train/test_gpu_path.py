@@ -37,7 +37,7 @@ def documented_commands() -> list[tuple[str, int, str]]:
         for line in text.splitlines():
             workers = re.search(r"train\.num_workers=(\d+)", line)
             preset = re.search(r"\bconfig=(\w+)", line)
-            if workers:
+            if workers and int(workers.group(1)) > 0:  # 0 appears only as a documented refusal
                 found.add((preset.group(1) if preset else "small", int(workers.group(1)), path.name))
     return sorted(found)
 
