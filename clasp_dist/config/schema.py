@@ -280,6 +280,14 @@ class RunConfig:
 
 
 @section
+class TrackingConfig:
+    mlflow_uri: Optional[str] = None
+    """MLflow tracking URI (file:runs/mlruns, http://host:5000); None = no MLflow (TensorBoard always runs)."""
+    mlflow_experiment: str = "clasp-dist"
+    """MLflow experiment the runs (and a sweep's trials) are logged under; created when missing."""
+
+
+@section
 class Config:
     data: DataConfig = _default(DataConfig)
     """Dataset and reading."""
@@ -301,3 +309,5 @@ class Config:
     """Evaluation."""
     run: RunConfig = _default(RunConfig)
     """Run naming and storage."""
+    tracking: TrackingConfig = _default(TrackingConfig)
+    """Optional experiment tracking (MLflow)."""

@@ -36,7 +36,7 @@ from .run_identity import (
     finished_message,
     record_changes,
 )
-from ..tracking import log_final_to_tensorboard
+from ..tracking import absolute_mlflow_uri, log_final_to_mlflow, log_final_to_tensorboard
 from .worker import NOT_VALIDATED, train_loop_per_worker
 
 
@@ -186,6 +186,7 @@ def build_trainer(
             "run_dir": str(run_dir),
             "num_train_videos": num_train_videos,
             "interactive": sys.stdout.isatty(),
+            "mlflow_uri": absolute_mlflow_uri(cfg.tracking.mlflow_uri) if cfg.tracking.mlflow_uri else None,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers,
@@ -221,6 +222,16 @@ def best_checkpoint(result):
     val, epoch, ckpt = max(candidates, key=lambda t: (t[0], t[1]))
     metrics = next(m for c, m in result.best_checkpoints if c is ckpt)
     return ckpt, metrics
+
+
+def _log_final_to_mlflow(cfg: Config, result, run_dir: Path, metrics: dict, log) -> None:
+    """The final pass and the run's files into the MLflow run the train loop opened (tracking.mlflow_uri)."""
+    run_id = (getattr(result, "metrics", None) or {}).get("mlflow_run_id")
+    if not cfg.tracking.mlflow_uri or not run_id:
+        return
+    uri = absolute_mlflow_uri(cfg.tracking.mlflow_uri)
+    log_final_to_mlflow(uri, run_id, run_dir, metrics)
+    log(f"[clasp-dist] MLflow run {run_id} in {uri} (experiment {cfg.tracking.mlflow_experiment!r})")
 
 
 def run_training(cfg: Config, log=print, callbacks: list | None = None) -> TrainingSummary:
@@ -294,6 +305,7 @@ def run_training(cfg: Config, log=print, callbacks: list | None = None) -> Train
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_final_to_tensorboard(run_dir, cfg, metrics)
+    _log_final_to_mlflow(cfg, result, run_dir, metrics, log)
     if publish_run_files(cfg, run_dir):
         log(f"[clasp-dist] run files copied to {run_storage_dir(cfg)}")
     return TrainingSummary(run_dir, export_dir, metrics)

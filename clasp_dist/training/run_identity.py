@@ -30,6 +30,7 @@ OPERATIONAL = (
     "run.output_dir",
     "run.resume_changes",
     "storage.",
+    "tracking.",
     "data.cache_dir",
     "data.read_num_cpus",
     "train.progress_bar",

@@ -38,6 +38,7 @@ from ..inference.predict import evaluate_weights, predict_local, score
 from ..model.losses import LossMeter, compute_loss
 from ..model import build_model
 from .publish import publish_run_files, restore_run_files
+from ..tracking import mlflow_epoch_metrics, start_mlflow_run
 
 NOT_VALIDATED = -1.0
 """val_average reported for epochs without validation (ranks them below every validated checkpoint)."""
@@ -114,6 +115,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         restore_rng(saved_rng, ctx.device)
     shard = ray.train.get_dataset_shard("train")
     writer = _summary_writer(ctx)
+    mlflow = _mlflow_run(ctx, loop_config.get("mlflow_uri"))
     for epoch in range(state.epoch + 1, cfg.train.epochs):
         stats = _run_epoch(engine, ema, _epoch_batches(shard, ctx, epoch), ctx, epoch, writer, state.global_step)
         state = TrainState(epoch, stats["global_step"], state.best_val, state.best_epoch)
@@ -132,9 +134,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "epoch": epoch,
         }
         _log_epoch(ctx, metrics, writer)
+        if mlflow is not None:
+            mlflow.log_metrics(mlflow_epoch_metrics(metrics, NOT_VALIDATED), step=epoch)
+            metrics["mlflow_run_id"] = mlflow.active_run().info.run_id  # the driver logs the final pass there
         _save_and_report(engine, ema_state, weights, ctx, state, metrics, checkpointing)
     if writer is not None:
         writer.close()
+    if mlflow is not None:
+        mlflow.end_run()
 
 
 def _record_workers(ctx: LoopContext) -> None:
@@ -340,6 +347,13 @@ def _barrier() -> None:
 
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def _mlflow_run(ctx: LoopContext, uri: str | None):
+    """Rank 0's MLflow run when tracking.mlflow_uri is set (`uri`: made absolute by the driver), else None."""
+    if ctx.rank != 0 or not uri:
+        return None
+    return start_mlflow_run(ctx.cfg, uri, ctx.run_dir)
 
 
 def _summary_writer(ctx: LoopContext):

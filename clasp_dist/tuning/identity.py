@@ -35,12 +35,13 @@ class SweepSpec:
 
     def described(self) -> dict:
         """The identity's content: the search space (as values) and the resolved base config, less `run.*`
-        (each trial sets its own name and paths) and the progress bar."""
+        (each trial sets its own name and paths), `tracking.*` and the progress bar."""
         space = {key: _describe(spec) for key, spec in self.space().items()}
         if self.sweep == "hparams":
             space["num_samples"] = self.samples
         tree = to_dict(load_config(self.base))
         tree.pop("run", None)
+        tree.pop("tracking", None)
         tree["train"].pop("progress_bar", None)
         return {"sweep": self.sweep, "space": space, "config": tree}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..training.capacity import growable_resources, training_cpus
 from ..config import load_config
 from ..data.filesystem import get_arrow_fs, join
+from ..tracking import mlflow_tune_callback
 from .identity import SweepSpec
 from .spaces import trial_overrides, validate_space, yaml_literal
 
@@ -51,6 +52,7 @@ def trial_config(base: list[str], params: dict, trial_id: str, sweep_uri: str):
         f"run.output_dir={local}",
         f"run.storage_path={trials}",
         "train.progress_bar=off",
+        "tracking.mlflow_uri=null",  # the sweep's MLflowLoggerCallback logs each trial (one MLflow run per trial)
     ]
     return load_config(overrides)
 
@@ -211,6 +213,7 @@ def run_sweep(spec: SweepSpec, sweep_uri: str, max_concurrent: int | None = None
             storage_filesystem=storage_fs,
             failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
             verbose=1,
+            callbacks=[c for c in [mlflow_tune_callback(cfg)] if c is not None],
         ),
     )
     return tuner.fit()

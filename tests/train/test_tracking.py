@@ -40,3 +40,26 @@ def test_final_metrics_and_hparams_in_the_runs_tensorboard(tmp_path):
     hparams = _hparams_of(events)
     assert hparams["optim.lr"] == 0.002 and hparams["train.epochs"] == 4 and hparams["run.name"] == "tiny"
     assert set(hparams) == set(hparam_values(cfg))
+
+
+def test_mlflow_names_uris_and_epoch_metrics(tmp_path, monkeypatch):
+    from clasp_dist.tracking import absolute_mlflow_uri, mlflow_epoch_metrics, mlflow_tune_callback
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_mlflow_uri("file:runs/mlruns") == f"file:{tmp_path / 'runs' / 'mlruns'}"
+    assert absolute_mlflow_uri("file:/x/mlruns") == "file:/x/mlruns"
+    assert absolute_mlflow_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    record = {"loss": 0.5, "val_average": -1.0, "val_map@0.5": -1.0, "epoch": 2, "lr": 1e-3, "best_epoch": -1}
+    assert mlflow_epoch_metrics(record, -1.0) == {"loss": 0.5, "lr": 1e-3}
+    validated = {**record, "val_average": 0.2, "val_map@0.5": 0.3}
+    assert mlflow_epoch_metrics(validated, -1.0) == {"loss": 0.5, "lr": 1e-3, "val_average": 0.2, "val_map_0.5": 0.3}
+    assert mlflow_tune_callback(load_config(["config=tiny"])) is None
+    callback = mlflow_tune_callback(load_config(["config=tiny", "tracking.mlflow_uri=file:mlruns"]))
+    assert callback.tracking_uri == f"file:{tmp_path / 'mlruns'}" and callback.experiment_name == "clasp-dist"
+
+
+def test_a_sweep_trial_leaves_mlflow_to_the_sweeps_callback(tmp_path):
+    from clasp_dist.tuning.runner import trial_config
+
+    cfg = trial_config(["config=tiny", "tracking.mlflow_uri=file:/x"], {}, "t1", str(tmp_path))
+    assert cfg.tracking.mlflow_uri is None
