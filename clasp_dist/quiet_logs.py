@@ -34,6 +34,8 @@ import os
 import re
 import warnings
 
+from . import compat
+
 NOISE = re.compile(
     "|".join(
         [
@@ -53,8 +55,7 @@ QUIET_LOGGERS = {
     "ray.train": logging.WARNING,
     "ray.data": logging.WARNING,
     "ray.tune": logging.WARNING,
-    "ray.data._internal.progress": logging.ERROR,
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    **compat.RAY_PRIVATE_QUIET_LOGGERS,
 }
 """Ray loggers that report routine progress at INFO (or known noise at WARNING) in our job logs."""
 
@@ -101,12 +102,12 @@ def ray_train_logging():
 def filter_forwarded_logs() -> None:
     """Driver: drop known-noise lines and bad-data tracebacks from what Ray forwards (worker output, raylet
     messages). Idempotent."""
-    import ray._private.worker as ray_worker
-
-    if enabled():
-        _filter_data_error_tracebacks()
+    if not enabled():
+        return
+    ray_worker = compat.ray_worker_module()
+    _filter_data_error_tracebacks()
     original = getattr(ray_worker, "print_worker_logs", None)
-    if not enabled() or original is None or getattr(original, "_clasp_filtered", False):
+    if original is None or getattr(original, "_clasp_filtered", False):
         return
 
     def print_worker_logs(data, print_file, ignore_prefix: bool = False):
@@ -190,10 +191,8 @@ class DataErrorTracebacks:
 
 def _filter_data_error_tracebacks() -> None:
     """Wrap Ray's de-duplicators of forwarded stdout/stderr (they run before printing, and cut records apart)."""
-    from ray._private import ray_logging
-
     tracebacks = DataErrorTracebacks()
-    for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
+    for dedup in compat.ray_log_deduplicators():
         original = dedup.deduplicate
         if getattr(original, "_clasp_filtered", False):
             continue

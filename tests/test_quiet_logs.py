@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clasp_dist import compat
 from clasp_dist.quiet_logs import evaluation_warnings_quiet, filter_forwarded_logs, is_noise
 
 RAY_NOISE_LINES = [  # verbatim from a `./dev jobs/train.py config=tiny` run and a `ray job submit` (Ray 2.60)
@@ -50,7 +51,7 @@ def test_real_events_are_kept(line):
 
 def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch, capsys):
     """The filter wraps the function Ray's driver prints every forwarded worker line and raylet message with."""
-    import ray._private.worker as ray_worker
+    ray_worker = compat.ray_worker_module()
 
     monkeypatch.setattr(ray_worker, "_worker_logs_enabled", True)
     monkeypatch.setattr(ray_worker, "print_worker_logs", ray_worker.print_worker_logs)  # restored afterwards
@@ -78,7 +79,7 @@ def test_driver_drops_noise_from_forwarded_worker_logs(monkeypatch, capsys):
 
 
 def test_every_filter_off_with_clasp_ray_noise(monkeypatch):
-    import ray._private.worker as ray_worker
+    ray_worker = compat.ray_worker_module()
 
     monkeypatch.setenv("CLASP_RAY_NOISE", "1")
     original = ray_worker.print_worker_logs
@@ -122,8 +123,8 @@ def test_processes_started_for_ray_leave_no_pymp_folder(short_tmp):
     script = f"""
 import os, subprocess, sys, tempfile
 from clasp_dist.cli import private_tmpdir_for_ray
-from ray._common.utils import get_default_system_temp_dir
-ray_root = get_default_system_temp_dir()
+from clasp_dist import compat
+ray_root = compat.ray_default_system_temp_dir()
 with private_tmpdir_for_ray() as private:
     assert os.environ["RAY_TMPDIR"] == ray_root
     child = subprocess.run([sys.executable, "-c", {FORKSERVER_CHILD!r}], capture_output=True, text=True, check=True)

@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 
+from .. import compat
 from ..quiet_logs import filter_forwarded_logs, quiet_ray_loggers
 
 
@@ -24,7 +25,6 @@ def private_tmpdir_for_ray():
     (RAY_TMPDIR pinned to that place while TMPDIR changes).
     """
     import ray
-    from ray._common.utils import get_default_system_temp_dir
 
     tempfile.gettempdir()  # fixes this process's own temp dir before TMPDIR changes
     private = tempfile.mkdtemp(prefix="clasp-ray-tmp-")
@@ -35,7 +35,7 @@ def private_tmpdir_for_ray():
         shutil.rmtree(private, ignore_errors=True)
 
     saved = {key: os.environ.get(key) for key in ("TMPDIR", "RAY_TMPDIR")}
-    os.environ["RAY_TMPDIR"] = get_default_system_temp_dir()
+    os.environ["RAY_TMPDIR"] = compat.ray_default_system_temp_dir()
     os.environ["TMPDIR"] = private
     try:
         yield private
@@ -52,11 +52,7 @@ def pin_data_tracker_to_this_node() -> None:
     `ray job submit`). Ray pins it to the node of whichever process creates it first; left to itself, that is the
     validation's actor pool inside a train worker, on an autoscaled GPU node, and a detached actor there keeps
     the node from ever being idle: the autoscaler never removes it (seen on the simulated cluster, Ray 2.60)."""
-    try:
-        from ray.data._internal.execution.node_trackers import get_or_create_actor_location_tracker
-    except ImportError:  # a Ray without it: nothing to pin
-        return
-    get_or_create_actor_location_tracker()
+    compat.create_data_actor_location_tracker()
 
 
 def init_ray(num_cpus: int | None = None) -> None:

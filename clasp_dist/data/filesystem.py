@@ -230,17 +230,18 @@ _GCS_CLASS_PREFIX = "ClaspGCSFileSystem_retries"
 def _gcs_class(retries: int):
     # gcsfs.core.GCSFileSystem, not gcsfs.GCSFileSystem: the latter asks the Storage Control gRPC API for
     # every bucket's layout (a minute of timeouts against an emulator, and a permission most roles lack).
-    from gcsfs.core import GCSFileSystem
-    from gcsfs.retry import retry_request
+    from .. import compat
+
+    base = compat.gcsfs_core_class()
 
     name = f"{_GCS_CLASS_PREFIX}{retries}"
     cls = type(
         name,
-        (GCSFileSystem,),
+        (base,),
         {
             "__doc__": f"GCSFileSystem making at most {retries} attempt(s) per request.",
             "__module__": __name__,
-            "_request": retry_request(retries=retries)(GCSFileSystem._request.__wrapped__),
+            "_request": compat.gcsfs_request_with_retries(retries),
         },
     )
     globals()[name] = cls  # pickled by reference; __getattr__ below rebuilds it in another process

@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+from .. import compat
+
 INSTANCE_RESOURCES: dict[str, dict[str, float]] = {
     "m6i.2xlarge": {"CPU": 8},
     "g5.2xlarge": {"CPU": 8, "GPU": 1, "accelerator_type:A10G": 1},
@@ -64,10 +66,9 @@ def read_cluster_yaml(path: str | Path) -> dict:
 
 def autoscaler_max_resources() -> dict[str, float] | None:
     """The autoscaler's own view of the largest cluster (node types x max_workers), when it reports one."""
+    state = compat.ray_global_state()
     try:
-        from ray._private import state
-
-        found = state.state.get_max_resources_from_cluster_config()
+        found = state.get_max_resources_from_cluster_config()
     except Exception:  # noqa: BLE001 - an older GCS or no autoscaler: no information, not an error
         return None
     return {k: float(v) for k, v in found.items()} if found else None
@@ -75,10 +76,9 @@ def autoscaler_max_resources() -> dict[str, float] | None:
 
 def autoscaler_node_types() -> dict[str, dict[str, float]]:
     """{node type: resources} of the node types the autoscaler may launch, when it reports them ({} otherwise)."""
+    state = compat.ray_global_state()
     try:
-        from ray._private import state
-
-        config = state.state.get_cluster_config()
+        config = state.get_cluster_config()
         groups = list(config.node_group_configs) if config is not None else []
     except Exception:  # noqa: BLE001 - an older GCS or no autoscaler: no information, not an error
         return {}
@@ -143,10 +143,8 @@ def launches_nodes(status: Mapping | None) -> bool:
     type. On a fixed cluster (a laptop's `ray.init()`, a hand-made `ray start` cluster) the monitor runs with Ray's
     read-only provider, whose node types are mirrors named after each node's id; no status at all is read the
     same way (nothing that could launch a node has reported)."""
-    from ray.autoscaler._private.util import format_readonly_node_type
-
     mapping = ((status or {}).get("autoscaler_report") or {}).get("node_type_mapping") or {}
-    return any(node_type != format_readonly_node_type(node_id) for node_id, node_type in mapping.items())
+    return any(node_type != compat.readonly_node_type(node_id) for node_id, node_type in mapping.items())
 
 
 def autoscaler_of_unknown_size() -> bool:
@@ -154,11 +152,9 @@ def autoscaler_of_unknown_size() -> bool:
     initialised."""
     import json
 
-    from ray._private import ray_constants
-    from ray.experimental.internal_kv import _internal_kv_get
-
+    compat.require("ray")  # before the try: an untested Ray fails with its own message
     try:
-        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        raw = compat.autoscaling_status_raw()
         return launches_nodes(json.loads(raw) if raw else None)
     except Exception:  # noqa: BLE001 - an unreadable status says nothing either way: treat the cluster as fixed
         return False

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import compat
 from ..config import Config
 
 
@@ -124,9 +125,7 @@ def skip_cpu_inference_comm_op() -> None:
     `inference_all_reduce` uses it, never training, and its build costs ~40 s on a fresh machine under a lock file
     that a killed build leaves behind (every later start then hangs). Marked incompatible, DeepSpeed does not
     build it and collectives go through torch.distributed, as they do on GPUs."""
-    import deepspeed.ops
-
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    compat.mark_deepspeed_op_incompatible("deepspeed_shm_comm")
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

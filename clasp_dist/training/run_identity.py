@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, parse_model_description
+from .. import compat
 from ..config import Config, ConfigError, flatten, to_dict
 from ..data.filesystem import get_arrow_fs, join
 from .preflight import storage_uri
@@ -165,7 +166,7 @@ def registered_result(cfg: Config):
 
     fs, base = get_arrow_fs(storage_uri(cfg), cfg.storage)
     path = join(base, cfg.run.name)
-    if fs.get_file_info(join(path, "checkpoint_manager_snapshot.json")).type == pafs.FileType.NotFound:
+    if fs.get_file_info(join(path, compat.RAY_TRAIN_SNAPSHOT_FILE)).type == pafs.FileType.NotFound:
         return None
     train_logger = logging.getLogger("ray.train")
     level = train_logger.level
