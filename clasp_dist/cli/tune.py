@@ -126,7 +126,9 @@ def sweep_spec(args: argparse.Namespace):
 def sweep_folder(path: str) -> str:
     from pathlib import Path
 
-    return path.rstrip("/") if "://" in path else str(Path(path).resolve())
+    from ..data.filesystem import is_url
+
+    return path.rstrip("/") if is_url(path) else str(Path(path).resolve())
 
 
 def run(args: argparse.Namespace) -> int:

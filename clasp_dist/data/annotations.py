@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .errors import DataError
-from .filesystem import open_url
+from .filesystem import is_url, open_url
 from .splits import SPLITS, split_name
 
 ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
@@ -93,7 +93,7 @@ def read_document(source: Source) -> tuple[Mapping[str, Any], str]:
         return source, "annotations"
     path = os.fspath(source)
     try:
-        if "://" in path:
+        if is_url(path):
             with open_url(path, "r", encoding="utf-8") as f:
                 return json.load(f), path
         with open(path, "r", encoding="utf-8") as f:

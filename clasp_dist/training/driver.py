@@ -17,7 +17,7 @@ from .checkpoint import export_inference
 from .capacity import has_shared_local_disk, train_worker_resources
 from ..config import Config, ConfigError, save_config, to_dict
 from ..data.errors import DataError, StorageError
-from ..data.filesystem import get_arrow_fs, is_object_store
+from ..data.filesystem import get_arrow_fs, is_object_store, is_url
 from ..data.manifest import DatasetInfo, final_eval_split, read_manifest
 from ..data.roots import ensure_dataset
 from ..data.split_reader import read_split
@@ -131,7 +131,7 @@ def resolve_dataset(cfg: Config) -> str:
     """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
     if cfg.data.root:
         return cfg.data.root
-    if "://" not in cfg.data.cache_dir and not has_shared_local_disk():
+    if not is_url(cfg.data.cache_dir) and not has_shared_local_disk():
         raise ConfigError(
             f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
             f"data.cache_dir={cfg.data.cache_dir!r} on this machine, which this cluster's other nodes cannot read. "

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..config import Config
-from ..data.filesystem import ensure_dir, get_fs, join
+from ..data.filesystem import ensure_dir, get_fs, is_url, join
 from .capacity import (
     BOOTSTRAP_CONFIG,
     autoscaler_node_types,
@@ -21,7 +21,7 @@ from .capacity import (
 
 def storage_uri(cfg: Config) -> str:
     path = cfg.run.storage_path
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))
 
 
 def check_storage_writable(cfg: Config) -> None:
