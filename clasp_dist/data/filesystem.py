@@ -69,6 +69,15 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+def absolute_location(path: str, *, follow_links: bool = True) -> str:
+    """A storage location with a local path made absolute ('~' expanded); a URL comes back unchanged.
+    ``follow_links=False`` keeps symbolic links in the path, as ``os.path.abspath`` does."""
+    if is_url(path):
+        return path
+    path = os.path.expanduser(path)
+    return os.path.realpath(path) if follow_links else os.path.abspath(path)
+
+
 def bucket_of(root: str) -> str:
     return root.split("://", 1)[1].split("/", 1)[0]
 
@@ -151,7 +160,7 @@ def get_fs(root: str, storage_cfg=None) -> tuple[fsspec.AbstractFileSystem, str]
     if is_url(root) and not root.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(root)
         return fs, path.rstrip("/")
-    path = os.path.abspath(os.path.expanduser(root[len("file://") :] if root.startswith("file://") else root))
+    path = absolute_location(root[len("file://") :] if root.startswith("file://") else root, follow_links=False)
     return fsspec.filesystem("file"), path
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from ..config import ConfigError, flatten, load_config, to_dict
-from ..data.filesystem import get_fs, is_url, join
+from ..data.filesystem import absolute_location, get_fs, is_url, join
 from .spaces import build_space
 
 
@@ -78,8 +77,7 @@ class SweepIdentityError(ConfigError):
 
 def default_sweep_dir(spec: SweepSpec) -> str:
     """`<run.storage_path>/sweeps/<sweep>-<identity>`: a different sweep gets a folder of its own."""
-    path = load_config(spec.base).run.storage_path
-    root = path if is_url(path) else str(Path(path).expanduser().resolve())
+    root = absolute_location(load_config(spec.base).run.storage_path)
     return join(root, "sweeps", f"{spec.sweep}-{spec.identity()}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..training.capacity import growable_resources, training_cpus
 from ..config import load_config
-from ..data.filesystem import get_arrow_fs, is_url, join
+from ..data.filesystem import absolute_location, get_arrow_fs, is_url, join
 from .identity import SweepSpec
 from .spaces import trial_overrides, validate_space, yaml_literal
 
@@ -31,9 +31,9 @@ def absolute_base(base: list[str]) -> list[str]:
             and not is_url(value)
             and not value.startswith("~")
         ):
-            value = str(Path(value).resolve())
+            value = absolute_location(value)
         elif key == "config" and value.endswith((".yaml", ".yml")) and Path(value).exists():
-            value = str(Path(value).resolve())
+            value = absolute_location(value)
         out.append(f"{key}={value}" if _ else item)
     return out
 
