@@ -25,7 +25,7 @@ from ..data.splits import SPLITS
 from .engine import plan_batches
 from ..inference.predict import evaluate_checkpoint
 from ..evaluation.report import format_table, metrics_dict
-from ..quiet_logs import ray_train_logging
+from ..quiet_logs import DATA_ERROR_LINE, ray_train_logging
 from .preflight import check_resource_request, check_storage_writable, storage_uri
 from .publish import publish_run_files, run_storage_dir
 from .run_identity import (
@@ -60,12 +60,6 @@ class TrainingDataError(TrainingError):
     so never retried by the failure policy. The message is one line naming shard, sample and field."""
 
 
-_DATA_ERROR_LINE = re.compile(
-    r"(?:BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
-    r"TrainingDataError)(?:\([\w.]+\))?: (.+)$"
-)
-
-
 def data_error_line(err: BaseException) -> str | None:
     """The data error behind a (Ray-wrapped) failure as one line, or None when it is not one."""
     seen, todo = set(), [err]
@@ -84,7 +78,7 @@ def data_error_line(err: BaseException) -> str | None:
             getattr(exc, "controller_failure", None),
             *(getattr(exc, "worker_failures", None) or {}).values(),
         ]
-    lines = [m.group(1) for ln in str(err).splitlines() if (m := _DATA_ERROR_LINE.search(ln.strip()))]
+    lines = [m.group(1) for ln in str(err).splitlines() if (m := DATA_ERROR_LINE.search(ln.strip()))]
     return lines[-1] if lines else None
 
 
