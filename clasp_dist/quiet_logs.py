@@ -120,10 +120,13 @@ def filter_forwarded_logs() -> None:
 
 
 DATA_ERROR_LINE = re.compile(
-    r"^clasp_dist\.(?:data\.errors\.(?!StorageError:)\w+|training\.driver\.TrainingDataError): "
+    r"(?<!\w)(?:clasp_dist\.(?:data\.errors|training\.driver)\.)?"
+    r"(?:DataError|BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
+    r"TrainingDataError)(?:\([\w.]+\))?: (.+)$"
 )
-"""The exception line of a bad-data failure: a data-plane error other than an unreachable storage, or training's
-`TrainingDataError` (the errors `trainer.data_error_line` reports as one line)."""
+"""The exception line of a bad-data failure, its message as group 1: a data-plane error other than an unreachable
+storage, or training's `TrainingDataError` (the errors `driver.data_error_line` reports as one line). `match` it
+against a whole exception line, or `search` a line that a wrapper prefixed."""
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:\([\w.]+\))?(?::\s|$)")
 _TRACE_MARKS = (
     "Traceback (most recent call last):",

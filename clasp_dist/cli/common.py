@@ -124,7 +124,9 @@ def check_before_ray(
         manifest = read_manifest(data, storage)
         if split is not None:
             manifest.split(split_name(split))
-    if checkpoint and "://" not in checkpoint:
+    from ..data.filesystem import is_url
+
+    if checkpoint and not is_url(checkpoint):
         from pathlib import Path
 
         from ..training.checkpoint import check_checkpoint

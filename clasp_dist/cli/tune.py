@@ -124,9 +124,9 @@ def sweep_spec(args: argparse.Namespace):
 
 
 def sweep_folder(path: str) -> str:
-    from pathlib import Path
+    from ..data.filesystem import absolute_location, is_url
 
-    return path.rstrip("/") if "://" in path else str(Path(path).resolve())
+    return path.rstrip("/") if is_url(path) else absolute_location(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -64,6 +64,20 @@ def is_object_store(root: str) -> bool:
     return is_s3(root) or is_gcs(root)
 
 
+def is_url(path: str) -> bool:
+    """A URL of any scheme (s3://, gs://, file://, memory://, ...) rather than a plain local path."""
+    return "://" in path
+
+
+def absolute_location(path: str, *, follow_links: bool = True) -> str:
+    """A storage location with a local path made absolute ('~' expanded); a URL comes back unchanged.
+    ``follow_links=False`` keeps symbolic links in the path, as ``os.path.abspath`` does."""
+    if is_url(path):
+        return path
+    path = os.path.expanduser(path)
+    return os.path.realpath(path) if follow_links else os.path.abspath(path)
+
+
 def bucket_of(root: str) -> str:
     return root.split("://", 1)[1].split("/", 1)[0]
 
@@ -77,7 +91,7 @@ def endpoint_url(cfg=None) -> Optional[str]:
 def gcs_endpoint_url(cfg=None) -> Optional[str]:
     """The GCS endpoint in effect: config, then ``STORAGE_EMULATOR_HOST`` (scheme added when missing)."""
     url = _storage(cfg).gcs_endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST") or None
-    if url and "://" not in url:
+    if url and not is_url(url):
         url = f"http://{url}"
     return url.rstrip("/") if url else None
 
@@ -143,10 +157,10 @@ def get_fs(root: str, storage_cfg=None) -> tuple[fsspec.AbstractFileSystem, str]
         return _s3fs(root, _storage(storage_cfg)), root.split("://", 1)[1].rstrip("/")
     if is_gcs(root):
         return _gcsfs(_storage(storage_cfg)), root.split("://", 1)[1].rstrip("/")
-    if "://" in root and not root.startswith("file://"):
+    if is_url(root) and not root.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(root)
         return fs, path.rstrip("/")
-    path = os.path.abspath(os.path.expanduser(root[len("file://") :] if root.startswith("file://") else root))
+    path = absolute_location(root[len("file://") :] if root.startswith("file://") else root, follow_links=False)
     return fsspec.filesystem("file"), path
 
 
@@ -259,7 +273,7 @@ def get_arrow_fs(root: str, storage_cfg=None):
     import pyarrow.fs as pafs
 
     cfg = _storage(storage_cfg)
-    path = root.split("://", 1)[1].rstrip("/") if "://" in root else None
+    path = root.split("://", 1)[1].rstrip("/") if is_url(root) else None
     if is_gcs(root):
         return _arrow_gcs(cfg), path
     if not is_s3(root):

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from ..limits import MAX_CLASSES, MAX_MANIFEST_BYTES, MAX_SHARDS, MAX_SPLITS, InputLimitError, quote
 from ..limits import check_regular_file, parse_json, read_bounded_bytes
 from .errors import BadShardError, ChecksumError, ManifestError, short_repr
-from .filesystem import atomic_write, get_fs, join, storage_errors
+from .filesystem import atomic_write, get_fs, is_url, join, storage_errors
 from .format import FORMAT, VERSION, is_int
 from .grid import Grid
 from .splits import EVAL_SPLITS, SPLITS, unknown_split
@@ -254,7 +254,7 @@ def _split_message(rest: tuple, kind: str, value: Any, msg: str) -> str:
 def unsafe_shard_path_reason(path: str) -> Optional[str]:
     """Why a manifest shard path is refused (None = fine): relative to the root, inside it, a '.tar' file."""
     parts = path.split("/")
-    if not path or path.startswith(("/", "\\")) or "://" in path or (len(path) > 1 and path[1] == ":"):
+    if not path or path.startswith(("/", "\\")) or is_url(path) or (len(path) > 1 and path[1] == ":"):
         return "must be relative to the root"
     if any(p in ("", ".", "..") for p in parts) or "\\" in path:
         return "must be relative to the root and stay inside it (no '.', '..', empty or '\\' steps)"

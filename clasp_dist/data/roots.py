@@ -15,6 +15,7 @@ from typing import Optional
 from filelock import FileLock
 
 from .errors import ManifestError
+from .filesystem import is_url
 from .manifest import read_manifest
 from .synthetic import generate_dataset, get_profile, resolve_limits, synth_params
 
@@ -35,7 +36,7 @@ def ensure_dataset(
     params = synth_params(p, data_cfg.synth_seed, limits, rate, None)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     name = f"{p.name}-seed{data_cfg.synth_seed}-{key}"
-    if "://" in data_cfg.cache_dir:  # object storage: shared by every node; the manifest is written last
+    if is_url(data_cfg.cache_dir):  # object storage: shared by every node; the manifest is written last
         cached = data_cfg.cache_dir.rstrip("/") + "/" + name
         # concurrent first runs both generate the same bytes, and the second keeps the first one's manifest
         lock = contextlib.nullcontext()

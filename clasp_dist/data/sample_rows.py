@@ -34,6 +34,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from ..config.schema import DataConfig
 from .errors import BadSampleError, TooManySkippedError, short_repr
 from .grid import Grid
 from .format import MEMBERS, is_finite_number, is_int, unsafe_id_reason
@@ -55,10 +56,10 @@ ROW_COLUMNS = (
     "truncated_steps",
     "extra_members",
 )
-DEFAULT_MAX_MEMBER_BYTES = 64 << 20
+DEFAULT_MAX_MEMBER_BYTES = int(DataConfig.max_member_mb * 2**20)
 """64 MiB per ``.npy``: a 1-hour video at 2048-d float16 is 46 MiB; UnAV-100's longest (60 s) is 0.8 MiB."""
-DEFAULT_STEP_TOLERANCE = 8
-DEFAULT_STEP_TOLERANCE_FRACTION = 0.1
+DEFAULT_STEP_TOLERANCE = DataConfig.step_count_tolerance
+DEFAULT_STEP_TOLERANCE_FRACTION = DataConfig.step_count_tolerance_fraction
 META_FIELDS = ("video_id", "duration", "fps", "feat_stride", "window", "labels")
 
 
@@ -70,8 +71,8 @@ class SampleDecoder:
     audio_dim: int
     num_classes: int
     include_segments: bool = False
-    length_tolerance: int = 1
-    policy: str = "error"
+    length_tolerance: int = DataConfig.length_mismatch_tolerance
+    policy: str = DataConfig.bad_sample_policy
     grid: Optional[Grid] = None
     """The manifest's grid: each video's fps/stride/window must equal it (None: not compared)."""
     step_tolerance: int = DEFAULT_STEP_TOLERANCE

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..data.batch import collate_rows
 from ..data.manifest import read_manifest
 from ..data.split_reader import iter_local_samples
 from ..data.roots import ensure_dataset
-from ..inference.predict import chunks, load_for_evaluation
+from ..inference.predict import chunks, forward_batch, load_for_evaluation
 from .collector import Diagnostics, DiagnosticsCollector, class_signal
 from .distractors import DistractorRecord
 from .truth import CATEGORIES, VideoTruth, video_truth
@@ -68,8 +67,7 @@ def diagnose_checkpoint(
     bar = _progress(max_videos, progress, f"diagnosing {split}")
     for chunk in chunks(itertools.islice(rows, max_videos), cfg.eval.batch_size):
         batch = collate_rows(chunk, info.num_classes)
-        with torch.no_grad():
-            out = model(batch.visual, batch.audio, batch.mask, None)
+        out = forward_batch(model, batch, cfg.deepspeed.bf16)
         truths = []
         for i, row in enumerate(chunk):
             n = int(batch.num_steps[i])

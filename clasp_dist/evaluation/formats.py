@@ -37,7 +37,7 @@ import numpy as np
 
 from ..data import annotations
 from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
-from ..data.filesystem import open_url
+from ..data.filesystem import is_url, open_url
 from ..limits import quote
 from ..data.splits import split_name
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
@@ -91,7 +91,7 @@ def naming_source(source: Source):
 def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> None:
     """Write JSON (floats as Python repr, so numbers round-trip exactly), creating parent folders."""
     path = os.fspath(path)
-    if "://" in path:
+    if is_url(path):
         with open_url(path, "w", encoding="utf-8") as f:
             json.dump(document, f)
         return

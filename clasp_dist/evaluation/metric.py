@@ -58,6 +58,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence
 
 import numpy as np
 
+from ..config.schema import DecodeConfig
 from .results import DetectionResult, EvaluationInputError, Segments
 from ..limits import MAX_TIOU_THRESHOLDS, quote
 
@@ -69,7 +70,7 @@ UNAV100_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.1, 0.9, 
 """UnAV-100 protocol thresholds, the same floats as the official np.linspace(0.1, 0.9, 9)."""
 ANET_TIOU: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 """ActivityNet 1.3 thresholds, the same floats as the official np.linspace(0.5, 0.95, 10)."""
-MAX_PREDICTIONS_PER_VIDEO = 100
+MAX_PREDICTIONS_PER_VIDEO = DecodeConfig.max_segments
 """What the decoder keeps per video (docs/evaluation.md); the evaluator applies no cap unless asked (max_per_video)."""
 TOP_KX = (1, 5)
 """Recall@kx values reported."""

@@ -59,6 +59,15 @@ class SplitPredictions:
         return [{"video_id": v.video_id, **p} for v in self.videos for p in v.predictions]
 
 
+@torch.no_grad()
+def forward_batch(model, batch, bf16: bool):
+    """The model's outputs for one batch at inference, on the batch's device; in bfloat16 autocast when
+    `bf16` and that device is a GPU."""
+    device = batch.visual.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        return model(batch.visual, batch.audio, batch.mask, None)
+
+
 class VideoPredictor:
     """Ray Data callable class (and plain callable): numpy batch of shard rows -> one row per video."""
 
@@ -98,9 +107,7 @@ class VideoPredictor:
 
     def _predict(self, batch) -> dict[str, list]:
         batch = batch.to(self.device)
-        bf16 = self.cfg.deepspeed.bf16 and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = self.model(batch.visual, batch.audio, batch.mask, None)
+        out = forward_batch(self.model, batch, self.cfg.deepspeed.bf16)
         records = decode_outputs(
             out, batch.mask, batch.video_id, batch.step_s, batch.offset_s, batch.duration, self.cfg.decode
         )

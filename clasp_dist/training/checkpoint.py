@@ -30,6 +30,7 @@ import torch
 from ..config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from ..limits import MAX_CLASSES, MAX_FEATURE_DIM, MAX_MODEL_JSON_BYTES, MAX_NAME_CHARS, MAX_STATE_JSON_BYTES
 from ..limits import MAX_WEIGHTS_BYTES, InputLimitError, check_regular_file, parse_json, quote, read_bounded_bytes
+from ..data.filesystem import atomic_write, get_fs
 from ..data.manifest import DatasetInfo
 from ..model import build_model
 
@@ -50,10 +51,15 @@ class TrainState:
     best_epoch: int
 
 
+def _atomic_local_write(path: Path):
+    """`atomic_write` for a local path: readers never see a partial file."""
+    fs, local = get_fs(str(path))
+    return atomic_write(fs, local)
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with _atomic_local_write(path) as f:
+        f.write(json.dumps(payload, indent=1, sort_keys=True).encode())
 
 
 def save_model_description(directory: Path, cfg: Config, info: DatasetInfo) -> None:
@@ -134,9 +140,8 @@ def load_train_state(directory: Path) -> TrainState:
 
 
 def save_tensors(path: Path, payload) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with _atomic_local_write(path) as f:
+        torch.save(payload, f)
 
 
 def load_tensors(path: Path):

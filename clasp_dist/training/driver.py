@@ -17,7 +17,7 @@ from .checkpoint import export_inference
 from .capacity import has_shared_local_disk, train_worker_resources
 from ..config import Config, ConfigError, save_config, to_dict
 from ..data.errors import DataError, StorageError
-from ..data.filesystem import get_arrow_fs, is_object_store
+from ..data.filesystem import get_arrow_fs, is_object_store, is_url
 from ..data.manifest import DatasetInfo, final_eval_split, read_manifest
 from ..data.roots import ensure_dataset
 from ..data.split_reader import read_split
@@ -25,7 +25,7 @@ from ..data.splits import SPLITS
 from .engine import plan_batches
 from ..inference.predict import evaluate_checkpoint
 from ..evaluation.report import format_table, metrics_dict
-from ..quiet_logs import ray_train_logging
+from ..quiet_logs import DATA_ERROR_LINE, ray_train_logging
 from .preflight import check_resource_request, check_storage_writable, storage_uri
 from .publish import publish_run_files, run_storage_dir
 from .run_identity import (
@@ -60,12 +60,6 @@ class TrainingDataError(TrainingError):
     so never retried by the failure policy. The message is one line naming shard, sample and field."""
 
 
-_DATA_ERROR_LINE = re.compile(
-    r"(?:BadSampleError|BadShardError|TooManySkippedError|ManifestError|ChecksumError|"
-    r"TrainingDataError)(?:\([\w.]+\))?: (.+)$"
-)
-
-
 def data_error_line(err: BaseException) -> str | None:
     """The data error behind a (Ray-wrapped) failure as one line, or None when it is not one."""
     seen, todo = set(), [err]
@@ -84,7 +78,7 @@ def data_error_line(err: BaseException) -> str | None:
             getattr(exc, "controller_failure", None),
             *(getattr(exc, "worker_failures", None) or {}).values(),
         ]
-    lines = [m.group(1) for ln in str(err).splitlines() if (m := _DATA_ERROR_LINE.search(ln.strip()))]
+    lines = [m.group(1) for ln in str(err).splitlines() if (m := DATA_ERROR_LINE.search(ln.strip()))]
     return lines[-1] if lines else None
 
 
@@ -131,7 +125,7 @@ def resolve_dataset(cfg: Config) -> str:
     """`data.root` as is, or the cached semi-synthetic dataset for `data.synth_*` (generated once)."""
     if cfg.data.root:
         return cfg.data.root
-    if "://" not in cfg.data.cache_dir and not has_shared_local_disk():
+    if not is_url(cfg.data.cache_dir) and not has_shared_local_disk():
         raise ConfigError(
             f"data.root is empty, so the semi-synthetic {cfg.data.synth_profile!r} dataset would be generated into "
             f"data.cache_dir={cfg.data.cache_dir!r} on this machine, which this cluster's other nodes cannot read. "

@@ -3,11 +3,10 @@ and the Ray cluster can provide the resources the run asks for."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..config import Config
-from ..data.filesystem import ensure_dir, get_fs, join
+from ..data.filesystem import absolute_location, ensure_dir, get_fs, join
 from .capacity import (
     BOOTSTRAP_CONFIG,
     autoscaler_node_types,
@@ -20,8 +19,7 @@ from .capacity import (
 
 
 def storage_uri(cfg: Config) -> str:
-    path = cfg.run.storage_path
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+    return absolute_location(cfg.run.storage_path, follow_links=False)
 
 
 def check_storage_writable(cfg: Config) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from ..data.filesystem import get_fs, join
+from ..data.filesystem import get_fs, is_url, join
 
 
 def run_storage_dir(cfg) -> str | None:
     """`<run.storage_path>/<run.name>` when that is object storage, else None."""
-    return join(cfg.run.storage_path, cfg.run.name) if "://" in cfg.run.storage_path else None
+    return join(cfg.run.storage_path, cfg.run.name) if is_url(cfg.run.storage_path) else None
 
 
 def publish_run_files(cfg, run_dir: str | Path, names: Iterable[str] | None = None) -> list[str]:

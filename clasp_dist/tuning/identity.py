@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from ..config import ConfigError, flatten, load_config, to_dict
-from ..data.filesystem import get_fs, join
+from ..data.filesystem import absolute_location, get_fs, is_url, join
 from .spaces import build_space
 
 
@@ -79,8 +78,7 @@ class SweepIdentityError(ConfigError):
 
 def default_sweep_dir(spec: SweepSpec) -> str:
     """`<run.storage_path>/sweeps/<sweep>-<identity>`: a different sweep gets a folder of its own."""
-    path = load_config(spec.base).run.storage_path
-    root = path if "://" in path else str(Path(path).expanduser().resolve())
+    root = absolute_location(load_config(spec.base).run.storage_path)
     return join(root, "sweeps", f"{spec.sweep}-{spec.identity()}")
 
 
@@ -108,7 +106,7 @@ def claim_sweep_dir(spec: SweepSpec | None, sweep_uri: str, resume: bool, storag
                 f"{sweep_uri} holds a Tune experiment without a {SWEEP_RECORD} identity record "
                 "(an older clasp-dist wrote it); give this sweep another --out"
             )
-        if "://" not in sweep_uri:
+        if not is_url(sweep_uri):
             fs.makedirs(base, exist_ok=True)
         with fs.open(join(base, SWEEP_RECORD), "wb") as handle:
             handle.write(json.dumps(spec.record(), indent=1, sort_keys=True).encode())

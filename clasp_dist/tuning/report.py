@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..config import load_config, to_dict
-from ..data.filesystem import get_fs, join
+from ..data.filesystem import get_fs, is_url, join
 from .spaces import ABLATION_ARMS, trial_overrides, yaml_literal
 
 
@@ -55,7 +55,7 @@ def summarise_arms(rows: list[dict]) -> list[dict]:
 def write_outputs(rows: list[dict], sweep_uri: str, base: list[str], storage_cfg=None) -> dict[str, str]:
     """results.csv, results.md, ablation.png, best.yaml in the sweep folder (local, or staged here and
     uploaded to object storage); returns {kind: location} of those written."""
-    if "://" not in sweep_uri:
+    if not is_url(sweep_uri):
         return {k: str(p) for k, p in _write_outputs(rows, Path(sweep_uri), base, sweep_uri).items()}
     fs, remote = get_fs(sweep_uri, storage_cfg)
     with tempfile.TemporaryDirectory(prefix="clasp-sweep-") as tmp:
@@ -95,7 +95,7 @@ def _write_outputs(rows: list[dict], out: Path, base: list[str], sweep_uri: str)
         params = {"arm": best["arm"]} if best["arm"] in ABLATION_ARMS else {}
         params.update({k: v for k, v in best.items() if "." in k and not k.startswith(("test_", "val_"))})
         tree = to_dict(load_config(base + [f"{k}={yaml_literal(v)}" for k, v in trial_overrides(params).items()]))
-        copy = " (a downloaded copy)" if "://" in sweep_uri else ""
+        copy = " (a downloaded copy)" if is_url(sweep_uri) else ""
         paths["best"].write_text(
             "# Best trial by validation average mAP; use: clasp train config="
             + join(sweep_uri, "best.yaml")

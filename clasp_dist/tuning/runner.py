@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..training.capacity import growable_resources, training_cpus
 from ..config import load_config
-from ..data.filesystem import get_arrow_fs, join
+from ..data.filesystem import absolute_location, get_arrow_fs, is_url, join
 from ..tracking import mlflow_tune_callback
 from .identity import SweepSpec
 from .spaces import trial_overrides, validate_space, yaml_literal
@@ -29,12 +29,12 @@ def absolute_base(base: list[str]) -> list[str]:
         if (
             key in ("data.root", "run.output_dir", "run.storage_path", "data.cache_dir")
             and value
-            and "://" not in value
+            and not is_url(value)
             and not value.startswith("~")
         ):
-            value = str(Path(value).resolve())
+            value = absolute_location(value)
         elif key == "config" and value.endswith((".yaml", ".yml")) and Path(value).exists():
-            value = str(Path(value).resolve())
+            value = absolute_location(value)
         out.append(f"{key}={value}" if _ else item)
     return out
 
@@ -45,7 +45,7 @@ def trial_config(base: list[str], params: dict, trial_id: str, sweep_uri: str):
     copies the run's files next to its checkpoints."""
     overrides = base + [f"{k}={yaml_literal(v)}" for k, v in trial_overrides(params).items()]
     trials = join(sweep_uri, "trials")
-    local = trials if "://" not in sweep_uri else str(Path(tempfile.gettempdir()) / "clasp-dist-trials")
+    local = trials if not is_url(sweep_uri) else str(Path(tempfile.gettempdir()) / "clasp-dist-trials")
     # quoted: a Tune trial id like "57161_00000" would otherwise parse as the YAML integer 5716100000
     overrides += [
         f"run.name={yaml_literal(str(trial_id))}",
@@ -159,7 +159,7 @@ def sweep_concurrency(cfg, max_concurrent: int | None = None, cluster_yaml: str 
 def tune_storage(sweep_uri: str, storage_cfg=None) -> tuple[str, object]:
     """(storage_path, storage_filesystem) for Tune: a local path as is, object storage through the project's
     pyarrow filesystem (endpoint and credentials of `storage.*`)."""
-    if "://" not in sweep_uri:
+    if not is_url(sweep_uri):
         return sweep_uri, None
     fs, path = get_arrow_fs(sweep_uri, storage_cfg)
     return path, fs
