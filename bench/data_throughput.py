@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
-
 from clasp_dist.data import generate_dataset, read_manifest  # noqa: E402
 from clasp_dist.data.batch import iter_train_batches  # noqa: E402
 from clasp_dist.data.split_reader import iter_local_samples, read_split  # noqa: E402

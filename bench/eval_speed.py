@@ -29,8 +29,8 @@ import numpy as np
 from bench.outputs import add_output_args, output_path
 from clasp_dist.config import load_config
 from clasp_dist.data.synthetic import generate_dataset
-from clasp_dist.inference.predict import predict_split
 from clasp_dist.evaluation.metric import UNAV100_TIOU, Segments, evaluate_detection
+from clasp_dist.inference.predict import predict_split
 from clasp_dist.model import build_model
 from clasp_dist.training.driver import dataset_info
 

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import model_cost  # noqa: E402
 from bench.outputs import add_output_args, output_path  # noqa: E402
-
 from clasp_dist.cli import init_ray  # noqa: E402
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402

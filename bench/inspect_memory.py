@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
-from clasp_dist.data.grid import I3D_GRID  # noqa: E402
 from clasp_dist.data.format import VideoSample, encode_sample  # noqa: E402
+from clasp_dist.data.grid import I3D_GRID  # noqa: E402
 from clasp_dist.data.writer import write_dataset  # noqa: E402
 from tests.data.hostile import gnu_sparse_member  # noqa: E402
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.config import LossConfig, ModelConfig  # noqa: E402
-from clasp_dist.model.losses import compute_loss  # noqa: E402
 from clasp_dist.model import CLASP  # noqa: E402
+from clasp_dist.model.losses import compute_loss  # noqa: E402
 
 VARIANTS = {"base": dict(use_meae=False, use_atp=False), "full": {}}
 

@@ -109,10 +109,10 @@ def training_setup(cfg, root: str, rank: int, world: int, videos: int):
     """(engine, ema, batches on this rank, loop context) for `videos` training rows split over the ranks."""
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.split_reader import iter_local_samples
-    from clasp_dist.training.engine import build_engine, plan_batches
     from clasp_dist.model import build_model
-    from clasp_dist.training.worker import build_ema, seed_everything
     from clasp_dist.training.driver import dataset_info
+    from clasp_dist.training.engine import build_engine, plan_batches
+    from clasp_dist.training.worker import build_ema, seed_everything
 
     info, _ = dataset_info(root, cfg)
     plan = plan_batches(cfg, world)
@@ -241,8 +241,8 @@ def _validation_rank(rank: int, world: int, port: int, args, root: str, out: str
     import torch.distributed as dist
 
     from clasp_dist.model import build_model
-    from clasp_dist.training.worker import _maybe_validate, seed_everything
     from clasp_dist.training.driver import dataset_info
+    from clasp_dist.training.worker import _maybe_validate, seed_everything
 
     join_group(rank, world, port)
     torch.set_num_threads(1)

@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.outputs import add_output_args, output_path  # noqa: E402
-
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.data import ensure_dataset  # noqa: E402
 

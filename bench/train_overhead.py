@@ -38,11 +38,11 @@ from clasp_dist.data.batch import collate_rows, iter_train_batches  # noqa: E402
 from clasp_dist.data.manifest import DatasetInfo  # noqa: E402
 from clasp_dist.data.sample_rows import ROW_COLUMNS  # noqa: E402
 from clasp_dist.data.split_reader import iter_local_samples  # noqa: E402
-from clasp_dist.training.engine import build_engine, param_groups, plan_batches  # noqa: E402
-from clasp_dist.model.losses import compute_loss  # noqa: E402
 from clasp_dist.model import build_model  # noqa: E402
-from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema  # noqa: E402
+from clasp_dist.model.losses import compute_loss  # noqa: E402
 from clasp_dist.training.driver import dataset_info  # noqa: E402
+from clasp_dist.training.engine import build_engine, param_groups, plan_batches  # noqa: E402
+from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema  # noqa: E402
 
 
 def load_rows(cfg, n: int) -> tuple[list[dict], DatasetInfo]:

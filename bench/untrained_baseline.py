@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from clasp_dist.model import build_model  # noqa: E402
+from bench.outputs import add_output_args, output_path  # noqa: E402
 from clasp_dist.config import load_config  # noqa: E402
 from clasp_dist.inference.predict import predict_local, score  # noqa: E402
+from clasp_dist.model import build_model  # noqa: E402
 from clasp_dist.training.driver import dataset_info, resolve_dataset  # noqa: E402
-from bench.outputs import add_output_args, output_path  # noqa: E402
 
 
 def main() -> None:

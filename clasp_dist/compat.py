@@ -26,7 +26,7 @@ class UntestedVersionError(RuntimeError):
     """A shim for a private API was used with a version of its package it was not written for."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def require(package: str) -> None:
     """Fail with a clear message unless the installed `package` is the version its shims were written for."""
     wanted = TESTED[package]

@@ -17,7 +17,7 @@ import json
 import os
 import reprlib
 import stat
-from typing import Any, Optional
+from typing import Any
 
 MiB = 1 << 20
 
@@ -94,7 +94,7 @@ def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def check_regular_file(path: str | os.PathLike, limit: int, what: str, root: Optional[str] = None) -> int:
+def check_regular_file(path: str | os.PathLike, limit: int, what: str, root: str | None = None) -> int:
     """Refuse a local `path` that is not a regular file (FIFO, device, directory, missing), one over `limit`
     bytes, or (with `root`) a symlink that resolves outside `root`. Returns its size. Nothing is opened."""
     path = os.fspath(path)

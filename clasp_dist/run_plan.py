@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .training.capacity import train_worker_resources, training_cpus
 from .config import Config
+from .training.capacity import train_worker_resources, training_cpus
 from .training.engine import BatchPlan, engine_zero_stage, plan_batches, scaled_lr
 
 

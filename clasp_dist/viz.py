@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +21,7 @@ PRED_COLOR = "#dd6b20"
 AGREEMENT_COLOR = "#2f855a"
 ANCHOR_COLOR = "#c53030"
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -52,7 +52,7 @@ def _save(fig: Figure, path: PathLike, dpi: int = 120) -> str:
     return path
 
 
-def _anchor_steps(anchors, num_steps: Optional[int]) -> np.ndarray:
+def _anchor_steps(anchors, num_steps: int | None) -> np.ndarray:
     """Anchors as step indices: from a bool mask [T] or an index list."""
     arr = np.asarray(anchors)
     if arr.dtype == bool:
@@ -68,8 +68,8 @@ def plot_timeline(
     gt_segments: Sequence[Sequence[float]],
     pred_segments: Sequence[Sequence[float]],
     class_names: Sequence[str],
-    agreement: Optional[Sequence[float]] = None,
-    anchors: Optional[Sequence] = None,
+    agreement: Sequence[float] | None = None,
+    anchors: Sequence | None = None,
     step_s: float = 0.32,
     offset_s: float = 0.48,
 ) -> str:
@@ -128,7 +128,7 @@ def plot_ablation_bars(
     means: Sequence[float],
     stds: Sequence[float],
     ylabel: str = "average mAP (%)",
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> str:
     """Bar chart of ablation arms (mean with a +-std error bar, value printed on each bar)."""
     if not (len(arms) == len(means) == len(stds)):
@@ -171,8 +171,8 @@ def plot_signal_timeline(
     events: dict[int, np.ndarray],
     distractors: dict[int, np.ndarray],
     signals: dict[str, np.ndarray],
-    alpha: Optional[np.ndarray] = None,
-    anchors: Optional[np.ndarray] = None,
+    alpha: np.ndarray | None = None,
+    anchors: np.ndarray | None = None,
     class_names: Sequence[str] = (),
 ) -> str:
     """A model diagnostic over one video: per ground-truth class, its event steps (shaded), its
@@ -229,7 +229,7 @@ def plot_signal_timeline(
     return _save(fig, path)
 
 
-def _shade(ax, times: np.ndarray, steps: np.ndarray, step: float, style: dict, label: Optional[str]) -> None:
+def _shade(ax, times: np.ndarray, steps: np.ndarray, step: float, style: dict, label: str | None) -> None:
     """Shade runs of True steps as spans (each step covers +-step/2 around its centre)."""
     idx = np.flatnonzero(steps)
     if idx.size == 0:
@@ -241,7 +241,7 @@ def _shade(ax, times: np.ndarray, steps: np.ndarray, step: float, style: dict, l
 
 
 def plot_category_histograms(
-    path: PathLike, values: dict[str, np.ndarray], xlabel: str, title: Optional[str] = None, bins: int = 40
+    path: PathLike, values: dict[str, np.ndarray], xlabel: str, title: str | None = None, bins: int = 40
 ) -> str:
     """Overlaid density histograms of one per-step quantity split by step category (event, distractor, ...)."""
     fig = Figure(figsize=(6.5, 3.6))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 
 import pytest
-import importlib
 
 from clasp_dist.config import load_config
 from clasp_dist.tuning import ABLATION_ARMS

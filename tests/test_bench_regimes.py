@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import yaml
-import importlib
 
 
 def load_regimes():

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from clasp_dist.cli import main as clasp
+from clasp_dist.cli.app import build_parser
 from clasp_dist.cli.common import (
     BAD_INPUT_TYPES,
     EXIT_BAD_INPUT,
@@ -17,7 +18,6 @@ from clasp_dist.cli.common import (
     bad_input_types,
     error_line,
 )
-from clasp_dist.cli.app import build_parser
 
 SUBCOMMANDS = ["train", "tune", "evaluate", "predict", "diagnose", "data", "config"]
 LEAVES = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import sys
-import tomllib
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

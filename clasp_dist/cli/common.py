@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

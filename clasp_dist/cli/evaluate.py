@@ -188,9 +188,9 @@ def run_files_mode(args: argparse.Namespace) -> int:
 
 def run_checkpoint_mode(args: argparse.Namespace) -> int:
     """Delegates to the distributed evaluator (Ray), imported only here."""
-    from ..inference import predict as distributed
     from ..evaluation.metric import DetectionResult
     from ..evaluation.report import coverage_note, format_table
+    from ..inference import predict as distributed
     from .ray_start import init_ray
 
     cfg = load_cfg(args.overrides)  # the thresholds and every other key validated before Ray starts

@@ -10,7 +10,7 @@ elsewhere and never written back here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
@@ -35,11 +35,11 @@ class DataConfig:
     """Dataset root (local path, s3:// or gs://bucket/prefix) holding manifest.json; empty = generate `synth_profile`."""
     synth_profile: Literal["tiny", "small", "distract", "scarce", "i3d", "onepeace"] = "small"
     """Semi-synthetic profile generated when `root` is empty."""
-    synth_limit_per_split: Optional[PositiveInt] = None
+    synth_limit_per_split: PositiveInt | None = None
     """Videos per split for the generated data (None = all annotated videos)."""
     synth_seed: int = 0
     """Seed of the semi-synthetic generator."""
-    synth_distractor_rate: Optional[float] = None
+    synth_distractor_rate: float | None = None
     """Modality-only distractors per event for the generated data (None = profile default)."""
     cache_dir: str = "~/.cache/clasp_dist/datasets"
     """Where generated datasets are cached (keyed by profile, limit and seed); s3://... on a multi-node cluster."""
@@ -65,17 +65,17 @@ class DataConfig:
 
 @section
 class StorageConfig:
-    endpoint_url: Optional[str] = None
+    endpoint_url: str | None = None
     """S3-compatible endpoint (e.g. http://127.0.0.1:9000); None = AWS_ENDPOINT_URL or AWS itself."""
-    region: Optional[str] = None
+    region: str | None = None
     """S3 bucket region; None = AWS_REGION, else asked from the bucket (AWS_DEFAULT_REGION if that fails)."""
     anon: bool = False
     """Anonymous (unsigned) S3/GCS access: public buckets, or a local GCS emulator."""
     retries: int = 5
     """Attempts per S3/GCS request before a read or write fails (botocore standard mode; gcsfs backoff)."""
-    gcs_endpoint_url: Optional[str] = None
+    gcs_endpoint_url: str | None = None
     """GCS-compatible endpoint (e.g. http://127.0.0.1:4443); None = STORAGE_EMULATOR_HOST or Google itself."""
-    gcs_project: Optional[str] = None
+    gcs_project: str | None = None
     """GCP project for gs:// (only bucket listing/creation needs it); None = GOOGLE_CLOUD_PROJECT."""
 
 
@@ -248,7 +248,7 @@ class DecodeConfig:
 
 @section
 class EvalConfig:
-    tiou_thresholds: Optional[tuple[float, ...]] = None
+    tiou_thresholds: tuple[float, ...] | None = None
     """tIoU thresholds; None = the dataset's protocol (UnAV-100 0.1:0.9, ActivityNet 0.5:0.95)."""
     batch_size: int = 16
     """Videos per inference batch."""
@@ -281,7 +281,7 @@ class RunConfig:
 
 @section
 class TrackingConfig:
-    mlflow_uri: Optional[str] = None
+    mlflow_uri: str | None = None
     """MLflow tracking URI (file:runs/mlruns, http://host:5000); None = no MLflow (TensorBoard always runs)."""
     mlflow_experiment: str = "clasp-dist"
     """MLflow experiment the runs (and a sweep's trials) are logged under; created when missing."""

@@ -12,13 +12,13 @@ from .errors import (
     StorageError,
     TooManySkippedError,
 )
-from .grid import Grid
-from .sample_rows import SampleDecoder, SkipStats
 from .format import VideoSample
+from .grid import Grid
 from .manifest import Manifest, ShardInfo, SplitInfo, read_manifest, verify_checksums
-from .writer import write_dataset
 from .roots import ensure_dataset
+from .sample_rows import SampleDecoder, SkipStats
 from .synthetic import PROFILES, SynthProfile, generate_dataset
+from .writer import write_dataset
 
 __all__ = [
     "BadSampleError",

@@ -17,9 +17,10 @@ refused there); the evaluator (``evaluation.formats.load_ground_truth``) reads t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from .errors import DataError
 from .splits import SPLITS, split_name
@@ -28,7 +29,7 @@ ACTIVITYNET_SUBSETS = frozenset({"training", "testing"})
 DUPLICATE_TOLERANCE_S = 1e-3
 PACKAGED_UNAV100 = "unav100_annotations.json"
 
-Source = Union[str, os.PathLike, Mapping[str, Any]]
+Source = str | os.PathLike | Mapping[str, Any]
 
 
 class AnnotationError(DataError, ValueError):
@@ -72,7 +73,7 @@ class Annotations:
     activitynet_subsets: bool = False
     """True when the file spells its subsets training/testing."""
 
-    def limited(self, limits: Optional[dict[str, Optional[int]]]) -> dict[str, list[VideoAnnotation]]:
+    def limited(self, limits: dict[str, int | None] | None) -> dict[str, list[VideoAnnotation]]:
         """The first N videos (by id) of each split; a missing or None limit keeps the split whole."""
         limits = limits or {}
         return {
@@ -165,7 +166,7 @@ def parse_annotations(
     document: Mapping[str, Any],
     where: str = "annotations",
     splits: Sequence[str] = SPLITS,
-    classes: Optional[ClassTable] = None,
+    classes: ClassTable | None = None,
     tol: float = DUPLICATE_TOLERANCE_S,
 ) -> Annotations:
     """Every video of the given splits, file order kept inside a split (``load_annotations`` sorts)."""
@@ -195,7 +196,7 @@ def parse_annotations(
 
 
 def load_annotations(
-    path: Optional[str | Path] = None, splits: Sequence[str] = SPLITS, classes: Optional[Sequence[str]] = None
+    path: str | Path | None = None, splits: Sequence[str] = SPLITS, classes: Sequence[str] | None = None
 ) -> Annotations:
     """Parse an annotation file for the data plane (default: the packaged UnAV-100 copy); videos sorted
     by id. Class ids must be 0..N-1 here: shards and manifests index classes by id. ``classes`` is an explicit

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,13 +41,13 @@ class Batch:
     step_s: torch.Tensor  # [B] float64
     offset_s: torch.Tensor  # [B] float64
     num_steps: torch.Tensor  # [B] int64
-    segments: Optional[list[list[tuple[float, float, int]]]] = None
+    segments: list[list[tuple[float, float, int]]] | None = None
     """Ground-truth (start_s, end_s, class) per video; evaluation reads only, else None."""
 
     def __len__(self) -> int:
         return len(self.video_id)
 
-    def to(self, device, only: Optional[Sequence[str]] = None) -> "Batch":
+    def to(self, device, only: Sequence[str] | None = None) -> Batch:
         """The batch on `device` (only the tensors named in `only`, when given: the rest stay on the host).
         To a GPU: from page-locked memory, asynchronously (the copy overlaps the previous step's kernels;
         CUDA orders it before any kernel that reads it on the same stream)."""
@@ -59,7 +60,7 @@ class Batch:
         }
         return replace(self, **moved)
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         """The batch in page-locked host memory (done in the loader's threads, so `to(cuda)` is only a DMA)."""
         return replace(self, **{name: t.pin_memory() for name, t in self._tensors().items()})
 
@@ -115,9 +116,7 @@ def _parse_segments(texts: Iterable[Any], video_ids: Sequence[str]) -> list[list
     return out
 
 
-def batch_from_columns(
-    columns: Mapping[str, Any], num_classes: int, stats: Optional[SkipStats] = None
-) -> Optional[Batch]:
+def batch_from_columns(columns: Mapping[str, Any], num_classes: int, stats: SkipStats | None = None) -> Batch | None:
     """Pad a batch given as columns (row-aligned sequences); None when every row was a skipped sample."""
     n = len(columns["video_id"])
     errors = columns.get("error", [""] * n)
@@ -152,7 +151,7 @@ def batch_from_columns(
     )
 
 
-def collate_rows(rows: Sequence[Mapping[str, Any]], num_classes: int, stats: Optional[SkipStats] = None) -> Batch:
+def collate_rows(rows: Sequence[Mapping[str, Any]], num_classes: int, stats: SkipStats | None = None) -> Batch:
     """The no-Ray path: rows from ``iter_local_samples`` to a padded :class:`Batch`."""
     if not rows:
         raise ValueError("collate_rows: no rows")
@@ -163,7 +162,7 @@ def collate_rows(rows: Sequence[Mapping[str, Any]], num_classes: int, stats: Opt
     return batch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _padding_collate_class():
     from ray.data.collate_fn import NumpyBatchCollateFn
 
@@ -171,13 +170,13 @@ def _padding_collate_class():
         """``iter_torch_batches(collate_fn=PaddingCollate(num_classes))``: numpy batch -> :class:`Batch`
         (None when every row of the batch was a skipped sample; the iterators below drop those)."""
 
-        def __init__(self, num_classes: int, stats: Optional[SkipStats] = None, pin_memory: bool = False):
+        def __init__(self, num_classes: int, stats: SkipStats | None = None, pin_memory: bool = False):
             super().__init__()
             self.num_classes = num_classes
             self.stats = stats if stats is not None else SkipStats()
             self.pin_memory = pin_memory
 
-        def __call__(self, batch: dict) -> Optional[Batch]:
+        def __call__(self, batch: dict) -> Batch | None:
             out = batch_from_columns(batch, self.num_classes, self.stats)
             return out.pin_memory() if self.pin_memory and out is not None else out
 
@@ -198,7 +197,7 @@ def iter_train_batches(
     shuffle_buffer: int = 0,
     seed: int = 0,
     device: Any = None,
-    stats: Optional[SkipStats] = None,
+    stats: SkipStats | None = None,
     max_skipped_fraction: float = 1.0,
     prefetch_batches: int = 2,
 ) -> Iterator[Batch]:

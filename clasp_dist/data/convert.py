@@ -27,8 +27,8 @@ from __future__ import annotations
 import io
 import logging
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -49,13 +49,13 @@ class FeatureLayout:
     visual: tuple[str, ...]
     """File suffixes concatenated (feature axis) into the visual stream."""
     audio: tuple[str, ...]
-    visual_dim: Optional[int]
+    visual_dim: int | None
     """Expected dim (None = from the first video)."""
-    audio_dim: Optional[int]
-    grid: Optional[Grid]
+    audio_dim: int | None
+    grid: Grid | None
     prefixes: tuple[str, ...] = ("",)
     """File-name prefixes tried before the video id."""
-    combined: Optional[str] = None
+    combined: str | None = None
     """Suffix of one file per video holding visual then audio features concatenated (split at ``visual_dim``)."""
 
     @property
@@ -67,11 +67,11 @@ class FeatureLayout:
 def custom_layout(
     base: FeatureLayout,
     *,
-    prefix: Optional[str] = None,
+    prefix: str | None = None,
     visual_suffixes: Sequence[str] = (),
     audio_suffixes: Sequence[str] = (),
-    combined_suffix: Optional[str] = None,
-    split_dim: Optional[int] = None,
+    combined_suffix: str | None = None,
+    split_dim: int | None = None,
 ) -> FeatureLayout:
     """``base`` with other file names: a fixed ``prefix`` before the video id, other suffixes per stream (several
     are concatenated), or one ``combined_suffix`` file per video split at ``split_dim`` (its visual width)."""
@@ -104,7 +104,7 @@ FEATURE_SETS = {
 }
 
 
-def _stem(features_dir: str, names: set[str], layout: FeatureLayout, video_id: str) -> Optional[str]:
+def _stem(features_dir: str, names: set[str], layout: FeatureLayout, video_id: str) -> str | None:
     """The path prefix under which all of a video's files exist, or None."""
     for prefix in layout.prefixes:
         stem = prefix + video_id
@@ -184,16 +184,16 @@ def convert_features(
     feature_set: str,
     *,
     dataset: str,
-    grid: Optional[Grid] = None,
+    grid: Grid | None = None,
     storage_cfg=None,
     workers: int = 1,
     shard_size: int = DEFAULT_SHARD_SIZE,
-    limit_per_split: Optional[int] = None,
+    limit_per_split: int | None = None,
     allow_missing: bool = False,
     length_tolerance: int = 1,
     progress: bool = True,
-    layout: Optional[FeatureLayout] = None,
-    classes: Optional[Sequence[str]] = None,
+    layout: FeatureLayout | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Manifest:
     """Convert an official feature folder + annotation JSON into a shard dataset under ``out_root``.
 

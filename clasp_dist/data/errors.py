@@ -6,8 +6,6 @@ a Ray read task reaches the driver intact (wrapped in Ray's task error, message 
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class DataError(Exception):
     """Base class of every data-plane error."""
@@ -28,9 +26,7 @@ class ChecksumError(DataError):
 class BadSampleError(DataError):
     """One sample (video) is unusable. ``shard``, ``video_id`` and ``field`` say where and what."""
 
-    def __init__(
-        self, reason: str, shard: Optional[str] = None, video_id: Optional[str] = None, field: Optional[str] = None
-    ):
+    def __init__(self, reason: str, shard: str | None = None, video_id: str | None = None, field: str | None = None):
         self.reason, self.shard, self.video_id, self.field = reason, shard, video_id, field
         super().__init__(format_bad_sample(reason, shard, video_id, field))
 
@@ -46,7 +42,7 @@ class TooManySkippedError(DataError):
     """With ``bad_sample_policy=skip``, more than ``max_skipped_fraction`` of a split was skipped."""
 
 
-def format_bad_sample(reason: str, shard: Optional[str], video_id: Optional[str], field: Optional[str]) -> str:
+def format_bad_sample(reason: str, shard: str | None, video_id: str | None, field: str | None) -> str:
     sample = (
         repr(video_id) if not video_id or len(video_id) <= 120 else f"{video_id[:100]!r}... ({len(video_id)} chars)"
     )

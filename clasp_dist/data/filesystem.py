@@ -30,7 +30,7 @@ import os
 import posixpath
 import re
 import uuid
-from typing import Iterator, Optional
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import fsspec
@@ -82,13 +82,13 @@ def bucket_of(root: str) -> str:
     return root.split("://", 1)[1].split("/", 1)[0]
 
 
-def endpoint_url(cfg=None) -> Optional[str]:
+def endpoint_url(cfg=None) -> str | None:
     """The S3 endpoint in effect: config, then ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``."""
     cfg = _storage(cfg)
     return cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def gcs_endpoint_url(cfg=None) -> Optional[str]:
+def gcs_endpoint_url(cfg=None) -> str | None:
     """The GCS endpoint in effect: config, then ``STORAGE_EMULATOR_HOST`` (scheme added when missing)."""
     url = _storage(cfg).gcs_endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST") or None
     if url and not is_url(url):
@@ -96,7 +96,7 @@ def gcs_endpoint_url(cfg=None) -> Optional[str]:
     return url.rstrip("/") if url else None
 
 
-def region(cfg=None) -> Optional[str]:
+def region(cfg=None) -> str | None:
     """The region pinned by the user (``storage.region``, then ``AWS_REGION``), or None."""
     cfg = _storage(cfg)
     return cfg.region or os.environ.get("AWS_REGION") or None
@@ -114,7 +114,7 @@ def bucket_region(root: str, cfg=None) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _resolve_region(bucket: str, endpoint: Optional[str], anon: bool) -> Optional[str]:
+def _resolve_region(bucket: str, endpoint: str | None, anon: bool) -> str | None:
     """The bucket's region from S3 itself (HeadBucket's ``x-amz-bucket-region``); None when unknown.
 
     AWS: pyarrow's :func:`pyarrow.fs.resolve_s3_region`. A custom endpoint (MinIO, a local server, ...):
@@ -171,7 +171,7 @@ def open_url(url: str, mode: str = "rb", storage_cfg=None, **kwargs):
 
 
 @contextlib.contextmanager
-def local_copy(url: str, names: Optional[tuple[str, ...]] = None, storage_cfg=None) -> Iterator[str]:
+def local_copy(url: str, names: tuple[str, ...] | None = None, storage_cfg=None) -> Iterator[str]:
     """A local directory holding the files of ``url``: the path itself when local, else a temporary download
     of its files (only ``names`` when given, e.g. a checkpoint's model.json and its weights, not its
     optimizer shards: the first name must exist, the others are fetched where they exist), removed on exit."""
@@ -240,7 +240,7 @@ def _gcsfs(cfg):
 _GCS_CLASS_PREFIX = "ClaspGCSFileSystem_retries"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gcs_class(retries: int):
     # gcsfs.core.GCSFileSystem, not gcsfs.GCSFileSystem: the latter asks the Storage Control gRPC API for
     # every bucket's layout (a minute of timeouts against an emulator, and a permission most roles lack).
@@ -329,7 +329,7 @@ def storage_errors(root: str, storage_cfg=None) -> Iterator[None]:
         raise error from exc
 
 
-def storage_error(exc: BaseException, root: str, storage_cfg=None) -> Optional[StorageError]:
+def storage_error(exc: BaseException, root: str, storage_cfg=None) -> StorageError | None:
     """A :class:`StorageError` naming root and endpoint for an SDK connection/permission error, else None."""
     kind = _classify(
         exc, "Google (GOOGLE_APPLICATION_CREDENTIALS or the node's service account)" if is_gcs(root) else "S3"
@@ -375,7 +375,7 @@ _UNREACHABLE = (
 )
 
 
-def _classify(exc: BaseException, credentials: str = "S3") -> Optional[str]:
+def _classify(exc: BaseException, credentials: str = "S3") -> str | None:
     text = f"{type(exc).__name__} {exc}"
     if isinstance(exc, PermissionError) or _REFUSED_CODE.search(text) or any(s in text for s in _REFUSED):
         return f"access refused (check the {credentials} credentials)"

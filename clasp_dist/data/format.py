@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class VideoSample:
     audio: np.ndarray  # [T, Da]
     duration: float
     labels: Sequence[int]
-    segments: Optional[Sequence[tuple[float, float, int]]] = None
+    segments: Sequence[tuple[float, float, int]] | None = None
     """(start_s, end_s, class_id); written for evaluation splits only."""
     truncated_steps: int = 0
     """Steps the producer cut to align the streams (counted into the manifest, not written)."""
@@ -44,7 +45,7 @@ MAX_ID_LENGTH = 200
 """Longest video id (a file name derived from it must fit the usual 255-byte limit)."""
 
 
-def unsafe_id_reason(video_id: object) -> Optional[str]:
+def unsafe_id_reason(video_id: object) -> str | None:
     """Why ``video_id`` cannot be a sample key or a file name, or None when it is safe.
 
     The one rule of the writer and of every reader (docs/data.md#format): a non-empty string without '.'

@@ -50,7 +50,7 @@ class Grid:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Grid":
+    def from_dict(cls, d: dict) -> Grid:
         return cls(fps=float(d["fps"]), feat_stride=int(d["feat_stride"]), window=int(d["window"]))
 
 

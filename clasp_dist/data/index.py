@@ -24,8 +24,8 @@ import json
 import logging
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from .errors import BadSampleError, DataError
 from .filesystem import get_fs, join, open_url, storage_errors
@@ -73,7 +73,7 @@ class IndexReport:
 
 
 # --------------------------------------------------------------------------------------------- splits
-def split_from_name(path: str) -> Optional[str]:
+def split_from_name(path: str) -> str | None:
     """The split a shard's relative path names ('train-000000.tar', 'val/0003.tar', 'anet_testing_1.tar'),
     None when it names none; a path naming two different splits is an error."""
     tokens = re.split(r"[^A-Za-z0-9]+", path[: -len(".tar")])
@@ -95,7 +95,7 @@ def parse_split_patterns(specs: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def assign_splits(paths: Sequence[str], patterns: Optional[dict[str, list[str]]]) -> tuple[dict, list[str]]:
+def assign_splits(paths: Sequence[str], patterns: dict[str, list[str]] | None) -> tuple[dict, list[str]]:
     """{split: [relative path, ...]} in name order, and the paths left out (no pattern matched)."""
     by_split: dict[str, list[str]] = {}
     left_out: list[str] = []
@@ -214,7 +214,7 @@ def _decoder(layout: _Layout, num_classes: int, split: str, data_cfg) -> SampleD
 
 @dataclass
 class _Scan:
-    layout: Optional[_Layout] = None
+    layout: _Layout | None = None
     max_class: int = -1
     extra_members: int = 0
     labelled: set = field(default_factory=set)
@@ -268,9 +268,9 @@ def index_dataset(
     *,
     storage_cfg=None,
     data_cfg=None,
-    classes: Optional[Sequence[str]] = None,
-    split_patterns: Optional[dict[str, list[str]]] = None,
-    dataset: Optional[str] = None,
+    classes: Sequence[str] | None = None,
+    split_patterns: dict[str, list[str]] | None = None,
+    dataset: str | None = None,
     overwrite: bool = False,
 ) -> IndexReport:
     """Read every tar under ``root`` and write its ``manifest.json`` (module docstring); the report.

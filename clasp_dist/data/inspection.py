@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 import numpy as np
 
@@ -42,7 +41,7 @@ class SplitReport:
 @dataclass
 class DatasetReport:
     root: str
-    manifest: Optional[Manifest]
+    manifest: Manifest | None
     splits: list[SplitReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,8 +25,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..limits import MAX_CLASSES, MAX_MANIFEST_BYTES, MAX_SHARDS, MAX_SPLITS, InputLimitError, quote
-from ..limits import check_regular_file, parse_json, read_bounded_bytes
+from ..limits import (
+    MAX_CLASSES,
+    MAX_MANIFEST_BYTES,
+    MAX_SHARDS,
+    MAX_SPLITS,
+    InputLimitError,
+    check_regular_file,
+    parse_json,
+    quote,
+    read_bounded_bytes,
+)
 from .errors import BadShardError, ChecksumError, ManifestError, short_repr
 from .filesystem import atomic_write, get_fs, is_url, join, storage_errors
 from .format import FORMAT, VERSION, is_int
@@ -64,7 +74,7 @@ class SplitInfo(BaseModel):
     shards: list[ShardInfo]
 
     @model_validator(mode="after")
-    def _count_matches(self) -> "SplitInfo":
+    def _count_matches(self) -> SplitInfo:
         total = sum(s.videos for s in self.shards)
         if total != self.videos:
             raise PydanticCustomError("split_count", f"'videos' is {self.videos} but its shards hold {total}")
@@ -85,7 +95,7 @@ class Manifest(BaseModel):
     """Any further top-level keys (kept on a round trip)."""
 
     @model_validator(mode="after")
-    def _shards_listed_once(self) -> "Manifest":
+    def _shards_listed_once(self) -> Manifest:
         seen: dict[str, str] = {}
         for name, split in self.splits.items():
             for shard in split.shards:
@@ -121,7 +131,7 @@ class Manifest(BaseModel):
         return {**self.extra, **d}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
+    def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:
         """Check format and version, then every field; any problem is one ManifestError naming ``where``."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ManifestError(
@@ -183,7 +193,7 @@ class DatasetInfo:
         return len(self.classes)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> "DatasetInfo":
+    def from_manifest(cls, manifest: Manifest) -> DatasetInfo:
         return cls(
             dataset=manifest.dataset,
             classes=list(manifest.classes),
@@ -251,7 +261,7 @@ def _split_message(rest: tuple, kind: str, value: Any, msg: str) -> str:
     return f"{where} must be {{'videos': int >= 0, 'shards': [...]}}"
 
 
-def unsafe_shard_path_reason(path: str) -> Optional[str]:
+def unsafe_shard_path_reason(path: str) -> str | None:
     """Why a manifest shard path is refused (None = fine): relative to the root, inside it, a '.tar' file."""
     parts = path.split("/")
     if not path or path.startswith(("/", "\\")) or is_url(path) or (len(path) > 1 and path[1] == ":"):
@@ -322,9 +332,7 @@ def read_manifest(root: str, storage_cfg=None) -> Manifest:
 
 
 # ------------------------------------------------------------------------------------------ checksums
-def verify_checksums(
-    root: str, manifest: Manifest, storage_cfg=None, splits: Optional[Sequence[str]] = None
-) -> list[str]:
+def verify_checksums(root: str, manifest: Manifest, storage_cfg=None, splits: Sequence[str] | None = None) -> list[str]:
     """sha256 of every shard against the manifest; returns the problems found (empty = all good).
 
     Missing shards are summarised in one problem (their count and the first few paths)."""
@@ -373,7 +381,7 @@ def check_shard_file(fs, base: str, path: str) -> None:
         raise BadShardError(str(exc).split(": ", 1)[-1], shard=path) from None
 
 
-def file_sha256(fs, path: str, chunk: int = 8 << 20, base: Optional[str] = None) -> str:
+def file_sha256(fs, path: str, chunk: int = 8 << 20, base: str | None = None) -> str:
     if base is not None:
         check_shard_file(fs, base, path)
     sha = hashlib.sha256()

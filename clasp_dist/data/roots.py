@@ -10,7 +10,6 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 from filelock import FileLock
 
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def ensure_dataset(
-    data_cfg, storage_cfg=None, root: Optional[str] = None, workers: Optional[int] = None, progress: bool = True
+    data_cfg, storage_cfg=None, root: str | None = None, workers: int | None = None, progress: bool = True
 ) -> str:
     """The dataset root to read: ``root`` when given, else ``data.root`` (both as they are: the reader
     checks the manifest), else the ``data.synth_*`` dataset under ``data.cache_dir``, generated once and

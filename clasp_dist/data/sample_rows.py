@@ -29,15 +29,16 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 
 from ..config.schema import DataConfig
 from .errors import BadSampleError, TooManySkippedError, short_repr
-from .grid import Grid
 from .format import MEMBERS, is_finite_number, is_int, unsafe_id_reason
+from .grid import Grid
 from .tar_reader import iter_tar_samples
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class SampleDecoder:
     include_segments: bool = False
     length_tolerance: int = DataConfig.length_mismatch_tolerance
     policy: str = DataConfig.bad_sample_policy
-    grid: Optional[Grid] = None
+    grid: Grid | None = None
     """The manifest's grid: each video's fps/stride/window must equal it (None: not compared)."""
     step_tolerance: int = DEFAULT_STEP_TOLERANCE
     """Steps a stream may differ from the count its duration gives on the grid (absolute part)."""
@@ -93,7 +94,7 @@ class SampleDecoder:
                 raise
             return self.bad_row(key, str(exc))
 
-    def rows(self, fileobj, shard: str, expected: Optional[int] = None) -> Iterator[dict]:
+    def rows(self, fileobj, shard: str, expected: int | None = None) -> Iterator[dict]:
         """Decoded rows of one shard stream (bad rows included under ``skip``); archive damage raises."""
         for raw in iter_tar_samples(fileobj, shard, expected, self.max_member_bytes, self.strict_members):
             yield self(raw)
@@ -375,7 +376,7 @@ class SkipStats:
                 f"{self.summary()} exceeds data.max_skipped_fraction={max_fraction}; first: {first}"
             )
 
-    def merge(self, other: "SkipStats") -> None:
+    def merge(self, other: SkipStats) -> None:
         with self._lock:
             self.seen += other.seen
             self.skipped += other.skipped

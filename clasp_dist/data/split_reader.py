@@ -24,7 +24,8 @@ import contextlib
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..config import DataConfig
 from .errors import BadShardError, DataError
@@ -44,7 +45,7 @@ def _data_cfg(cfg):
     return cfg
 
 
-def make_decoder(manifest: Manifest, data_cfg, include_segments: bool, policy: Optional[str] = None) -> SampleDecoder:
+def make_decoder(manifest: Manifest, data_cfg, include_segments: bool, policy: str | None = None) -> SampleDecoder:
     """The one decoder of a split (both readers, ``inspect_data``): dims, grid and bounds from the manifest/config."""
     data_cfg = _data_cfg(data_cfg)
     return SampleDecoder(
@@ -73,8 +74,8 @@ def read_split(
     data_cfg=None,
     storage_cfg=None,
     include_segments: bool = False,
-    manifest: Optional[Manifest] = None,
-) -> "ray.data.Dataset":
+    manifest: Manifest | None = None,
+) -> ray.data.Dataset:
     """A lazy Ray Dataset of one split's rows (module docstring), one row per video, shard order.
 
     Read tasks reserve ``data_cfg.read_num_cpus`` CPUs each (fractional, so that reads never
@@ -113,7 +114,7 @@ def read_split(
 ROWS_PER_BLOCK = 512
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shard_datasource_class():
     """Ray Data's file datasource reading shards with the shared bounded tar reader and decoder
     (``ray.data.read_webdataset``'s own tar reader decompresses, expands sparse members and reads
@@ -143,7 +144,7 @@ def _shard_datasource_class():
     return ShardDatasource
 
 
-def _expected_for(expected: dict, path: str) -> Optional[int]:
+def _expected_for(expected: dict, path: str) -> int | None:
     """The manifest's count for a path as Ray hands it back (it may drop a leading '/')."""
     if path in expected:
         return expected[path]
@@ -151,7 +152,7 @@ def _expected_for(expected: dict, path: str) -> Optional[int]:
     return matches[0] if len(matches) == 1 else None
 
 
-def decode_shard(decoder: SampleDecoder, fileobj, path: str, expected: Optional[int]) -> Iterator[dict]:
+def decode_shard(decoder: SampleDecoder, fileobj, path: str, expected: int | None) -> Iterator[dict]:
     """Rows of one shard for a Ray read task: under ``skip`` a damaged archive ends with one bad row
     saying how many videos it lost (the Ray-free reader counts each lost video instead)."""
     decoded = 0
@@ -195,8 +196,8 @@ def iter_local_samples(
     data_cfg=None,
     storage_cfg=None,
     include_segments: bool = False,
-    manifest: Optional[Manifest] = None,
-    stats: Optional[SkipStats] = None,
+    manifest: Manifest | None = None,
+    stats: SkipStats | None = None,
 ) -> Iterator[dict]:
     """The same rows as :func:`read_split`, in manifest order, without Ray; bad rows dropped and counted.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -11,7 +11,7 @@ ALIASES = {"training": "train", "val": "validation", "testing": "test"}
 """Other spellings of the split names (ActivityNet's ``subset`` values, the usual abbreviation)."""
 
 
-def split_name(subset: Any) -> Optional[str]:
+def split_name(subset: Any) -> str | None:
     """Our split name of a spelling ('training' -> 'train', 'Val' -> 'validation'), None when it is not one."""
     name = str(subset).strip().lower()
     return name if name in SPLITS else ALIASES.get(name)

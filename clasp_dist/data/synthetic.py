@@ -41,7 +41,6 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
@@ -65,7 +64,7 @@ class SynthProfile:
     visual_dim: int
     audio_dim: int
     grid: Grid
-    limit_per_split: dict[str, Optional[int]] = field(default_factory=dict)
+    limit_per_split: dict[str, int | None] = field(default_factory=dict)
     """Videos per split (first N by id); a missing split or None = all."""
     visual_snr: float = 6.0
     """Matched-filter SNR per step of a unit-gain event in the visual stream."""
@@ -137,7 +136,7 @@ PROFILES: dict[str, SynthProfile] = {
 }
 
 
-def get_profile(profile: Union[str, SynthProfile]) -> SynthProfile:
+def get_profile(profile: str | SynthProfile) -> SynthProfile:
     if isinstance(profile, SynthProfile):
         return profile
     if profile not in PROFILES:
@@ -181,9 +180,9 @@ class Presence:
     """A class drawn into one or both streams over a span (an event or a distractor)."""
 
     cls: int
-    visual: Optional[tuple[float, float, float]]
+    visual: tuple[float, float, float] | None
     """(start_s, end_s, gain) in the visual stream, or None."""
-    audio: Optional[tuple[float, float, float]]
+    audio: tuple[float, float, float] | None
     kind: str
     """'event', 'offscreen_sound', 'silent_object' or 'absent_class'."""
 
@@ -264,8 +263,8 @@ def synthesize_video(
     p: SynthProfile,
     bank: ClassBank,
     seed: int,
-    distractor_rate: Optional[float] = None,
-    grid: Optional[Grid] = None,
+    distractor_rate: float | None = None,
+    grid: Grid | None = None,
 ):
     """``(visual [T, Dv] f32, audio [T, Da] f32, presences)`` of one video; pure in (seed, video id)."""
     grid = grid or p.grid
@@ -309,7 +308,7 @@ class SynthSampler:
 
 
 # ------------------------------------------------------------------------------------ datasets
-def resolve_limits(profile: SynthProfile, limit_per_split: Union[None, int, dict]) -> dict[str, Optional[int]]:
+def resolve_limits(profile: SynthProfile, limit_per_split: None | int | dict) -> dict[str, int | None]:
     """None = the profile's limits; an int applies to every split; a dict overrides per split."""
     if limit_per_split is None:
         return dict(profile.limit_per_split)
@@ -320,14 +319,14 @@ def resolve_limits(profile: SynthProfile, limit_per_split: Union[None, int, dict
 
 def generate_dataset(
     out_root: str,
-    profile: Union[str, SynthProfile] = "small",
+    profile: str | SynthProfile = "small",
     seed: int = 0,
-    limit_per_split: Union[None, int, dict] = None,
-    distractor_rate: Optional[float] = None,
+    limit_per_split: None | int | dict = None,
+    distractor_rate: float | None = None,
     storage_cfg=None,
-    annotations: Optional[str] = None,
-    workers: Optional[int] = None,
-    shard_size: Optional[int] = None,
+    annotations: str | None = None,
+    workers: int | None = None,
+    shard_size: int | None = None,
     progress: bool = True,
 ) -> str:
     """Generate the semi-synthetic dataset under ``out_root`` (local or s3://); returns ``out_root``."""
@@ -357,7 +356,7 @@ def generate_dataset(
     return out_root
 
 
-def synth_params(p: SynthProfile, seed: int, limits: dict, rate: float, annotations: Optional[str]) -> dict:
+def synth_params(p: SynthProfile, seed: int, limits: dict, rate: float, annotations: str | None) -> dict:
     """What identifies a generated dataset (stored in the manifest under ``synth``)."""
     ann_path = Path(annotations) if annotations else packaged_unav100_path()
     profile = {k: v for k, v in asdict(replace(p, distractor_rate=rate)).items() if k not in ("limit_per_split",)}

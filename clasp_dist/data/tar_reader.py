@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import tarfile
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from ..limits import MAX_TAR_HEADER_BYTES
 from .errors import BadShardError
@@ -54,7 +54,7 @@ _TYPE_NAMES = {
 }
 
 
-def split_member_name(name: str) -> tuple[Optional[str], Optional[str]]:
+def split_member_name(name: str) -> tuple[str | None, str | None]:
     """WebDataset's rule: the key is the name up to the first dot (in the base name)."""
     head, sep, base = name.rpartition("/")
     if "." not in base:
@@ -118,7 +118,7 @@ class _Sniffed:
 def iter_tar_samples(
     fileobj,
     shard: str,
-    expected: Optional[int] = None,
+    expected: int | None = None,
     max_member_bytes: int = 64 << 20,
     strict_members: bool = False,
 ) -> Iterator[dict]:
@@ -158,7 +158,7 @@ def iter_tar_samples(
 
 
 def _group_members(fileobj, shard: str, max_member_bytes: int, strict_members: bool) -> Iterator[dict]:
-    current: Optional[dict] = None
+    current: dict | None = None
     seen: set[str] = set()
     try:
         with tarfile.open(fileobj=_Sniffed(fileobj, shard), mode="r|", tarinfo=_BoundedTarInfo) as stream:
@@ -227,7 +227,7 @@ def _flag(sample: dict, field: str, reason: str) -> None:
 _EXTRA = "extra member"
 
 
-def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, strict_members: bool) -> Optional[str]:
+def _member_problem(info: tarfile.TarInfo, suffix: str, sample: dict, strict_members: bool) -> str | None:
     """Why this member's data must not be read (None = read it; ``_EXTRA`` = another member, skipped)."""
     if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
         return f"sparse tar member (it would expand to {info.size} bytes); shards hold regular files only (docs/data.md#format)"

@@ -13,8 +13,9 @@ import hashlib
 import io
 import multiprocessing as mp
 import tarfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -51,7 +52,7 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shard(
-    fs, path: str, samples: Iterable[Optional[VideoSample]], grid: Grid, include_segments: bool
+    fs, path: str, samples: Iterable[VideoSample | None], grid: Grid, include_segments: bool
 ) -> tuple[int, str, dict]:
     """Write one tar atomically; returns (videos, sha256, counts of ``truncated``/``dropped`` samples).
 
@@ -93,7 +94,7 @@ def _run_shard_task(task: _ShardTask) -> tuple[str, int, ShardInfo, dict]:
     return task.split, task.index, ShardInfo(path=rel, videos=count, sha256=sha), counts
 
 
-def _rewrites_same_dataset(root: str, storage_cfg, extra: Optional[dict]) -> bool:
+def _rewrites_same_dataset(root: str, storage_cfg, extra: dict | None) -> bool:
     """The manifest at `root` describes a generated dataset with this very `extra` (its generator's parameters):
     the write about to start rewrites every shard with the same bytes, so that manifest stays true throughout.
     Keeping it lets a concurrent first run (two trials filling an object-storage cache at once) that already
@@ -122,7 +123,7 @@ def write_dataset(
     shard_size: int = DEFAULT_SHARD_SIZE,
     workers: int = 1,
     storage_cfg=None,
-    extra: Optional[dict] = None,
+    extra: dict | None = None,
     progress: bool = True,
 ) -> Manifest:
     """Write every split's items (``make_sample(item) -> VideoSample | None``, picklable) as shards, then

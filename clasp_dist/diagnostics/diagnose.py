@@ -6,17 +6,17 @@ import itertools
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from ..data.batch import collate_rows
 from ..data.manifest import read_manifest
-from ..data.split_reader import iter_local_samples
 from ..data.roots import ensure_dataset
+from ..data.split_reader import iter_local_samples
 from ..inference.predict import chunks, forward_batch, load_for_evaluation
 from .collector import Diagnostics, DiagnosticsCollector, class_signal
 from .distractors import DistractorRecord
@@ -33,17 +33,17 @@ class _TimelineData:
     times: np.ndarray  # [T] step centres, seconds
     truth: VideoTruth
     signals: dict[str, np.ndarray]  # head -> [T, C]
-    alpha: Optional[np.ndarray]  # [T]
-    anchors: Optional[np.ndarray]  # [T] bool
+    alpha: np.ndarray | None  # [T]
+    anchors: np.ndarray | None  # [T] bool
     class_names: list[str]
 
 
 def diagnose_checkpoint(
     checkpoint: str,
-    data_root: Optional[str] = None,
+    data_root: str | None = None,
     split: str = "validation",
     max_videos: int = 200,
-    out_dir: Optional[str] = None,
+    out_dir: str | None = None,
     plot: int = 0,
     overrides: Iterable[str] = (),
     progress: bool = True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Optional
 
 import numpy as np
 
@@ -23,7 +22,7 @@ class DistractorRecord:
     the annotation file differs from the packaged one, or the regenerated features do not equal the
     shard's (each case logged once and counted in `unavailable`)."""
 
-    def __init__(self, synth: Optional[dict]):
+    def __init__(self, synth: dict | None):
         self.reason = ""
         self.unavailable = 0
         self._ready = False
@@ -47,7 +46,7 @@ class DistractorRecord:
         self.bank = make_class_bank(self.profile, len(ann.classes), self.seed)
         self._ready = True
 
-    def presences(self, video_id: str, visual: np.ndarray, audio: np.ndarray) -> Optional[list]:
+    def presences(self, video_id: str, visual: np.ndarray, audio: np.ndarray) -> list | None:
         if not self._ready or video_id not in self.videos:
             self.unavailable += 1
             return None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -16,14 +16,14 @@ class VideoTruth:
 
     event: np.ndarray  # [T] bool, any ground-truth segment
     event_by_class: dict[int, np.ndarray]  # class -> [T] bool
-    distractor: Optional[np.ndarray] = None  # [T] bool, one-stream presence and not an event
+    distractor: np.ndarray | None = None  # [T] bool, one-stream presence and not an event
     distractor_by_class: dict[int, np.ndarray] = field(
         default_factory=dict
     )  # class -> [T] bool, not that class's event
     segment_steps: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (class, [T] bool) per segment
 
     @property
-    def labelled_distractor(self) -> Optional[np.ndarray]:
+    def labelled_distractor(self) -> np.ndarray | None:
         """[T] bool: distractor steps of a class the video is labelled with (an off-screen sound or a silent object
         of one of its events' classes), the ones MEAE's agreement over the video's classes is meant to reject."""
         if self.distractor is None:
@@ -43,7 +43,7 @@ def covered(centres: np.ndarray, start: float, end: float) -> np.ndarray:
     return inside
 
 
-def video_truth(centres: np.ndarray, segments: Iterable, presences: Optional[list] = None) -> VideoTruth:
+def video_truth(centres: np.ndarray, segments: Iterable, presences: list | None = None) -> VideoTruth:
     """Step categories from ground truth ``(start, end, class)`` and generator presences (or None)."""
     T = centres.size
     event = np.zeros(T, dtype=bool)

@@ -3,7 +3,6 @@ tables), file formats (formats), tables and metrics JSON (report). The checkpoin
 (clasp_dist.inference.predict, Ray) is imported lazily by its callers and is not re-exported here, so
 that importing this package never imports Ray."""
 
-from .results import DetectionResult, EvaluationInputError, Segments
 from .metric import (
     ANET_TIOU,
     MAX_PREDICTIONS_PER_VIDEO,
@@ -14,6 +13,7 @@ from .metric import (
     parse_tiou_thresholds,
     segment_tiou,
 )
+from .results import DetectionResult, EvaluationInputError, Segments
 
 __all__ = [
     "ANET_TIOU",

@@ -31,15 +31,16 @@ import collections
 import contextlib
 import json
 import os
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..data import annotations
 from ..data.annotations import DUPLICATE_TOLERANCE_S, AnnotationError, Source, drop_duplicate_segments
 from ..data.filesystem import is_url, open_url
-from ..limits import quote
 from ..data.splits import split_name
+from ..limits import quote
 from .metric import ANET_TIOU, UNAV100_TIOU, EvaluationInputError, Segments
 
 RESULTS_VERSION = "clasp-dist results v1"
@@ -88,7 +89,7 @@ def naming_source(source: Source):
         raise EvaluationInputError(f"{os.fspath(source)}: {err}") from None
 
 
-def write_json(path: Union[str, os.PathLike], document: Mapping[str, Any]) -> None:
+def write_json(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
     """Write JSON (floats as Python repr, so numbers round-trip exactly), creating parent folders."""
     path = os.fspath(path)
     if is_url(path):
@@ -115,7 +116,7 @@ def class_names_from_annotations(document: Mapping[str, Any]) -> tuple[str, ...]
 def load_ground_truth(
     source: Source,
     split: str,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Sequence[str] | None = None,
     duplicate_tol: float = DUPLICATE_TOLERANCE_S,
 ) -> Segments:
     """Ground truth of one split of an ActivityNet/UnAV annotation JSON (read by ``data.annotations``).
@@ -208,7 +209,7 @@ def protocol_thresholds(ground_truth: Segments) -> tuple[float, ...]:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_predictions(source: Source, class_names: Sequence[str], label_ids: Optional[Sequence[int]] = None) -> Segments:
+def load_predictions(source: Source, class_names: Sequence[str], label_ids: Sequence[int] | None = None) -> Segments:
     """Predictions from an ActivityNet results JSON; labels are names or the file's integer ids.
 
     ``label_ids[k]`` is the id of ``class_names[k]`` (default 0..C-1; pass the ground truth's
@@ -280,7 +281,7 @@ def _prediction_numbers(vid: str, k: int, entry: Any) -> tuple[float, float, flo
 
 def _prediction_label(
     vid: str, k: int, entry: Mapping[str, Any], by_name: Mapping[str, int], by_id: Mapping[int, int]
-) -> Union[int, str]:
+) -> int | str:
     """Class position of the entry's label, or a printable name of a label that is not a class."""
     label = entry["label"] if "label" in entry else entry.get("label_id")
     if isinstance(label, str):
@@ -294,9 +295,9 @@ def _prediction_label(
 
 
 def results_json(
-    predictions: Union[Segments, Iterable[Mapping[str, Any]]],
+    predictions: Segments | Iterable[Mapping[str, Any]],
     class_names: Sequence[str],
-    videos: Optional[Iterable[str]] = None,
+    videos: Iterable[str] | None = None,
     version: str = RESULTS_VERSION,
 ) -> dict[str, Any]:
     """ActivityNet results document from Segments or records ``dict(video_id, label: int, t_start,
@@ -319,10 +320,10 @@ def results_json(
 
 
 def write_predictions(
-    path: Union[str, os.PathLike],
-    predictions: Union[Segments, Iterable[Mapping[str, Any]]],
+    path: str | os.PathLike,
+    predictions: Segments | Iterable[Mapping[str, Any]],
     class_names: Sequence[str],
-    videos: Optional[Iterable[str]] = None,
+    videos: Iterable[str] | None = None,
     version: str = RESULTS_VERSION,
 ) -> None:
     """Write an ActivityNet results JSON (see results_json)."""

@@ -54,13 +54,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any, Iterable, Literal, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from ..config.schema import DecodeConfig
-from .results import DetectionResult, EvaluationInputError, Segments
 from ..limits import MAX_TIOU_THRESHOLDS, quote
+from .results import DetectionResult, EvaluationInputError, Segments
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +193,10 @@ def evaluate_detection(
     ground_truth: Segments,
     predictions: Segments,
     tiou_thresholds: Iterable[float] = UNAV100_TIOU,
-    video_ids: Optional[Iterable[str]] = None,
+    video_ids: Iterable[str] | None = None,
     *,
     top_kx: Sequence[int] = TOP_KX,
-    max_per_video: Optional[int] = None,
+    max_per_video: int | None = None,
     ignore_unknown_videos: bool = False,
     tie_break: TieBreak = "stable",
 ) -> DetectionResult:
@@ -276,7 +277,7 @@ def _align_predictions(
     gt: Segments,
     preds: Segments,
     num_gt: np.ndarray,
-    max_per_video: Optional[int],
+    max_per_video: int | None,
     ignore_unknown_videos: bool,
     warnings: dict[str, int],
 ) -> tuple[_Aligned, int]:
@@ -526,7 +527,7 @@ def _topkx_recall_per_class(
     return recall
 
 
-def _log_warnings(warnings: dict[str, int], max_per_video: Optional[int], ignore_unknown_videos: bool) -> None:
+def _log_warnings(warnings: dict[str, int], max_per_video: int | None, ignore_unknown_videos: bool) -> None:
     text = {
         "unknown_video": "prediction(s) on videos that are not in the evaluated ground truth were "
         + (

@@ -14,7 +14,7 @@ Threshold keys are ``format_threshold(t)`` ("0.3", "0.55"), in evaluation order.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from typing import Any
 
 from .formats import write_json
 from .metric import DetectionResult, format_threshold
@@ -29,14 +29,14 @@ def metrics_dict(result: DetectionResult) -> dict[str, Any]:
     return out
 
 
-def write_metrics_json(path: Union[str, os.PathLike], result: DetectionResult) -> dict[str, Any]:
+def write_metrics_json(path: str | os.PathLike, result: DetectionResult) -> dict[str, Any]:
     """Write metrics_dict(result) to path (local or fsspec URL) and return it."""
     document = metrics_dict(result)
     write_json(path, document)
     return document
 
 
-def format_table(result: DetectionResult, title: Optional[str] = None) -> str:
+def format_table(result: DetectionResult, title: str | None = None) -> str:
     """Fixed-width table: one row per threshold (mAP, Recall@kx in %), then the average row."""
     recall_keys = list(result.recall)
     header = ["tIoU", "mAP (%)"] + [f"R@{k} (%)" for k in recall_keys]

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Segments:
     t_end: np.ndarray  # [N] float64 seconds
     label: np.ndarray  # [N] int64 class ids
     score: np.ndarray  # [N] float64
-    class_names: Optional[tuple[str, ...]] = None
+    class_names: tuple[str, ...] | None = None
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -76,10 +77,10 @@ class Segments:
         t_end,
         label,
         score=None,
-        class_names: Optional[Sequence[str]] = None,
-        videos: Optional[Iterable[str]] = None,
-        info: Optional[Mapping[str, Any]] = None,
-    ) -> "Segments":
+        class_names: Sequence[str] | None = None,
+        videos: Iterable[str] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> Segments:
         """Build from per-segment columns; ``videos`` (the universe) defaults to the ids that occur."""
         universe = list(dict.fromkeys(videos)) if videos is not None else []
         position = {v: i for i, v in enumerate(universe)}
@@ -107,9 +108,9 @@ class Segments:
     def from_records(
         cls,
         records: Iterable[Mapping[str, Any]],
-        class_names: Optional[Sequence[str]] = None,
-        videos: Optional[Iterable[str]] = None,
-    ) -> "Segments":
+        class_names: Sequence[str] | None = None,
+        videos: Iterable[str] | None = None,
+    ) -> Segments:
         """Build from dicts ``video_id, label (int), t_start, t_end[, score]`` (the decoder's output)."""
         records = list(records)
         for i, r in enumerate(records):
@@ -137,7 +138,7 @@ class Segments:
             for v, c, s, e, p in zip(self.video_index, self.label, self.t_start, self.t_end, self.score)
         ]
 
-    def select(self, mask: np.ndarray) -> "Segments":
+    def select(self, mask: np.ndarray) -> Segments:
         """Segments where mask [N] is True, same video universe and classes."""
         return dataclasses.replace(
             self,
@@ -148,7 +149,7 @@ class Segments:
             score=self.score[mask],
         )
 
-    def restrict_to_videos(self, video_ids: Iterable[str]) -> "Segments":
+    def restrict_to_videos(self, video_ids: Iterable[str]) -> Segments:
         """Only the given videos (all of which must be in the universe), in the given order."""
         wanted = list(dict.fromkeys(video_ids))
         position = {v: i for i, v in enumerate(self.videos)}

@@ -11,14 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 
-from ..training.checkpoint import check_weights_match, load_inference_model
 from ..config import Config, DataConfig, from_dict, to_dict
 from ..data.batch import batch_from_columns
 from ..data.filesystem import local_copy
@@ -26,11 +25,12 @@ from ..data.manifest import DatasetInfo, read_manifest
 from ..data.roots import ensure_dataset
 from ..data.sample_rows import SkipStats
 from ..data.split_reader import check_all_seen, iter_local_samples, read_split
-from .segments import decode_outputs
-from ..model import build_model
 from ..evaluation.formats import ground_truth_from_metas, protocol_thresholds, write_predictions
 from ..evaluation.metric import Segments, evaluate_detection
 from ..evaluation.report import write_metrics_json
+from ..model import build_model
+from ..training.checkpoint import check_weights_match, load_inference_model
+from .segments import decode_outputs
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ levels giving the same run) collapsed to one, passed through per-class Gaussian 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,8 +11,6 @@ refined heads exist only when use_atp is on.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -57,7 +55,7 @@ class CLASP(nn.Module):
         """The parameters' dtype (fp32, or bf16 under DeepSpeed bf16): the dtype inputs are cast to."""
         return next(self.parameters()).dtype
 
-    def forward(self, visual: Tensor, audio: Tensor, mask: Tensor, labels: Optional[Tensor] = None) -> ModelOutput:
+    def forward(self, visual: Tensor, audio: Tensor, mask: Tensor, labels: Tensor | None = None) -> ModelOutput:
         """visual [B, T, Dv], audio [B, T, Da], mask [B, T] (True = valid), labels [B, C] multi-hot or None.
 
         Labels only choose MEAE's class set while training; at inference pass None (predicted classes).

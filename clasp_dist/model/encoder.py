@@ -10,7 +10,6 @@ valid-step outputs do not depend on how far it was padded.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -133,9 +132,9 @@ class AttentionBlock(nn.Module):
         self,
         x: Tensor,
         mask: Tensor,
-        query: Optional[Tensor] = None,
-        kv: Optional[Tensor] = None,
-        attn_mask: Optional[Tensor] = None,
+        query: Tensor | None = None,
+        kv: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> Tensor:
         """x [B, T, d] residual stream; query [B, T, d] (default x); kv [B, Tk, d] (default x)."""
         q = self.norm_q(x if query is None else query)  # [B, T, d]

@@ -10,8 +10,6 @@ training loop does once per log interval (`LossMeter`), never per micro-batch.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,7 +31,7 @@ def _pair_loss(video_a: Tensor, video_v: Tensor, labels: Tensor, name: str, suff
 
 
 def compute_loss(
-    out: ModelOutput, labels: Tensor, mask: Optional[Tensor], cfg: LossConfig
+    out: ModelOutput, labels: Tensor, mask: Tensor | None, cfg: LossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(total loss tensor, named detached 0-d terms). `mask` is accepted for the contract; MIL already honours it."""
     terms: dict[str, Tensor] = {}
@@ -51,7 +49,7 @@ class LossMeter:
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] = ()
-        self.sums: Optional[Tensor] = None  # [K] running sums, on the loss's device
+        self.sums: Tensor | None = None  # [K] running sums, on the loss's device
         self.count = 0
 
     def add(self, terms: dict[str, Tensor]) -> None:

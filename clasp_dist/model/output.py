@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -23,17 +22,17 @@ class ModelOutput:
     cas_v: Tensor  # [B, T, C]
     video_a: Tensor  # [B, C]
     video_v: Tensor  # [B, C]
-    cas_a_ref: Optional[Tensor] = None  # [B, T, C]
-    cas_v_ref: Optional[Tensor] = None  # [B, T, C]
-    video_a_ref: Optional[Tensor] = None  # [B, C]
-    video_v_ref: Optional[Tensor] = None  # [B, C]
-    cas_a_uni: Optional[Tensor] = None  # [B, T, C] unimodal heads (before the cross-modal block), for MEAE
-    cas_v_uni: Optional[Tensor] = None  # [B, T, C]
-    video_a_uni: Optional[Tensor] = None  # [B, C]
-    video_v_uni: Optional[Tensor] = None  # [B, C]
-    agreement: Optional[Tensor] = None  # [B, T] s_t in [0, 1], 0 on padded steps
-    anchor_score: Optional[Tensor] = None  # [B, T] alpha_t, 0 on padded steps
-    anchor_mask: Optional[Tensor] = None  # [B, T] bool, never True on padded steps
+    cas_a_ref: Tensor | None = None  # [B, T, C]
+    cas_v_ref: Tensor | None = None  # [B, T, C]
+    video_a_ref: Tensor | None = None  # [B, C]
+    video_v_ref: Tensor | None = None  # [B, C]
+    cas_a_uni: Tensor | None = None  # [B, T, C] unimodal heads (before the cross-modal block), for MEAE
+    cas_v_uni: Tensor | None = None  # [B, T, C]
+    video_a_uni: Tensor | None = None  # [B, C]
+    video_v_uni: Tensor | None = None  # [B, C]
+    agreement: Tensor | None = None  # [B, T] s_t in [0, 1], 0 on padded steps
+    anchor_score: Tensor | None = None  # [B, T] alpha_t, 0 on padded steps
+    anchor_mask: Tensor | None = None  # [B, T] bool, never True on padded steps
 
     @property
     def refined(self) -> bool:
@@ -45,7 +44,7 @@ class ModelOutput:
             return self.cas_a_ref, self.cas_v_ref, self.video_a_ref, self.video_v_ref
         return self.cas_a, self.cas_v, self.video_a, self.video_v
 
-    def to(self, device) -> "ModelOutput":
+    def to(self, device) -> ModelOutput:
         return ModelOutput(
             **{
                 f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
@@ -53,7 +52,7 @@ class ModelOutput:
             }
         )
 
-    def detach(self) -> "ModelOutput":
+    def detach(self) -> ModelOutput:
         return ModelOutput(
             **{
                 f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).detach())

@@ -20,18 +20,29 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 
 from ..config import Config, ConfigError, apply_overrides, from_dict, to_dict
-from ..limits import MAX_CLASSES, MAX_FEATURE_DIM, MAX_MODEL_JSON_BYTES, MAX_NAME_CHARS, MAX_STATE_JSON_BYTES
-from ..limits import MAX_WEIGHTS_BYTES, InputLimitError, check_regular_file, parse_json, quote, read_bounded_bytes
 from ..data.filesystem import atomic_write, get_fs
 from ..data.manifest import DatasetInfo
+from ..limits import (
+    MAX_CLASSES,
+    MAX_FEATURE_DIM,
+    MAX_MODEL_JSON_BYTES,
+    MAX_NAME_CHARS,
+    MAX_STATE_JSON_BYTES,
+    MAX_WEIGHTS_BYTES,
+    InputLimitError,
+    check_regular_file,
+    parse_json,
+    quote,
+    read_bounded_bytes,
+)
 from ..model import build_model
 
 FORMAT_VERSION = 1

@@ -13,8 +13,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .checkpoint import export_inference
-from .capacity import has_shared_local_disk, train_worker_resources
 from ..config import Config, ConfigError, save_config, to_dict
 from ..data.errors import DataError, StorageError
 from ..data.filesystem import get_arrow_fs, is_object_store, is_url
@@ -22,10 +20,13 @@ from ..data.manifest import DatasetInfo, final_eval_split, read_manifest
 from ..data.roots import ensure_dataset
 from ..data.split_reader import read_split
 from ..data.splits import SPLITS
-from .engine import plan_batches
-from ..inference.predict import evaluate_checkpoint
 from ..evaluation.report import format_table, metrics_dict
+from ..inference.predict import evaluate_checkpoint
 from ..quiet_logs import DATA_ERROR_LINE, ray_train_logging
+from ..tracking import absolute_mlflow_uri, log_final_to_mlflow, log_final_to_tensorboard
+from .capacity import has_shared_local_disk, train_worker_resources
+from .checkpoint import export_inference
+from .engine import plan_batches
 from .preflight import check_resource_request, check_storage_writable, storage_uri
 from .publish import publish_run_files, run_storage_dir
 from .run_identity import (
@@ -36,7 +37,6 @@ from .run_identity import (
     finished_message,
     record_changes,
 )
-from ..tracking import absolute_mlflow_uri, log_final_to_mlflow, log_final_to_tensorboard
 from .worker import NOT_VALIDATED, train_loop_per_worker
 
 

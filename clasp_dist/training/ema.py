@@ -11,7 +11,7 @@ ZERO3_EMA_EVERY steps by default).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -9,8 +9,8 @@ down loses nothing. With a local storage path nothing is copied.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..data.filesystem import get_fs, is_url, join
 

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, parse_model_description
 from .. import compat
 from ..config import Config, ConfigError, flatten, to_dict
 from ..data.filesystem import get_arrow_fs, join
+from .checkpoint import CheckpointError, parse_model_description
 from .preflight import storage_uri
 
 OPERATIONAL = (

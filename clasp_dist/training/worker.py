@@ -27,18 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import TrainState, restore_checkpoint, restore_rng, save_checkpoint
 from ..config import Config, from_dict
 from ..data.batch import iter_train_batches
 from ..data.manifest import DatasetInfo
-from ..quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
-from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
-from .ema import EMA, ema_interval
 from ..inference.predict import evaluate_weights, predict_local, score
-from ..model.losses import LossMeter, compute_loss
 from ..model import build_model
-from .publish import publish_run_files, restore_run_files
+from ..model.losses import LossMeter, compute_loss
+from ..quiet_logs import evaluation_warnings_quiet, quiet_ray_loggers
 from ..tracking import mlflow_epoch_metrics, start_mlflow_run
+from .checkpoint import TrainState, restore_checkpoint, restore_rng, save_checkpoint
+from .ema import EMA, ema_interval
+from .engine import build_engine, engine_zero_stage, fp32_weights, plan_batches
+from .publish import publish_run_files, restore_run_files
 
 NOT_VALIDATED = -1.0
 """val_average reported for epochs without validation (ranks them below every validated checkpoint)."""

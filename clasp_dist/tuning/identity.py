@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..config import ConfigError, flatten, load_config, to_dict
 from ..data.filesystem import absolute_location, get_fs, is_url, join
@@ -22,7 +22,7 @@ class SweepSpec:
     """Base config overrides (`config=PRESET`, dotted keys), local paths made absolute."""
     seeds: int = 3
     """Seeds per ablation arm."""
-    arms: Optional[list[str]] = None
+    arms: list[str] | None = None
     """Ablation arms (None = all)."""
     samples: int = 8
     """Trials of the hparams search."""
@@ -52,7 +52,7 @@ class SweepSpec:
         return {"identity": self.identity(), **asdict(self), "described": self.described()}
 
     @classmethod
-    def from_record(cls, record: dict) -> "SweepSpec":
+    def from_record(cls, record: dict) -> SweepSpec:
         return cls(**{f: record[f] for f in ("sweep", "base", "seeds", "arms", "samples", "grid")})
 
 

@@ -12,11 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from ..training.capacity import growable_resources, training_cpus
 from ..config import load_config
 from ..data.filesystem import absolute_location, get_arrow_fs, is_url, join
 from ..tracking import mlflow_tune_callback
+from ..training.capacity import growable_resources, training_cpus
 from .identity import SweepSpec
 from .spaces import trial_overrides, validate_space, yaml_literal
 

@@ -9,6 +9,7 @@ The multi-node one-machine simulation test lives with the training tests.
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.resources
 import json
 import re
@@ -17,7 +18,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-import importlib
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"

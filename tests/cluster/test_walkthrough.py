@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "cluster.md").read_text()
 ACCOUNT = "123456789012"

@@ -43,6 +43,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
 from tests.train.test_job_submit import EXCLUDES, _pids_naming, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_dist.training.capacity import read_cluster_yaml, yaml_max_resources
 from clasp_dist.config import load_config
+from clasp_dist.training.capacity import read_cluster_yaml, yaml_max_resources
 from clasp_dist.tuning import max_concurrent_trials
-
 from tests.helpers import REPO
 
 

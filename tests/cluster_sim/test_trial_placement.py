@@ -11,10 +11,9 @@ import shlex
 
 import pytest
 
-from clasp_dist.training.capacity import node_type_resources, read_cluster_yaml
 from clasp_dist.config import load_config
+from clasp_dist.training.capacity import node_type_resources, read_cluster_yaml
 from clasp_dist.tuning import trial_resources
-
 from tests.helpers import REPO
 
 PENDING_TRIALS = 8

@@ -6,13 +6,13 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
-from clasp_dist.data.grid import I3D_GRID
 from clasp_dist.data.format import FORMAT, VERSION, npy_bytes
+from clasp_dist.data.grid import I3D_GRID
 
 DV, DA, C = 8, 4, 5
 
@@ -57,7 +57,7 @@ def write_dataset_from_tars(
     da: int = DA,
     num_classes: int = C,
     version: int = VERSION,
-    sha_override: Optional[str] = None,
+    sha_override: str | None = None,
 ) -> Path:
     """Write given tar bytes as shards of each split plus a manifest with their true sha256."""
     root.mkdir(parents=True, exist_ok=True)

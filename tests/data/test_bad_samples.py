@@ -15,9 +15,9 @@ import pytest
 from clasp_dist.config import DataConfig
 from clasp_dist.data import BadSampleError, BadShardError, SkipStats, TooManySkippedError
 from clasp_dist.data.format import npy_bytes
+from clasp_dist.data.inspection import inspect_dataset
 from clasp_dist.data.sample_rows import ROW_COLUMNS
 from clasp_dist.data.split_reader import iter_local_samples
-from clasp_dist.data.inspection import inspect_dataset
 from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars
 
 ERROR = DataConfig(bad_sample_policy="error")

@@ -18,7 +18,6 @@ from clasp_dist.config import StorageConfig
 from clasp_dist.data import StorageError, generate_dataset, read_manifest
 from clasp_dist.data.filesystem import get_arrow_fs, get_fs, storage_errors
 from clasp_dist.data.split_reader import iter_local_samples
-
 from tests.helpers import free_port
 
 
@@ -171,12 +170,12 @@ def test_evaluation_loads_an_export_from_gs(gcs_bucket, gcs_server, token_endpoi
     """`evaluate/predict --checkpoint gs://...`: model.json and weights.pt are fetched, nothing else."""
     import torch
 
-    from clasp_dist.training.checkpoint import save_model_description, save_tensors
-    from clasp_dist.data.manifest import DatasetInfo
-    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.filesystem import local_copy
+    from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.inference.predict import load_for_evaluation
+    from clasp_dist.model import build_model
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
 
     cfg = load_config(["config=tiny"])
     info = DatasetInfo("tiny", [f"c{i}" for i in range(5)], 16, 8, 25.0, 8, 24)

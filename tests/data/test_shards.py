@@ -10,11 +10,11 @@ import pytest
 
 from clasp_dist.config import DataConfig
 from clasp_dist.data import DataError, ManifestError, read_manifest, verify_checksums
-from clasp_dist.data.grid import I3D_GRID
 from clasp_dist.data.format import VideoSample, check_video_id
-from clasp_dist.data.writer import write_dataset
-from clasp_dist.data.split_reader import iter_local_samples
+from clasp_dist.data.grid import I3D_GRID
 from clasp_dist.data.inspection import inspect_dataset
+from clasp_dist.data.split_reader import iter_local_samples
+from clasp_dist.data.writer import write_dataset
 from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars
 
 CLASSES = ["a", "b", "c", "d"]

@@ -8,7 +8,6 @@ import pytest
 
 from clasp_dist.config import StorageConfig
 from clasp_dist.data import StorageError, generate_dataset, read_manifest
-
 from tests.helpers import free_port
 
 

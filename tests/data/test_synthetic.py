@@ -11,8 +11,8 @@ import pytest
 from clasp_dist.config import DataConfig
 from clasp_dist.data import generate_dataset, read_manifest
 from clasp_dist.data.annotations import load_annotations
-from clasp_dist.data.split_reader import iter_local_samples
 from clasp_dist.data.roots import ensure_dataset
+from clasp_dist.data.split_reader import iter_local_samples
 from clasp_dist.data.synthetic import PROFILES, get_profile, make_class_bank, synthesize_video
 
 

@@ -111,10 +111,9 @@ def test_shardwriter_shards_are_indexed_and_read_back(tiny_root, tmp_path):
 @pytest.mark.slow
 def test_shardwriter_shards_train_for_an_epoch(ray_session, tiny_root, tmp_path):
     """The user's path: tars written by webdataset -> `clasp data index` -> one epoch of training -> test."""
-    from tests.helpers import run_cfg
-
     from clasp_dist.cli import main as clasp
     from clasp_dist.training.driver import run_training
+    from tests.helpers import run_cfg
 
     out = tmp_path / "wds"
     write_with_shardwriter(tiny_root, out, per_shard=4, limit=8)  # 8 videos per split: 2 shards each

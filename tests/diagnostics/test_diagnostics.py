@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from clasp_dist.diagnostics.collector import DiagnosticsCollector
-from clasp_dist.diagnostics.distractors import DistractorRecord
 from clasp_dist.diagnostics.diagnose import diagnose_checkpoint
-from clasp_dist.diagnostics.sweep import diagnose_sweep
+from clasp_dist.diagnostics.distractors import DistractorRecord
 from clasp_dist.diagnostics.stats import average_precision, class_mean_ap, roc_auc
+from clasp_dist.diagnostics.sweep import diagnose_sweep
 from clasp_dist.diagnostics.truth import video_truth
 from clasp_dist.model import ModelOutput
 
@@ -146,9 +146,9 @@ def test_distractor_record_regenerates_the_shards(tiny_root):
 
 # ------------------------------------------------------------------------------- whole tool
 def export_for(root: str, directory, *overrides: str, seed: int = 0):
-    from clasp_dist.training.checkpoint import save_model_description, save_tensors
-    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
+    from clasp_dist.model import build_model
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
     from clasp_dist.training.driver import dataset_info
 
     cfg = load_config(["config=tiny", f"data.root={root}", *overrides])

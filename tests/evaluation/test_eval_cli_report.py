@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 import clasp_dist.inference as inference_pkg
+from clasp_dist.cli import main as clasp
 from clasp_dist.evaluation.formats import load_ground_truth, load_predictions, write_predictions
 from clasp_dist.evaluation.metric import ANET_TIOU, UNAV100_TIOU, evaluate_detection
 from clasp_dist.evaluation.report import format_table, metrics_dict, write_metrics_json
-
-from clasp_dist.cli import main as clasp
 
 from .helpers import random_case
 

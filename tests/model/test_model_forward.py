@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from clasp_dist.config import LossConfig
-from clasp_dist.model.losses import compute_loss
 from clasp_dist.model import ModelOutput
+from clasp_dist.model.losses import compute_loss
 
-from .helpers import BASE, C, build, batch
+from .helpers import BASE, C, batch, build
 
 REFINED = ("cas_a_ref", "cas_v_ref", "video_a_ref", "video_v_ref")
 CLASP_PARTS = ("fusion", "atp", "refined")

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from clasp_dist.config import LossConfig
-from clasp_dist.model.losses import LossMeter, compute_loss
 from clasp_dist.model import ModelOutput
+from clasp_dist.model.losses import LossMeter, compute_loss
 
 
 def _out(refined: bool) -> ModelOutput:

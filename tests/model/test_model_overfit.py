@@ -9,7 +9,7 @@ import torch
 from clasp_dist.config import LossConfig
 from clasp_dist.model.losses import compute_loss
 
-from .helpers import C, DA, DV, build, lengths_mask
+from .helpers import DA, DV, C, build, lengths_mask
 
 
 def synthetic_videos(n=8, T=32, seed=0):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clasp_dist.config import LossConfig
-from clasp_dist.model.losses import compute_loss
 from clasp_dist.model import class_set, mutual_event_agreement, select_anchors
+from clasp_dist.model.losses import compute_loss
 
 from .helpers import C, batch, build
 from .test_model_overfit import synthetic_videos

@@ -17,17 +17,15 @@ import json
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
-
-from clasp_dist.training.checkpoint import CheckpointError  # noqa: E402
 from clasp_dist.config import ConfigError, DataConfig  # noqa: E402
 from clasp_dist.data.errors import (
     BadSampleError,
@@ -38,6 +36,8 @@ from clasp_dist.data.errors import (
 )
 from clasp_dist.data.format import npy_bytes  # noqa: E402
 from clasp_dist.evaluation.metric import EvaluationInputError  # noqa: E402
+from clasp_dist.training.checkpoint import CheckpointError  # noqa: E402
+from tests.data.data_helpers import DA, DV, good_members, one_sample_dataset, tar_bytes, write_dataset_from_tars  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ERROR = DataConfig(bad_sample_policy="error")
@@ -51,10 +51,10 @@ class Case:
     """Writes the bad input under the given directory; returns a context (paths, expected names)."""
     call: Callable[[dict], Any]
     """The public entry point, called on the bad input."""
-    raises: Optional[type] = None
+    raises: type | None = None
     names: tuple[str, ...] = ()
     """Substrings the error must contain; `{key}` is filled from the context (file paths, ids)."""
-    check: Optional[Callable[[Any, dict], None]] = None
+    check: Callable[[Any, dict], None] | None = None
     """For counted skips (no error): checks the result and the counts."""
     tags: list[str] = field(default_factory=list)
 
@@ -104,7 +104,7 @@ def manifest_edit(edit):
     return build
 
 
-def two_shards(second: Callable[[bytes], Optional[bytes]]):
+def two_shards(second: Callable[[bytes], bytes | None]):
     """validation: a good shard of 3 videos, then a second shard of 3 (transformed; None = file removed)."""
 
     def build(tmp: Path) -> dict:
@@ -476,10 +476,10 @@ case(
 # -------------------------------------------------------------------------------------- checkpoints
 def checkpoint_dir(tmp: Path, *overrides: str, seed: int = 0) -> Path:
     """A checkpoint/export directory (weights.pt + model.json) of a tiny model, as training writes it."""
-    from clasp_dist.training.checkpoint import save_model_description, save_tensors
+    from clasp_dist.config import load_config
     from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.model import build_model
-    from clasp_dist.config import load_config
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
 
     directory = tmp / f"ckpt{seed}"
     directory.mkdir(parents=True)
@@ -674,7 +674,7 @@ def perfect_entries(db=BASE_DB) -> dict:
     }
 
 
-def eval_files(db=BASE_DB, preds=None, raw_preds: Optional[str] = None):
+def eval_files(db=BASE_DB, preds=None, raw_preds: str | None = None):
     def build(tmp):
         gt = annotations(tmp, db)
         pred = results(tmp, perfect_entries() if preds is None else preds)
@@ -914,9 +914,9 @@ case(
 
 def predict(policy: str):
     def call(ctx):
-        from clasp_dist.training.checkpoint import load_inference_model
         from clasp_dist.config import from_dict, to_dict
         from clasp_dist.inference.predict import predict_local
+        from clasp_dist.training.checkpoint import load_inference_model
 
         model, cfg, info = load_inference_model(ctx["ckpt"])
         tree = to_dict(cfg)

@@ -70,10 +70,10 @@ os.replace = replace
 
 def _fake_checkpoint(directory: Path, seed: int) -> dict:
     """A checkpoint directory as the training loop writes it (weights.pt + model.json), tiny model."""
-    from clasp_dist.training.checkpoint import save_model_description, save_tensors
+    from clasp_dist.config import load_config
     from clasp_dist.data.manifest import DatasetInfo
     from clasp_dist.model import build_model
-    from clasp_dist.config import load_config
+    from clasp_dist.training.checkpoint import save_model_description, save_tensors
 
     cfg = load_config(["config=tiny"])
     info = DatasetInfo("handmade", [f"c{i}" for i in range(5)], 8, 4, 25.0, 8, 24)

@@ -24,16 +24,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
-from tests.data.hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
+from clasp_dist import quiet_logs  # noqa: E402
 from clasp_dist.cli import main as clasp  # noqa: E402
 from clasp_dist.cli.common import EXIT_BAD_INPUT  # noqa: E402
-
 from clasp_dist.config import DataConfig  # noqa: E402
 from clasp_dist.data.errors import BadSampleError, ManifestError  # noqa: E402
 from clasp_dist.data.sample_rows import SkipStats  # noqa: E402
-from clasp_dist import quiet_logs  # noqa: E402
 from clasp_dist.quiet_logs import DATA_ERROR_LINE, DataErrorTracebacks, is_noise  # noqa: E402
+from tests.data.data_helpers import good_members, tar_bytes, write_dataset_from_tars  # noqa: E402
+from tests.data.hostile import HOSTILE, SHARD_LEVEL, gzip_bomb, sparse_bomb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ERROR = DataConfig(bad_sample_policy="error")
@@ -114,9 +113,9 @@ def test_evaluator_reader_refuses_unsafe_ids(tmp_path):
     """The evaluator's in-process path (`predict_local`, rank-0 validation) reads through the same reader: one
     root of each class is refused with the one-line error; a traversal id is also skipped and counted. (Its Ray
     path reads through the datasource of `test_ray_reader_refuses_every_hostile_root`.)"""
-    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.config import from_dict, to_dict
     from clasp_dist.inference.predict import predict_local
+    from clasp_dist.training.checkpoint import load_inference_model
 
     from .test_bad_input_corpus import checkpoint_dir
 

@@ -17,8 +17,8 @@ def test_distributed_matches_single_process(tiny_run, tiny_root):
     """Every video exactly once, and the same segments and mAP as the same predictor run in-process."""
     from dataclasses import replace
 
-    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.inference.predict import predict_local, predict_split, score
+    from clasp_dist.training.checkpoint import load_inference_model
 
     model, cfg, info = load_inference_model(tiny_run.export_dir)
     weights = model.state_dict()
@@ -40,9 +40,9 @@ def test_count_check_refuses_a_short_split(tiny_run, tiny_root, tmp_path):
     """A manifest that promises more videos than the shards hold is an error, not a quieter mAP."""
     import shutil
 
-    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.data.errors import DataError
     from clasp_dist.inference.predict import predict_split
+    from clasp_dist.training.checkpoint import load_inference_model
 
     root = tmp_path / "short"
     shutil.copytree(tiny_root, root)
@@ -85,9 +85,9 @@ def test_skip_policy_on_the_evaluation_path(tiny_run, tiny_root, tmp_path):
     import shutil
     from dataclasses import replace
 
-    from clasp_dist.training.checkpoint import load_inference_model
     from clasp_dist.data.errors import BadSampleError, TooManySkippedError
     from clasp_dist.inference.predict import predict_local, predict_split, score
+    from clasp_dist.training.checkpoint import load_inference_model
 
     root = tmp_path / "bad"
     shutil.copytree(tiny_root, root)

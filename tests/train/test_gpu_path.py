@@ -13,7 +13,6 @@ import torch
 
 from clasp_dist.config import load_config
 from clasp_dist.training.engine import accelerator_name, deepspeed_config, engine_zero_stage, plan_batches
-
 from tests.helpers import REPO, TINY, free_port
 
 DOC_FILES = [
@@ -199,8 +198,8 @@ def test_validation_during_gpu_training_requests_no_gpu():
 def test_in_process_validation_scores_every_video(tiny_root):
     """What rank 0 runs while the workers hold GPUs: the evaluator's predictor in-process, no Ray."""
     from clasp_dist.model import build_model
-    from clasp_dist.training.worker import LoopContext, validate
     from clasp_dist.training.driver import dataset_info
+    from clasp_dist.training.worker import LoopContext, validate
 
     cfg = load_config(TINY + [f"data.root={tiny_root}", "train.use_gpu=true", "eval.actor_num_gpus=0.5"])
     info, manifest = dataset_info(tiny_root, cfg)
@@ -244,12 +243,12 @@ def gloo_world_of_one():
 def _two_steps(tiny_root: str, *extra: str):
     """Build a real DeepSpeed engine and run two optimizer steps (4 micro-batches of 2) through the loop's
     own epoch function. Returns (engine, ema, initial EMA shadow, epoch stats, cfg, dataset info)."""
-    from clasp_dist.model import build_model
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.model import build_model
+    from clasp_dist.training.driver import dataset_info
     from clasp_dist.training.engine import build_engine
     from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema, seed_everything
-    from clasp_dist.training.driver import dataset_info
 
     cfg = load_config(
         TINY
@@ -314,8 +313,8 @@ def test_bf16_engine_trains_two_steps_through_the_train_loop(gloo_world_of_one, 
 @pytest.mark.slow
 def test_zero3_ema_and_export_are_whole_fp32_weights(gloo_world_of_one, tiny_root):
     """ZeRO-3 partitions the module: the EMA (every step here) and the export still hold every weight whole."""
-    from clasp_dist.training.checkpoint import check_weights_match
     from clasp_dist.model import build_model
+    from clasp_dist.training.checkpoint import check_weights_match
     from clasp_dist.training.worker import _inference_weights
 
     engine, ema, _, cfg, info = _two_steps(

@@ -16,7 +16,6 @@ from clasp_dist.training.run_identity import (
     config_differences,
     dataset_differences,
 )
-
 from tests.helpers import epoch_metrics, run_cfg
 
 
@@ -181,9 +180,8 @@ def test_train_job_prints_the_refusal_without_a_traceback(tiny_run):
     """`clasp train` with the run's own config.yaml and another lr: exit 2 (bad input), the message, no traceback."""
     import sys
 
-    from tests.helpers import job_env, run_job
-
     from clasp_dist.cli.common import EXIT_BAD_INPUT
+    from tests.helpers import job_env, run_job
 
     args = [
         sys.executable,

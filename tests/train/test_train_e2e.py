@@ -147,8 +147,8 @@ def test_two_workers_zero2_from_s3_resume_after_driver_killed(s3_bucket, tmp_pat
 
 def test_rerun_with_a_different_model_under_the_same_name_is_refused(tiny_run, tiny_root):
     """Resuming is by run name; a changed model would load the wrong shapes, so it fails up front."""
+    from clasp_dist.config import from_dict, load_saved_config, to_dict
     from clasp_dist.training.checkpoint import CheckpointError
-    from clasp_dist.config import load_saved_config, to_dict, from_dict
     from clasp_dist.training.driver import run_training
 
     saved = load_saved_config(tiny_run.run_dir / "config.yaml")

@@ -40,13 +40,13 @@ def _rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     """One rank: an epoch of 2 optimizer steps (batch 8 = 2 ranks x micro 2 x accumulation 2) at each stage."""
     import torch.distributed as dist
 
-    from clasp_dist.model import build_model
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.split_reader import iter_local_samples
+    from clasp_dist.model import build_model
+    from clasp_dist.training.driver import dataset_info
     from clasp_dist.training.engine import build_engine, fp32_weights, plan_batches
     from clasp_dist.training.worker import LoopContext, _run_epoch, seed_everything
-    from clasp_dist.training.driver import dataset_info
 
     _join_gloo(rank, port)
     results = {}
@@ -162,10 +162,10 @@ def _ema_rank_main(rank: int, port: int, tiny_root: str, out: str) -> None:
     from clasp_dist.config import load_config
     from clasp_dist.data.batch import collate_rows
     from clasp_dist.data.split_reader import iter_local_samples
-    from clasp_dist.training.engine import build_engine, plan_batches
     from clasp_dist.model import build_model
-    from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema, seed_everything
     from clasp_dist.training.driver import dataset_info
+    from clasp_dist.training.engine import build_engine, plan_batches
+    from clasp_dist.training.worker import LoopContext, _run_epoch, build_ema, seed_everything
 
     _join_gloo(rank, port)
     cfg = load_config(

@@ -21,7 +21,6 @@ from clasp_dist.tuning import (
     trial_config,
     trial_demand,
 )
-
 from tests.helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]

@@ -17,7 +17,6 @@ from clasp_dist.tuning import (
     trial_overrides,
     validate_space,
 )
-
 from tests.helpers import REPO, job_env
 
 BASE = ["config=tiny", "train.epochs=1"]
