@@ -74,6 +74,30 @@ def ray_log_deduplicators() -> tuple:
     return ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator
 
 
+def ray_logging_module():
+    """`ray._private.ray_logging`, whose `RAY_DEDUP_LOGS` switch and de-duplicators the log tests set."""
+    require("ray")
+    from ray._private import ray_logging
+
+    return ray_logging
+
+
+def ray_constants_module():
+    """`ray._private.ray_constants`: process-type names and `DEFAULT_RUNTIME_ENV_DIR_NAME` (the folder of a
+    node's runtime resources, which the simulated cluster's provider gives each fake node for itself)."""
+    require("ray")
+    from ray._private import ray_constants
+
+    return ray_constants
+
+
+def session_raylet_pid() -> int:
+    """The process id of this driver's Ray session's raylet (`ray._private.worker._global_node`)."""
+    constants = ray_constants_module()
+    node = ray_worker_module()._global_node
+    return node.all_processes[constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
 def ray_global_state():
     """`ray._private.state.state`: the GCS client behind `get_max_resources_from_cluster_config()` and
     `get_cluster_config()` (the autoscaler's node types)."""

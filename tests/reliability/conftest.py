@@ -44,11 +44,10 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05, alive
 def session_processes(name: str) -> list:
     """This Ray session's worker processes whose title starts with `ray::<name>` (children of our raylet)."""
     import psutil
-    import ray._private.worker as ray_worker
-    from ray._private import ray_constants
 
-    node = ray_worker._global_node
-    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    from clasp_dist.compat import session_raylet_pid
+
+    raylet = session_raylet_pid()
     found = []
     for proc in psutil.Process(raylet).children(recursive=True):
         try:

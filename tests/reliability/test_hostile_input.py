@@ -424,8 +424,9 @@ def test_a_data_error_record_split_across_forwarded_batches_is_dropped_whole():
 def test_debug_shows_ray_copies_of_a_data_error_traceback(monkeypatch):
     """`clasp train --debug` (show_data_error_tracebacks) prints every forwarded line, through Ray's own
     de-duplicating printer."""
-    import ray._private.worker as ray_worker
-    from ray._private import ray_logging
+    from clasp_dist.compat import ray_logging_module, ray_worker_module
+
+    ray_worker, ray_logging = ray_worker_module(), ray_logging_module()
 
     for dedup in (ray_logging.stdout_deduplicator, ray_logging.stderr_deduplicator):
         monkeypatch.setattr(dedup, "deduplicate", dedup.deduplicate)  # restored afterwards
