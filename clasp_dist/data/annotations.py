@@ -16,6 +16,7 @@ refused there); the evaluator (``evaluation.formats.load_ground_truth``) reads t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -106,17 +107,30 @@ def database_of(document: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     return db
 
 
+def video_entry(vid: str, entry: Any, where: str) -> Mapping[str, Any]:
+    """One video's entry of the database: an object whose 'annotations', when present, is a list."""
+    if not isinstance(entry, Mapping):
+        raise AnnotationError(f"{where}: video '{vid}': the entry is a {type(entry).__name__}, not an object")
+    if not isinstance(entry.get("annotations") or [], list):
+        raise AnnotationError(f"{where}: video '{vid}': 'annotations' must be a list")
+    return entry
+
+
 def class_table(db: Mapping[str, Any], where: str) -> ClassTable:
     """The file's classes (module docstring); an id naming two classes, or a name with two ids, is an error."""
-    anns = [a for e in db.values() for a in (e.get("annotations") or [])]
+    anns = [
+        (f"{where}: video '{vid}' annotation {k}", a)
+        for vid, e in db.items()
+        for k, a in enumerate(video_entry(str(vid), e, where).get("annotations") or [])
+    ]
     if not anns:
         raise AnnotationError(f"{where}: annotation JSON has no annotations: cannot derive a class list")
-    if not all(isinstance(a, Mapping) and "label_id" in a for a in anns):
-        names = sorted({str(a.get("label")) for a in anns if isinstance(a, Mapping)})
+    if not all(isinstance(a, Mapping) and "label_id" in a for _, a in anns):
+        names = sorted({str(a.get("label")) for _, a in anns if isinstance(a, Mapping)})
         return ClassTable(tuple(names), tuple(range(len(names))))
     by_id: dict[int, str] = {}
-    for a in anns:
-        i, name = _label_id(a["label_id"], where), str(a.get("label"))
+    for place, a in anns:
+        i, name = _label_id(a["label_id"], place), str(a.get("label"))
         if by_id.setdefault(i, name) != name:
             raise AnnotationError(f"{where}: label_id {i} names two classes: '{by_id[i]}' and '{name}'")
     if len(set(by_id.values())) != len(by_id):
@@ -125,10 +139,31 @@ def class_table(db: Mapping[str, Any], where: str) -> ClassTable:
     return ClassTable(tuple(by_id[i] for i in ids), ids)
 
 
+MAX_LABEL_ID = 10**9
+"""A label id is an index into a class table (UnAV-100: 0-99): anything larger is not one."""
+
+
 def _label_id(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
-        raise AnnotationError(f"{where}: label_id {value!r} is not a non-negative integer")
+    """`where` names the file, video and annotation; the message quotes at most a short prefix of the value."""
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, bool) or not finite or not 0 <= value <= MAX_LABEL_ID or int(value) != value:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise AnnotationError(f"{where}: 'label_id' {shown} is not an integer from 0 to {MAX_LABEL_ID}")
     return int(value)
+
+
+def _duration(vid: str, entry: Mapping[str, Any], where: str) -> float:
+    """The entry's 'duration' in seconds (NaN when absent); a value that is not a number is an error."""
+    value = entry.get("duration")
+    if value is None:
+        return float("nan")
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise AnnotationError(f"{where}: video '{vid}': 'duration' {shown} is not a number") from None
 
 
 def drop_duplicate_segments(
@@ -176,7 +211,7 @@ def parse_annotations(
     out: dict[str, list[VideoAnnotation]] = {s: [] for s in splits}
     dropped, subsets = 0, set()
     for vid, entry in db.items():
-        if not isinstance(entry, Mapping) or "subset" not in entry:
+        if "subset" not in video_entry(str(vid), entry, where):
             raise AnnotationError(f"{where}: video '{vid}': annotation entry has no 'subset'")
         subsets.add(str(entry["subset"]).lower())
         split = split_name(entry["subset"])
@@ -184,7 +219,7 @@ def parse_annotations(
             continue
         kept, n_dup = drop_duplicate_segments(_video_segments(str(vid), entry, position, where), tol)
         dropped += n_dup
-        duration = float(entry["duration"]) if entry.get("duration") is not None else float("nan")
+        duration = _duration(str(vid), entry, where)
         out[split].append(VideoAnnotation(str(vid), split, duration, tuple(kept)))
     return Annotations(
         classes=table.names,

@@ -544,7 +544,7 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    names=("gt.json",),
+    names=("gt.json", "video 'vx' annotation 0", "'label_id' inf"),
 )
 row(
     "evaluate_video_entry_not_an_object",
@@ -554,7 +554,7 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    names=("gt.json",),
+    names=("gt.json", "video 'vx'", "not an object"),
 )
 row(
     "evaluate_duration_not_a_number",
@@ -564,7 +564,7 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    names=("gt.json",),
+    names=("gt.json", "video 'vx'", "'duration' 'long'"),
 )
 row(
     "evaluate_label_id_huge_integer",
@@ -574,7 +574,7 @@ row(
     "{pred}",
     "--ground-truth",
     "{gt}",
-    names=("gt.json",),
+    names=("gt.json", "video 'vx' annotation 0", "'label_id' 1000"),
 )
 row(
     "evaluate_results_entry_not_a_list",
