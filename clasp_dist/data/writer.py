@@ -196,5 +196,12 @@ def _map(fn, tasks: list, workers: int):
         yield from map(fn, tasks)
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(min(workers, len(tasks))) as pool:
+    pool = ctx.Pool(min(workers, len(tasks)))
+    try:
         yield from pool.imap_unordered(fn, tasks)
+        # Let the workers exit on their own: a SIGTERM (Pool's exit) makes the failure-signal handlers that a
+        # forked child inherits from Ray's core worker print stack dumps into a normal run's output.
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()  # an error or an abandoned iteration: stop the workers

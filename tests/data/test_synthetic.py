@@ -247,3 +247,23 @@ def test_small_profile_is_pinned():
         "bank": "af0c942247d0899201b5a77af9952cf111f355b9a8e518441c300a8e2579b078",
         "videos": "9961a9d909f42046e4007d0a504ff85f1d063b9fdd247af02d8ac5ad4d504940",
     }
+
+
+@pytest.mark.slow
+def test_generating_beside_ray_prints_no_stack_dumps(tmp_path):
+    """The writer's forked processes inherit the failure-signal handlers of Ray's core worker: stopping them with
+    SIGTERM printed `*** SIGTERM received ... PC: @ ...` dumps into every first `clasp train`. They exit on their
+    own now."""
+    import subprocess
+    import sys
+
+    script = (
+        "import ray; ray.init(num_cpus=1, include_dashboard=False)\n"
+        "from clasp_dist.data import generate_dataset\n"
+        f"generate_dataset({str(tmp_path / 'data')!r}, 'tiny', seed=0, workers=2, progress=False)\n"
+        "ray.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SIGTERM" not in done.stderr and "PC: @" not in done.stderr, done.stderr[-2000:]
+    assert read_manifest(str(tmp_path / "data")).splits["train"].videos > 0
