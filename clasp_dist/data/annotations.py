@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..limits import quote
 from .errors import DataError
 from .splits import SPLITS, split_name
 
@@ -147,8 +148,7 @@ def _label_id(value: Any, where: str) -> int:
     """`where` names the file, video and annotation; the message quotes at most a short prefix of the value."""
     finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     if isinstance(value, bool) or not finite or not 0 <= value <= MAX_LABEL_ID or int(value) != value:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise AnnotationError(f"{where}: 'label_id' {shown} is not an integer from 0 to {MAX_LABEL_ID}")
+        raise AnnotationError(f"{where}: 'label_id' {quote(value, 40)} is not an integer from 0 to {MAX_LABEL_ID}")
     return int(value)
 
 
@@ -162,8 +162,7 @@ def _duration(vid: str, entry: Mapping[str, Any], where: str) -> float:
             raise ValueError
         return float(value)
     except (TypeError, ValueError):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise AnnotationError(f"{where}: video '{vid}': 'duration' {shown} is not a number") from None
+        raise AnnotationError(f"{where}: video '{vid}': 'duration' {quote(value, 40)} is not a number") from None
 
 
 def drop_duplicate_segments(
